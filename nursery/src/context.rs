@@ -1,0 +1,163 @@
+//! The current scope: what a task can ask without being handed a token
+//! (Go's `ctx`, without passing it).
+//!
+//! Each poll of a child (and of a scope's body) lends the scope's `Arc` to a
+//! thread-local slot for the duration of the poll, by moving it in and out:
+//! no reference count is touched per poll.
+
+use std::cell::Cell;
+use std::future::Future;
+
+use tokio::time::Instant;
+
+use crate::error::Interrupted;
+use crate::scope::Scope;
+use crate::sync::Arc;
+
+thread_local! {
+    static CURRENT: Cell<Option<Arc<Scope>>> = const { Cell::new(None) };
+}
+
+/// Runs `f` with the scope in `slot` as the current scope, then puts it back
+/// (also if `f` unwinds).
+pub(crate) fn enter<R>(slot: &mut Option<Arc<Scope>>, f: impl FnOnce() -> R) -> R {
+    struct Restore<'a> {
+        slot: &'a mut Option<Arc<Scope>>,
+        outer: Option<Option<Arc<Scope>>>,
+    }
+    impl Drop for Restore<'_> {
+        fn drop(&mut self) {
+            let outer = self.outer.take().unwrap_or_default();
+            *self.slot = CURRENT.with(|current| current.replace(outer));
+        }
+    }
+    let lent = slot.take();
+    let outer = CURRENT.with(|current| current.replace(lent));
+    let _restore = Restore {
+        slot,
+        outer: Some(outer),
+    };
+    f()
+}
+
+/// Calls `f` with the current scope, if any.
+pub(crate) fn with_current<R>(f: impl FnOnce(Option<&Arc<Scope>>) -> R) -> R {
+    CURRENT.with(|current| {
+        let scope = current.take();
+        struct PutBack<'a>(&'a Cell<Option<Arc<Scope>>>, Option<Arc<Scope>>);
+        impl Drop for PutBack<'_> {
+            fn drop(&mut self) {
+                self.0.set(self.1.take());
+            }
+        }
+        let guard = PutBack(current, scope);
+        f(guard.1.as_ref())
+    })
+}
+
+/// The current scope, cloned.
+pub(crate) fn current() -> Option<Arc<Scope>> {
+    with_current(|scope| scope.cloned())
+}
+
+/// Waits until the current scope is cancelled: a sibling failed, the
+/// deadline passed, the parent was cancelled or someone called
+/// [`Nursery::cancel`](crate::Nursery::cancel).
+///
+/// The scope is the one current when `cancelled()` is called: the one that
+/// runs this task or body. Outside any scope the future never completes, as
+/// Go's `context.Background().Done()` never closes.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let result = nursery::scope(|n| async move {
+///     n.spawn(async {
+///         tokio::select! {
+///             _ = nursery::cancelled() => Ok("stopped cleanly"),
+///             _ = std::future::pending::<()>() => unreachable!(),
+///         }
+///     });
+///     n.cancel();
+///     Ok::<_, ()>("body's result")
+/// })
+/// .await;
+/// assert_eq!(result, Ok("body's result"));
+/// # }
+/// ```
+///
+/// # Cancel safety
+///
+/// Cancel safe: dropping the future loses nothing.
+pub fn cancelled() -> impl Future<Output = ()> + Send + 'static {
+    let token = with_current(|scope| scope.map(|scope| scope.token.clone()));
+    async move {
+        match token {
+            Some(token) => token.cancelled_owned().await,
+            None => std::future::pending().await,
+        }
+    }
+}
+
+/// Returns `Err` if the current scope has been cancelled, saying whether
+/// its deadline passed ([`Interrupted::TimedOut`]) or it was cancelled
+/// otherwise ([`Interrupted::Cancelled`]). For loops that compute between
+/// awaits, like checking Go's `ctx.Err()`.
+///
+/// Outside any scope it always returns `Ok(())`.
+///
+/// # Errors
+///
+/// [`Interrupted`] once the current scope is cancelled.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let result = nursery::scope(|n| async move {
+///     n.spawn(async {
+///         for chunk in 0.. {
+///             nursery::check()?; // stop between chunks once cancelled
+///             let _ = chunk;
+///             tokio::task::yield_now().await;
+///         }
+///         Ok(())
+///     });
+///     n.cancel();
+///     Ok::<_, nursery::Interrupted>(())
+/// })
+/// .await;
+/// assert!(result.is_ok());
+/// # }
+/// ```
+pub fn check() -> Result<(), Interrupted> {
+    with_current(|scope| match scope {
+        Some(scope) => scope.interrupted().map_or(Ok(()), Err),
+        None => Ok(()),
+    })
+}
+
+/// The deadline of the current scope: the earliest of its own and every
+/// enclosing scope's, or `None` if none has one (or outside any scope).
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// use std::time::Duration;
+/// assert_eq!(nursery::deadline(), None);
+/// nursery::Nursery::builder()
+///     .timeout(Duration::from_secs(5))
+///     .scope(|_| async move {
+///         let left = nursery::deadline().unwrap() - tokio::time::Instant::now();
+///         assert_eq!(left, Duration::from_secs(5));
+///         Ok::<_, ()>(())
+///     })
+///     .await
+///     .unwrap();
+/// # }
+/// ```
+pub fn deadline() -> Option<Instant> {
+    with_current(|scope| scope.and_then(|scope| scope.deadline))
+}

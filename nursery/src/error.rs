@@ -1,0 +1,447 @@
+//! The errors a scope and its tasks report.
+
+use std::borrow::Cow;
+use std::error::Error as StdError;
+use std::fmt;
+use std::panic::Location;
+
+use crate::sync::SharedStr;
+
+/// Why a scope did not return its body's value.
+///
+/// A scope returns `Failed` when a child or the body returned `Err`
+/// (G2), `TimedOut` when its deadline passed (G5) and `Cancelled` when it was
+/// cancelled from outside: by its parent scope or its
+/// [`cancel_on`](crate::Builder::cancel_on) token. Cancelling a scope on
+/// purpose with [`Nursery::cancel`](crate::Nursery::cancel) is not an error
+/// (G9). Panics are not errors: they are re-raised (G3).
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let result = nursery::Nursery::builder()
+///     .collect_errors()
+///     .scope(|n| async move {
+///         n.spawn(async { Err::<(), _>("first") });
+///         n.spawn(async { Err::<(), _>("second") });
+///         Ok(())
+///     })
+///     .await;
+/// match result {
+///     Err(nursery::Error::Failed { error, suppressed }) => {
+///         // The first error in time is `error`; no other one is lost.
+///         assert_eq!(suppressed.len(), 1);
+///         assert!(["first", "second"].contains(&error));
+///     }
+///     other => panic!("unexpected {other:?}"),
+/// }
+/// # }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error<E> {
+    /// A child or the body failed.
+    ///
+    /// Under fail-fast (the default) `error` is the failure that cancelled
+    /// the scope and `suppressed` holds the errors that arrived while it was
+    /// being cancelled. Under [`collect_errors`](crate::Builder::collect_errors)
+    /// `error` is the first error in time and `suppressed` the rest, in order.
+    Failed {
+        /// The first error.
+        error: E,
+        /// Every later error, in the order it arrived.
+        suppressed: Vec<E>,
+    },
+    /// The scope's deadline (its own or an enclosing scope's) passed before
+    /// it finished.
+    TimedOut,
+    /// The scope was cancelled from outside: by its parent scope or by its
+    /// [`cancel_on`](crate::Builder::cancel_on) token.
+    Cancelled,
+}
+
+impl<E> Error<E> {
+    /// Turns the error into the caller's error type, mapping `TimedOut` and
+    /// `Cancelled` through [`Interrupted`]. The `suppressed` errors are
+    /// dropped: match on [`Error::Failed`] to keep them.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// #[derive(Debug, PartialEq)]
+    /// enum AppError { Interrupted(nursery::Interrupted) }
+    /// impl From<nursery::Interrupted> for AppError {
+    ///     fn from(i: nursery::Interrupted) -> Self { AppError::Interrupted(i) }
+    /// }
+    /// let error: nursery::Error<AppError> = nursery::Error::TimedOut;
+    /// assert_eq!(error.into_error(), AppError::Interrupted(nursery::Interrupted::TimedOut));
+    /// ```
+    pub fn into_error(self) -> E
+    where
+        E: From<Interrupted>,
+    {
+        match self {
+            Error::Failed { error, .. } => error,
+            Error::TimedOut => Interrupted::TimedOut.into(),
+            Error::Cancelled => Interrupted::Cancelled.into(),
+        }
+    }
+
+    /// The first error, if the scope failed.
+    ///
+    /// ```
+    /// let error = nursery::Error::Failed { error: "boom", suppressed: vec![] };
+    /// assert_eq!(error.error(), Some(&"boom"));
+    /// assert_eq!(nursery::Error::<&str>::TimedOut.error(), None);
+    /// ```
+    pub fn error(&self) -> Option<&E> {
+        match self {
+            Error::Failed { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+
+    /// The errors kept behind the first one; empty unless the scope failed.
+    ///
+    /// ```
+    /// let error = nursery::Error::Failed { error: 1, suppressed: vec![2, 3] };
+    /// assert_eq!(error.suppressed(), &[2, 3]);
+    /// ```
+    pub fn suppressed(&self) -> &[E] {
+        match self {
+            Error::Failed { suppressed, .. } => suppressed,
+            _ => &[],
+        }
+    }
+
+    /// Whether the scope's deadline passed.
+    ///
+    /// ```
+    /// assert!(nursery::Error::<()>::TimedOut.is_timed_out());
+    /// ```
+    pub fn is_timed_out(&self) -> bool {
+        matches!(self, Error::TimedOut)
+    }
+
+    /// Whether the scope was cancelled from outside.
+    ///
+    /// ```
+    /// assert!(nursery::Error::<()>::Cancelled.is_cancelled());
+    /// ```
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, Error::Cancelled)
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for Error<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Failed { error, suppressed } => {
+                write!(f, "{error}")?;
+                match suppressed.len() {
+                    0 => Ok(()),
+                    1 => write!(f, " (1 more error suppressed)"),
+                    n => write!(f, " ({n} more errors suppressed)"),
+                }
+            }
+            Error::TimedOut => f.write_str(TIMED_OUT),
+            Error::Cancelled => f.write_str(CANCELLED),
+        }
+    }
+}
+
+impl<E: StdError + 'static> StdError for Error<E> {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        match self {
+            Error::Failed { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}
+
+const TIMED_OUT: &str = "the scope's deadline passed before it finished";
+const CANCELLED: &str = "the scope was cancelled from outside";
+
+/// Why the current scope stopped: what [`check`](crate::check) reports and
+/// what `#[nursery]` functions convert into their own error type.
+///
+/// # Examples
+///
+/// ```
+/// use nursery::Interrupted;
+/// assert_eq!(Interrupted::TimedOut.to_string(), "the scope's deadline passed before it finished");
+/// let boxed: Box<dyn std::error::Error> = Interrupted::Cancelled.into();
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Interrupted {
+    /// The deadline of the scope (or of an enclosing scope) passed.
+    TimedOut,
+    /// The scope was cancelled: a sibling failed, the parent was cancelled,
+    /// or someone called [`Nursery::cancel`](crate::Nursery::cancel).
+    Cancelled,
+}
+
+impl fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Interrupted::TimedOut => TIMED_OUT,
+            Interrupted::Cancelled => "the scope was cancelled",
+        })
+    }
+}
+
+impl StdError for Interrupted {}
+
+impl<E> From<Interrupted> for Error<E> {
+    fn from(interrupted: Interrupted) -> Self {
+        match interrupted {
+            Interrupted::TimedOut => Error::TimedOut,
+            Interrupted::Cancelled => Error::Cancelled,
+        }
+    }
+}
+
+// ===== TaskInfo =====
+
+/// A task's name: borrowed for the common `&'static str` case, shared
+/// otherwise, so cloning it never allocates.
+#[derive(Clone)]
+pub(crate) enum Name {
+    Static(&'static str),
+    Shared(SharedStr),
+}
+
+impl Name {
+    pub(crate) fn new(name: Cow<'static, str>) -> Name {
+        match name {
+            Cow::Borrowed(name) => Name::Static(name),
+            Cow::Owned(name) => Name::Shared(name.into()),
+        }
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        match self {
+            Name::Static(name) => name,
+            Name::Shared(name) => name,
+        }
+    }
+}
+
+impl fmt::Debug for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+/// Who a task is: its name if it has one, and where it was spawned.
+#[derive(Clone)]
+pub(crate) struct TaskInfo {
+    pub(crate) name: Option<Name>,
+    pub(crate) location: &'static Location<'static>,
+}
+
+impl fmt::Display for TaskInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.name {
+            Some(name) => write!(f, "task `{}` spawned at {}", name.as_str(), self.location),
+            None => write!(f, "task spawned at {}", self.location),
+        }
+    }
+}
+
+impl fmt::Debug for TaskInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskInfo")
+            .field("name", &self.name)
+            .field("location", &format_args!("{}", self.location))
+            .finish()
+    }
+}
+
+// ===== JoinError =====
+
+/// Why a [`TaskHandle`](crate::TaskHandle) has no value.
+///
+/// The child's own error never travels through its handle: it goes to the
+/// scope (which returns it or keeps it as suppressed), so that no error can
+/// be lost by dropping a handle. The handle says only what happened.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let result = nursery::Nursery::builder()
+///     .collect_errors()
+///     .scope(|n| async move {
+///         let handle = n.spawn_named("parse", async { "x".parse::<u32>() });
+///         let join_error = handle.await.unwrap_err();
+///         assert!(join_error.is_failed());
+///         assert!(join_error.to_string().contains("task `parse` spawned at"));
+///         Ok(())
+///     })
+///     .await;
+/// assert!(result.unwrap_err().error().is_some());
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct JoinError {
+    repr: Repr,
+    task: TaskInfo,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Repr {
+    Failed,
+    Panicked,
+    Cancelled,
+    Closed,
+    NotReady,
+}
+
+impl JoinError {
+    pub(crate) fn new(repr: Repr, task: TaskInfo) -> JoinError {
+        JoinError { repr, task }
+    }
+
+    /// The child returned `Err`; the error went to the scope.
+    pub fn is_failed(&self) -> bool {
+        self.repr == Repr::Failed
+    }
+
+    /// The child panicked; the scope re-raises the panic once joined.
+    pub fn is_panic(&self) -> bool {
+        self.repr == Repr::Panicked
+    }
+
+    /// The child was cancelled: aborted, or never started because the scope
+    /// was cancelled first.
+    pub fn is_cancelled(&self) -> bool {
+        self.repr == Repr::Cancelled
+    }
+
+    /// The child was never started because its scope had already returned.
+    pub fn is_closed(&self) -> bool {
+        self.repr == Repr::Closed
+    }
+
+    /// The child passed to [`Nursery::start`](crate::Nursery::start)
+    /// finished without calling [`Ready::send`](crate::Ready::send).
+    pub fn is_not_ready(&self) -> bool {
+        self.repr == Repr::NotReady
+    }
+
+    /// The task's name, if it was given one.
+    pub fn name(&self) -> Option<&str> {
+        self.task.name.as_ref().map(Name::as_str)
+    }
+
+    /// Where the task was spawned.
+    pub fn location(&self) -> &'static Location<'static> {
+        self.task.location
+    }
+}
+
+impl fmt::Display for JoinError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.repr {
+            Repr::Failed => "failed; its error went to the scope",
+            Repr::Panicked => "panicked; the scope re-raises the panic",
+            Repr::Cancelled => "was cancelled before it finished",
+            Repr::Closed => "was not started: its scope had already returned",
+            Repr::NotReady => "finished without calling `Ready::send`",
+        };
+        write!(f, "{} {what}", self.task)
+    }
+}
+
+impl fmt::Debug for JoinError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JoinError")
+            .field("kind", &self.repr)
+            .field("task", &self.task)
+            .finish()
+    }
+}
+
+impl StdError for JoinError {}
+
+// ===== SpawnError =====
+
+/// [`Nursery::try_spawn`](crate::Nursery::try_spawn) did not start the
+/// child; the future is handed back unpolled.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// nursery::Nursery::builder().limit(1).scope(|n| async move {
+///     let _running = n.spawn(std::future::pending::<Result<(), ()>>());
+///     let refused = n.try_spawn(async { Ok(()) }).unwrap_err();
+///     assert!(refused.is_full());
+///     let _future = refused.into_future(); // run it later, elsewhere, or drop it
+///     n.cancel();
+///     Ok(())
+/// }).await.unwrap();
+/// # }
+/// ```
+pub struct SpawnError<F> {
+    kind: SpawnErrorKind,
+    future: F,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SpawnErrorKind {
+    Full,
+    Cancelled,
+    Closed,
+}
+
+impl<F> SpawnError<F> {
+    pub(crate) fn new(kind: SpawnErrorKind, future: F) -> SpawnError<F> {
+        SpawnError { kind, future }
+    }
+
+    /// The scope is at its limit.
+    pub fn is_full(&self) -> bool {
+        self.kind == SpawnErrorKind::Full
+    }
+
+    /// The scope has been cancelled and starts nothing new.
+    pub fn is_cancelled(&self) -> bool {
+        self.kind == SpawnErrorKind::Cancelled
+    }
+
+    /// The scope has already returned.
+    pub fn is_closed(&self) -> bool {
+        self.kind == SpawnErrorKind::Closed
+    }
+
+    /// The future that was not spawned.
+    pub fn into_future(self) -> F {
+        self.future
+    }
+}
+
+impl<F> fmt::Debug for SpawnError<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SpawnError")
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F> fmt::Display for SpawnError<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self.kind {
+            SpawnErrorKind::Full => {
+                "the scope is at its limit; use `spawn` to queue the child instead"
+            }
+            SpawnErrorKind::Cancelled => "the scope has been cancelled and starts no new children",
+            SpawnErrorKind::Closed => "the scope has already returned and starts no new children",
+        })
+    }
+}
+
+impl<F> StdError for SpawnError<F> {}

@@ -1,0 +1,55 @@
+//! Structured concurrency for tokio: every task has an owner, and no owner
+//! returns before its tasks have finished or been cancelled.
+//!
+//! A *scope* (a nursery, after Trio) runs a body and the children it
+//! spawns. When [`scope`] returns, every child has terminated. The first
+//! error cancels the rest and is returned, no later error is lost, panics
+//! are re-raised, deadlines and cancellation flow down nested scopes, and
+//! dropping a scope aborts its children. The guarantees, G1–G9, are listed
+//! on [`scope`].
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! # #[tokio::main] async fn main() {
+//! let sizes = nursery::Nursery::builder()
+//!     .limit(4)                           // at most 4 children at once
+//!     .timeout(Duration::from_secs(10))   // then everything is cancelled
+//!     .scope(|n| async move {
+//!         let handles: Vec<_> = (1..=8u64)
+//!             .map(|i| n.spawn(async move { Ok::<_, std::io::Error>(i * i) }))
+//!             .collect();
+//!         let mut sizes = Vec::new();
+//!         for handle in handles {
+//!             sizes.push(handle.await.map_err(std::io::Error::other)?);
+//!         }
+//!         Ok(sizes)
+//!     })
+//!     .await
+//!     .unwrap();
+//! assert_eq!(sizes, [1, 4, 9, 16, 25, 36, 49, 64]);
+//! # }
+//! ```
+//!
+//! Inside a child or body, [`cancelled`], [`check`] and [`deadline`] speak
+//! of the current scope, the way Go code asks its `ctx`.
+
+#![deny(missing_docs)]
+#![warn(missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
+#![forbid(unsafe_code)]
+
+mod context;
+mod error;
+mod leak;
+mod limit;
+mod nursery;
+mod scope;
+mod shared;
+mod sync;
+mod task;
+
+pub use crate::context::{cancelled, check, deadline};
+pub use crate::error::{Error, Interrupted, JoinError, SpawnError};
+pub use crate::nursery::{Nursery, Ready};
+pub use crate::scope::{Builder, scope};
+pub use crate::task::TaskHandle;

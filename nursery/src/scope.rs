@@ -1,0 +1,681 @@
+//! [`scope`], [`Builder`], and the scope future: the join / fail / cancel
+//! state machine around the shared [`Core`].
+
+use std::borrow::Cow;
+use std::fmt;
+use std::future::{Future, poll_fn};
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::pin::pin;
+use std::task::Poll;
+use std::time::Duration;
+
+use pin_project_lite::pin_project;
+use tokio::runtime::Handle;
+use tokio::task::AbortHandle;
+use tokio::time::{Instant, Sleep, sleep, sleep_until};
+use tokio_util::sync::CancellationToken;
+
+use crate::context;
+use crate::error::{Error, Interrupted, Name, SpawnErrorKind, TaskInfo};
+use crate::leak::Registry;
+use crate::limit::Admission;
+use crate::nursery::Nursery;
+use crate::shared::{Cancelling, Cause, Core, Outcome, Payload, Refusal};
+use crate::sync::{Arc, Mutex, lock};
+use crate::task::{Queued, Start, TaskHandle};
+
+/// Opens a scope with the default settings, runs `body` in it, and returns
+/// once the body and every child spawned into the scope have finished.
+///
+/// The body runs inline, in the future `scope` returns, so it may borrow
+/// from the caller; children are `'static` tasks that run in parallel on
+/// the runtime. The scope guarantees (G1–G9):
+///
+/// - it returns only after every child has terminated, siblings spawned by
+///   children included (G1);
+/// - the first error, from a child or the body, cancels the body and every
+///   other child, and is returned; later errors are kept as `suppressed`
+///   (G2);
+/// - a child panic cancels the rest and is re-raised by `scope` (G3);
+/// - a scope opened inside a child or body of this one is cancelled with it
+///   and inherits its deadline (G4);
+/// - dropping the returned future aborts every child at once (G7).
+///
+/// Use [`Nursery::builder`] for a name, a limit, a deadline, a grace period,
+/// `collect_errors` or an outside cancellation token.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let words = ["structured", "concurrency"];
+/// let lengths = nursery::scope(|n| async move {
+///     let handles: Vec<_> = words
+///         .iter()
+///         .map(|word| {
+///             let word = word.to_string();
+///             n.spawn(async move { Ok::<_, std::io::Error>(word.len()) })
+///         })
+///         .collect();
+///     let mut lengths = Vec::new();
+///     for handle in handles {
+///         lengths.push(handle.await.map_err(std::io::Error::other)?);
+///     }
+///     Ok(lengths)
+/// })
+/// .await
+/// .unwrap();
+/// assert_eq!(lengths, [10, 11]);
+/// # }
+/// ```
+///
+/// # Errors
+///
+/// [`Error::Failed`] with the first error and the suppressed ones;
+/// [`Error::TimedOut`] and [`Error::Cancelled`] only with a builder setting
+/// or inside a scope that has them.
+///
+/// # Panics
+///
+/// Re-raises the first panic of the body or a child, after the join. Panics
+/// if polled outside a tokio runtime.
+///
+/// # Cancel safety
+///
+/// Dropping the future before it completes aborts every child at once and
+/// starts none of the queued ones (G7); it never blocks.
+pub async fn scope<F, Fut, T, E>(body: F) -> Result<T, Error<E>>
+where
+    F: FnOnce(Nursery<E>) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    E: Send + 'static,
+{
+    run(Builder::new(), body).await
+}
+
+// ===== Builder =====
+
+/// Settings for a scope, built with [`Nursery::builder`] and consumed by
+/// [`Builder::scope`].
+///
+/// Every setting is optional. Settings that can never be right (a limit of
+/// 0, an empty name) panic at the call, naming the setting, as tokio's
+/// runtime builder does.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use std::time::Duration;
+/// use nursery::Nursery;
+///
+/// let shutdown = tokio_util::sync::CancellationToken::new();
+/// let checked = Nursery::builder()
+///     .name("health-check")
+///     .limit(8)                          // at most 8 children at once
+///     .timeout(Duration::from_secs(5))   // then everything is cancelled
+///     .grace(Duration::from_millis(100)) // time to stop cleanly before abort
+///     .cancel_on(shutdown.clone())
+///     .scope(|n| async move {
+///         for port in 8000..8016 {
+///             n.spawn(async move { Ok::<_, std::io::Error>(port) });
+///         }
+///         Ok(n.name().map(str::to_owned))
+///     })
+///     .await
+///     .unwrap();
+/// assert_eq!(checked.as_deref(), Some("health-check"));
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Builder {
+    name: Option<Name>,
+    limit: Option<usize>,
+    timeout: Option<Duration>,
+    deadline: Option<Instant>,
+    grace: Duration,
+    fail_fast: bool,
+    cancel_on: Option<CancellationToken>,
+}
+
+impl Builder {
+    pub(crate) fn new() -> Builder {
+        Builder {
+            name: None,
+            limit: None,
+            timeout: None,
+            deadline: None,
+            grace: Duration::ZERO,
+            fail_fast: true,
+            cancel_on: None,
+        }
+    }
+
+    /// Names the scope, for error messages, leak reports and task dumps.
+    ///
+    /// # Panics
+    ///
+    /// If `name` is empty.
+    #[track_caller]
+    pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Builder {
+        let name = name.into();
+        assert!(
+            !name.is_empty(),
+            "nursery: Builder::name(\"\"): a scope name must not be empty; leave the scope unnamed instead"
+        );
+        self.name = Some(Name::new(name));
+        self
+    }
+
+    /// Runs at most `limit` children at once (Go's `errgroup.SetLimit`).
+    /// Children spawned beyond it wait in FIFO order, without creating tokio
+    /// tasks; [`Nursery::try_spawn`] hands the future back instead (G8).
+    ///
+    /// # Panics
+    ///
+    /// If `limit` is 0: such a scope could never run a child.
+    #[track_caller]
+    pub fn limit(mut self, limit: usize) -> Builder {
+        assert!(
+            limit > 0,
+            "nursery: Builder::limit(0): a scope needs a limit of at least 1 (leave it unset for no limit)"
+        );
+        self.limit = Some(limit);
+        self
+    }
+
+    /// Cancels the scope `timeout` after it starts (its first poll); the
+    /// scope then returns [`Error::TimedOut`] (G5). Combined with
+    /// [`deadline`](Builder::deadline) or an enclosing scope's deadline, the
+    /// earliest wins. A timeout too large to represent means no timeout.
+    pub fn timeout(mut self, timeout: Duration) -> Builder {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Cancels the scope at `deadline`; the scope then returns
+    /// [`Error::TimedOut`] (G5). The earliest of this, the
+    /// [`timeout`](Builder::timeout) and an enclosing scope's deadline wins.
+    pub fn deadline(mut self, deadline: Instant) -> Builder {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// On cancellation, gives children `grace` to finish by themselves after
+    /// the scope's token has fired, then aborts the rest (G6). Default: zero,
+    /// abort at once.
+    ///
+    /// Children observe the token with [`cancelled`](crate::cancelled),
+    /// [`check`](crate::check) or [`Nursery::token`]. A non-zero grace needs
+    /// a runtime with the time driver enabled.
+    pub fn grace(mut self, grace: Duration) -> Builder {
+        self.grace = grace;
+        self
+    }
+
+    /// Keeps going when children fail: nothing is cancelled, and the scope
+    /// returns [`Error::Failed`] with every error once all have finished
+    /// (the first in time as `error`, the rest in order). The default is
+    /// fail-fast: the first error cancels the rest.
+    ///
+    /// A panic still cancels the scope: it will be re-raised anyway.
+    pub fn collect_errors(mut self) -> Builder {
+        self.fail_fast = false;
+        self
+    }
+
+    /// Cancels the scope when `token` fires, as if its parent had been
+    /// cancelled: the scope returns [`Error::Cancelled`]. Use it to tie a
+    /// scope to a process-wide shutdown token.
+    pub fn cancel_on(mut self, token: CancellationToken) -> Builder {
+        self.cancel_on = Some(token);
+        self
+    }
+
+    /// Opens the scope with these settings and runs `body` in it; see
+    /// [`scope`](crate::scope()) for the guarantees.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Failed`], [`Error::TimedOut`] or [`Error::Cancelled`], per
+    /// the outcome rule in [`Error`].
+    ///
+    /// # Panics
+    ///
+    /// Re-raises the first panic of the body or a child, after the join.
+    /// Panics if polled outside a tokio runtime.
+    pub fn scope<F, Fut, T, E>(self, body: F) -> impl Future<Output = Result<T, Error<E>>>
+    where
+        F: FnOnce(Nursery<E>) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        E: Send + 'static,
+    {
+        run(self, body)
+    }
+}
+
+impl Default for Builder {
+    fn default() -> Builder {
+        Builder::new()
+    }
+}
+
+impl fmt::Debug for Builder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("name", &self.name)
+            .field("limit", &self.limit)
+            .field("timeout", &self.timeout)
+            .field("deadline", &self.deadline)
+            .field("grace", &self.grace)
+            .field("fail_fast", &self.fail_fast)
+            .field("cancel_on", &self.cancel_on.is_some())
+            .finish()
+    }
+}
+
+// ===== Scope =====
+
+/// The shared state of one open scope: the [`Core`] plus the tokio glue.
+pub(crate) struct Scope {
+    pub(crate) core: Core,
+    pub(crate) token: CancellationToken,
+    pub(crate) rt: Handle,
+    /// The effective deadline: the earliest of the scope's own and its
+    /// ancestors'.
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) name: Option<Name>,
+    /// The scope that was current when this one opened.
+    parent: Option<Arc<Scope>>,
+    registry: Mutex<Registry>,
+}
+
+/// What to do with a child that does not fit under the limit now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WhenFull {
+    Queue,
+    Refuse,
+}
+
+impl Scope {
+    /// Opens a scope under the current one; also returns the scope's own
+    /// deadline (before inheritance), which it must time itself.
+    fn open(config: &Builder) -> (Scope, Option<Instant>) {
+        let rt = Handle::try_current()
+            .unwrap_or_else(|_| panic!("nursery: no tokio runtime: scopes must run inside one"));
+        let parent = context::current();
+        let own = own_deadline(config);
+        let inherited = parent.as_ref().and_then(|parent| parent.deadline);
+        let token = match &parent {
+            Some(parent) => parent.token.child_token(),
+            None => CancellationToken::new(),
+        };
+        // The inherited deadline needs no timer here: the ancestor that owns
+        // it cancels this scope through the token.
+        let timed = own.filter(|&own| inherited.is_none_or(|inherited| own < inherited));
+        let scope = Scope {
+            core: Core::new(config.fail_fast, config.limit),
+            token,
+            rt,
+            deadline: earliest(own, inherited),
+            name: config.name.clone(),
+            parent,
+            registry: Mutex::new(Registry::new()),
+        };
+        (scope, timed)
+    }
+
+    // ----- children -----
+
+    /// Counts a new child in; see [`Core::enter`].
+    pub(crate) fn enter(&self) -> Result<(), SpawnErrorKind> {
+        match self.core.enter() {
+            Ok(()) => Ok(()),
+            Err((refusal, release)) => {
+                if release {
+                    self.release_parent();
+                }
+                Err(match refusal {
+                    Refusal::Cancelled => SpawnErrorKind::Cancelled,
+                    Refusal::Closed => SpawnErrorKind::Closed,
+                })
+            }
+        }
+    }
+
+    /// Starts an entered child now, or queues it under the limit. Hands the
+    /// child back only with [`WhenFull::Refuse`] when the limit is reached.
+    pub(crate) fn admit<C: Start>(
+        self: &Arc<Self>,
+        mut child: C,
+        weight: usize,
+        info: TaskInfo,
+        when_full: WhenFull,
+    ) -> Result<TaskHandle<C::Value>, C> {
+        let Some(limiter) = self.core.limiter() else {
+            let handle = child.spawn_on(self, &info);
+            return Ok(TaskHandle::running(handle, info));
+        };
+        if limiter.try_acquire(weight) {
+            child.guard_mut().admitted(weight);
+            let handle = child.spawn_on(self, &info);
+            return Ok(TaskHandle::running(handle, info));
+        }
+        if when_full == WhenFull::Refuse {
+            return Err(child);
+        }
+        let (queued, handle_rx) = Queued::new(child, weight, info.clone());
+        match limiter.admit_or_queue(weight, Box::new(queued)) {
+            Admission::Queued => {}
+            // Room was made meanwhile: start it now; its handle is already
+            // in the channel when this returns.
+            Admission::Run(job) => job.start(),
+            // Cancelled meanwhile: dropping the job resolves the handle.
+            Admission::Closed(job) => drop(job),
+        }
+        Ok(TaskHandle::queued(handle_rx, info))
+    }
+
+    /// Records a started child, so it can be aborted and reported.
+    pub(crate) fn register(&self, abort: AbortHandle, info: &TaskInfo) {
+        lock(&self.registry).push(abort, info);
+    }
+
+    /// A child's future (or closure) has been dropped.
+    pub(crate) fn child_exited(&self, weight: usize) {
+        if weight > 0 {
+            if let Some(limiter) = self.core.limiter() {
+                limiter.release(weight);
+            }
+        }
+        self.exit();
+    }
+
+    fn exit(&self) {
+        if self.core.exit() {
+            self.release_parent();
+        }
+    }
+
+    fn release_parent(&self) {
+        if let Some(parent) = &self.parent {
+            parent.exit();
+        }
+    }
+
+    // ----- failure and cancellation -----
+
+    pub(crate) fn report_error(&self, error: Payload, from_body: bool) {
+        let cancelling = self.core.report_error(error, from_body);
+        self.cancelling(cancelling);
+    }
+
+    pub(crate) fn report_panic(&self, payload: Payload) {
+        let cancelling = self.core.report_panic(payload);
+        self.cancelling(cancelling);
+    }
+
+    pub(crate) fn cancel(&self, cause: Cause) {
+        let cancelling = self.core.cancel(cause);
+        self.cancelling(cancelling);
+    }
+
+    /// A cancel was just decided: children see the token at once, and the
+    /// queued ones are dropped unstarted. Aborting follows from the scope
+    /// future, after the grace period.
+    fn cancelling(&self, cancelling: Cancelling) {
+        if cancelling == Cancelling::Now {
+            self.token.cancel();
+            drop(self.core.close_queue());
+        }
+    }
+
+    fn abort_all(&self) {
+        lock(&self.registry).abort_all();
+    }
+
+    /// The scope future was dropped before finishing (G7): cancel and abort
+    /// everything at once, and make the parent wait for the children that
+    /// are still being torn down (G1 is transitive). Never blocks.
+    fn abandon(&self) {
+        let _ = self.core.cancel(Cause::Dropped);
+        self.token.cancel();
+        drop(self.core.close_queue());
+        self.abort_all();
+        let hold = match &self.parent {
+            Some(parent) => match parent.core.enter_hold() {
+                Ok(()) => true,
+                Err(release) => {
+                    if release {
+                        parent.release_parent();
+                    }
+                    false
+                }
+            },
+            None => false,
+        };
+        if self.core.abandon(hold) {
+            self.release_parent();
+        }
+    }
+
+    /// Whether the scope has been cancelled, and how, for [`crate::check`].
+    pub(crate) fn interrupted(&self) -> Option<Interrupted> {
+        if !self.core.is_cancelled() && !self.token.is_cancelled() {
+            return None;
+        }
+        if self.core.cause() == Some(Cause::TimedOut) || self.deadline_passed() {
+            Some(Interrupted::TimedOut)
+        } else {
+            Some(Interrupted::Cancelled)
+        }
+    }
+
+    fn deadline_passed(&self) -> bool {
+        self.deadline
+            .is_some_and(|deadline| Instant::now() >= deadline)
+    }
+}
+
+impl fmt::Debug for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Scope")
+            .field("name", &self.name)
+            .field("core", &self.core)
+            .field("deadline", &self.deadline)
+            .field("registry", &*lock(&self.registry))
+            .finish_non_exhaustive()
+    }
+}
+
+fn own_deadline(config: &Builder) -> Option<Instant> {
+    let from_timeout = config
+        .timeout
+        .and_then(|timeout| Instant::now().checked_add(timeout));
+    earliest(config.deadline, from_timeout)
+}
+
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+// ===== the scope future =====
+
+pin_project! {
+    #[project = BodyProj]
+    enum Body<Fut> {
+        Running { #[pin] future: Fut },
+        Done,
+    }
+}
+
+/// Aborts the scope if its future is dropped before the join completed.
+struct Open {
+    scope: Arc<Scope>,
+    joined: bool,
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        if !self.joined {
+            self.scope.abandon();
+        }
+    }
+}
+
+async fn run<F, Fut, T, E>(config: Builder, body: F) -> Result<T, Error<E>>
+where
+    F: FnOnce(Nursery<E>) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    E: Send + 'static,
+{
+    let (scope, timed) = Scope::open(&config);
+    let scope = Arc::new(scope);
+    let mut open = Open {
+        scope: scope.clone(),
+        joined: false,
+    };
+    let grace = config.grace;
+    // Declared after `open`: dropped before it, so an unfinished body (and
+    // any inner scope in it) is torn down before this scope is abandoned.
+    let mut body = pin!(Body::Running {
+        future: body(Nursery::new(scope.clone())),
+    });
+
+    // Sources of cancellation from outside the scope's own children.
+    let mut deadline_timer = pin!(timed.map(sleep_until));
+    let mut parent_cancelled = pin!(
+        scope
+            .parent
+            .as_ref()
+            .map(|parent| parent.token.clone().cancelled_owned())
+    );
+    let mut outside_cancelled = pin!(config.cancel_on.map(CancellationToken::cancelled_owned));
+    let mut grace_timer = pin!(None::<Sleep>);
+
+    let mut cancel_seen = false;
+    let mut value = None;
+    let mut lent = Some(scope.clone());
+
+    poll_fn(|cx| {
+        scope.core.register(cx.waker());
+
+        if poll_once(deadline_timer.as_mut(), cx) {
+            deadline_timer.set(None);
+            scope.cancel(Cause::TimedOut);
+        }
+        if poll_once(parent_cancelled.as_mut(), cx) {
+            parent_cancelled.set(None);
+            let cause = if scope.deadline_passed() {
+                Cause::TimedOut
+            } else {
+                Cause::Cancelled
+            };
+            scope.cancel(cause);
+        }
+        if poll_once(outside_cancelled.as_mut(), cx) {
+            outside_cancelled.set(None);
+            scope.cancel(Cause::Cancelled);
+        }
+
+        loop {
+            if scope.core.is_cancelled() {
+                if !cancel_seen {
+                    cancel_seen = true;
+                    // Usually done already by whoever cancelled; idempotent.
+                    scope.token.cancel();
+                    drop(scope.core.close_queue());
+                    if grace.is_zero() {
+                        scope.abort_all();
+                    } else {
+                        grace_timer.set(Some(sleep(grace)));
+                    }
+                }
+                if scope.core.cause().is_some_and(Cause::interrupts_body) {
+                    body.set(Body::Done);
+                }
+            }
+            let BodyProj::Running { future } = body.as_mut().project() else {
+                break;
+            };
+            let polled = context::enter(&mut lent, || {
+                catch_unwind(AssertUnwindSafe(|| future.poll(cx)))
+            });
+            match polled {
+                Ok(Poll::Pending) => break,
+                Ok(Poll::Ready(Ok(output))) => {
+                    value = Some(output);
+                    body.set(Body::Done);
+                }
+                Ok(Poll::Ready(Err(error))) => {
+                    body.set(Body::Done);
+                    scope.report_error(Box::new(error), true);
+                }
+                Err(payload) => {
+                    body.set(Body::Done);
+                    scope.report_panic(payload);
+                }
+            }
+            // The body's result may have cancelled the scope: go round once
+            // more to start the cancel before joining.
+        }
+
+        if poll_once(grace_timer.as_mut(), cx) {
+            grace_timer.set(None);
+            scope.abort_all();
+        }
+
+        if matches!(*body, Body::Done) && scope.core.try_close() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await;
+
+    open.joined = true;
+    finish(scope.core.take_outcome(), value)
+}
+
+/// Polls an optional future once; `true` if it completed.
+fn poll_once<F: Future>(
+    future: std::pin::Pin<&mut Option<F>>,
+    cx: &mut std::task::Context<'_>,
+) -> bool {
+    future
+        .as_pin_mut()
+        .is_some_and(|future| future.poll(cx).is_ready())
+}
+
+/// Turns the joined scope's outcome into its result.
+fn finish<T, E: 'static>(outcome: Outcome, value: Option<T>) -> Result<T, Error<E>> {
+    if let Some(payload) = outcome.panic {
+        resume_unwind(payload);
+    }
+    let mut errors = outcome
+        .errors
+        .into_iter()
+        .map(|error| match error.downcast::<E>() {
+            Ok(error) => *error,
+            Err(_) => unreachable!("nursery: every error of a scope has the scope's error type"),
+        });
+    if let Some(error) = errors.next() {
+        return Err(Error::Failed {
+            error,
+            suppressed: errors.collect(),
+        });
+    }
+    match outcome.cause {
+        Some(Cause::TimedOut) => Err(Error::TimedOut),
+        Some(Cause::Cancelled | Cause::Dropped) => Err(Error::Cancelled),
+        None | Some(Cause::Requested) => {
+            Ok(value.expect("nursery: a body that neither failed nor panicked returned a value"))
+        }
+        Some(Cause::Failed | Cause::Panicked) => {
+            unreachable!("nursery: a failed scope holds its error or panic")
+        }
+    }
+}

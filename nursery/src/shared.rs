@@ -1,0 +1,386 @@
+//! The scope's shared core: join counter, wake-up of the waiting scope,
+//! outcome (first error, `suppressed`, first panic), cancelled/closed flags
+//! and the limit queue.
+//!
+//! It holds no tokio types: the tokio glue (spawning, abort handles,
+//! timers, the cancellation token) lives in [`crate::scope`] around it. That
+//! keeps every interleaving of "the last child finishes" against "the scope
+//! starts waiting" within reach of loom (`--cfg nursery_loom`).
+
+use std::any::Any;
+use std::fmt;
+use std::task::Waker;
+
+use crate::limit::Limiter;
+use crate::sync::{AtomicUsize, Mutex, Ordering, lock};
+
+/// An error or panic payload on its way to the scope. Errors are boxed so
+/// the core is not generic over them; the scope downcasts them back after
+/// the join. Only failures pay for the box.
+pub(crate) type Payload = Box<dyn Any + Send>;
+
+// Layout of `Core::state`: four flags, then the count.
+/// No new children: the scope has returned or was dropped.
+const CLOSED: usize = 0b0001;
+/// A cancel has fired: new children start nothing.
+const CANCELLED: usize = 0b0010;
+/// The scope has taken a unit of its parent's count when it was dropped
+/// (so the parent waits for this scope's children); release it at zero.
+const HELD: usize = 0b0100;
+/// The scope's body is done and it waits for the join: the last child to
+/// exit wakes it. Before that, children exit without touching the waker.
+const WAITING: usize = 0b1000;
+const SHIFT: u32 = 4;
+/// One unit of the count.
+const ONE: usize = 1 << SHIFT;
+
+/// Why a scope's outcome was fixed. The first cause wins, except that a
+/// deadline, an outside cancel or a panic may still interrupt a scope whose
+/// children were stopped on purpose (`Requested`): the body must not run on
+/// past a deadline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Cause {
+    /// A child or the body failed under fail-fast.
+    Failed,
+    /// A child or the body panicked.
+    Panicked,
+    /// The effective deadline passed.
+    TimedOut,
+    /// Cancelled from outside: the parent scope or a `cancel_on` token.
+    Cancelled,
+    /// `Nursery::cancel`: stop the children, keep the body.
+    Requested,
+    /// The scope future was dropped before it finished.
+    Dropped,
+}
+
+impl Cause {
+    /// Whether this cause cancels the scope's body as well as its children.
+    pub(crate) fn interrupts_body(self) -> bool {
+        !matches!(self, Cause::Requested)
+    }
+}
+
+/// Everything the scope reports after the join.
+#[derive(Default)]
+pub(crate) struct Outcome {
+    pub(crate) cause: Option<Cause>,
+    /// Errors in the order they arrived: the first is the scope's error, the
+    /// rest are `suppressed`.
+    pub(crate) errors: Vec<Payload>,
+    /// The first panic, re-raised by the scope.
+    pub(crate) panic: Option<Payload>,
+    /// Panics after the first: counted, not re-raised.
+    pub(crate) later_panics: usize,
+}
+
+/// Why [`Core::enter`] refused a child.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// The scope has been cancelled: the child is dropped unstarted.
+    Cancelled,
+    /// The scope has returned (or was dropped).
+    Closed,
+}
+
+/// What a call that may cancel the scope did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub(crate) enum Cancelling {
+    /// This call cancelled the scope: the caller fires the token and drains
+    /// the queue.
+    Now,
+    /// Nothing new to do.
+    No,
+}
+
+/// The shared core of one scope.
+///
+/// # Invariants
+///
+/// - `count` is one unit for the open scope itself, plus one per child that
+///   was entered and has not exited (running or queued), plus one per
+///   dropped inner scope still holding this one (G1 is transitive).
+/// - The scope is joined exactly when `count` falls to the scope's own unit;
+///   it then closes with a single compare-and-swap from that state, so a
+///   child entering concurrently either makes the swap fail (and is waited
+///   for) or sees `CLOSED` and backs out.
+/// - `count` reaches zero only after the scope's own unit is gone (closed
+///   or dropped). If the scope was dropped holding its parent (`HELD`),
+///   exactly one caller observes the flag at zero and releases the parent.
+/// - `cause`, once set, changes only from `Requested` to an interrupting
+///   cause; `CANCELLED` is set whenever `cause` is.
+pub(crate) struct Core {
+    state: AtomicUsize,
+    fail_fast: bool,
+    limit: Option<Limiter>,
+    waker: Mutex<Option<Waker>>,
+    outcome: Mutex<Outcome>,
+}
+
+// ===== impl Core =====
+
+impl Core {
+    pub(crate) fn new(fail_fast: bool, limit: Option<usize>) -> Core {
+        Core {
+            state: AtomicUsize::new(ONE),
+            fail_fast,
+            limit: limit.map(Limiter::new),
+            waker: Mutex::new(None),
+            outcome: Mutex::new(Outcome::default()),
+        }
+    }
+
+    pub(crate) fn limiter(&self) -> Option<&Limiter> {
+        self.limit.as_ref()
+    }
+
+    // ----- the count -----
+
+    /// Counts a new child in, unless the scope is cancelled or closed.
+    ///
+    /// On refusal the caller gets `release_parent = true` in the rare case
+    /// where backing out brought a dropped scope to zero: it must then
+    /// release the parent as [`Core::exit`] would.
+    pub(crate) fn enter(&self) -> Result<(), (Refusal, bool)> {
+        // Read first so a closed scope is not even touched with a write.
+        let seen = self.state.load(Ordering::Acquire);
+        if let Some(refusal) = refusal(seen) {
+            return Err((refusal, false));
+        }
+        // AcqRel: the increment must be ordered before anything the child
+        // does, and reading the flags in the same RMW means a child either
+        // precedes the close in the modification order (and is waited for)
+        // or sees the flag.
+        let prev = self.state.fetch_add(ONE, Ordering::AcqRel);
+        match refusal(prev) {
+            None => Ok(()),
+            Some(refusal) => Err((refusal, self.exit())),
+        }
+    }
+
+    /// Counts one unit in whatever the cancel state: used by a dropped inner
+    /// scope that makes this scope wait for its children. Fails only if this
+    /// scope has already closed.
+    pub(crate) fn enter_hold(&self) -> Result<(), bool> {
+        let prev = self.state.fetch_add(ONE, Ordering::AcqRel);
+        if prev & CLOSED == 0 {
+            Ok(())
+        } else {
+            Err(self.exit())
+        }
+    }
+
+    /// Counts a child (or hold) out. Wakes the scope if this was the last
+    /// one it waits for. Returns `true` if the caller must release the
+    /// parent this scope held when it was dropped.
+    pub(crate) fn exit(&self) -> bool {
+        // Release: everything the child did, its drop included, happens
+        // before the scope observes the join. Acquire: pairs with the
+        // `HELD` set in `abandon`.
+        let prev = self.state.fetch_sub(ONE, Ordering::AcqRel);
+        match prev >> SHIFT {
+            // Only the scope's own unit is left and the scope is waiting.
+            2 if prev & (WAITING | CLOSED) == WAITING => {
+                self.wake();
+                false
+            }
+            1 if prev & HELD != 0 => {
+                // Zero with the parent held: exactly one caller clears it.
+                self.state.fetch_and(!HELD, Ordering::AcqRel) & HELD != 0
+            }
+            _ => false,
+        }
+    }
+
+    /// Registers the waker of the scope future. Called on every pending
+    /// poll before the scope inspects the state, so no wake-up is lost.
+    pub(crate) fn register(&self, waker: &Waker) {
+        let mut slot = lock(&self.waker);
+        match &*slot {
+            Some(current) if current.will_wake(waker) => {}
+            _ => *slot = Some(waker.clone()),
+        }
+    }
+
+    /// Completes the join if only the scope's own unit is left, closing the
+    /// scope to new children in the same step.
+    ///
+    /// The scope must have called [`Core::register`] first: a child that
+    /// exits after this check wakes it.
+    pub(crate) fn try_close(&self) -> bool {
+        // From here on the last child to exit wakes the scope.
+        let mut current = self.state.fetch_or(WAITING, Ordering::AcqRel) | WAITING;
+        loop {
+            if current >> SHIFT != 1 {
+                return false;
+            }
+            let closed = (current - ONE) | CLOSED;
+            // Acquire: see every exited child's effects. Release: a child
+            // refused because of `CLOSED` sees the final state.
+            match self.state.compare_exchange_weak(
+                current,
+                closed,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return true,
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// The scope future was dropped before finishing: close, cancel, and let
+    /// go of the scope's own unit. `hold` says whether the caller took a
+    /// unit of the parent first, to be released when the count reaches zero.
+    /// Returns `true` if it reached zero here and the caller must release
+    /// the parent now.
+    pub(crate) fn abandon(&self, hold: bool) -> bool {
+        let flags = CLOSED | CANCELLED | if hold { HELD } else { 0 };
+        self.state.fetch_or(flags, Ordering::AcqRel);
+        self.exit()
+    }
+
+    /// Children started or queued and not yet terminated.
+    pub(crate) fn live(&self) -> usize {
+        let state = self.state.load(Ordering::Acquire);
+        let count = state >> SHIFT;
+        if state & CLOSED == 0 {
+            count.saturating_sub(1)
+        } else {
+            count
+        }
+    }
+
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.state.load(Ordering::Acquire) & CANCELLED != 0
+    }
+
+    // ----- outcome -----
+
+    pub(crate) fn cause(&self) -> Option<Cause> {
+        lock(&self.outcome).cause
+    }
+
+    /// Cancels the scope with `cause`, per the outcome rule.
+    pub(crate) fn cancel(&self, cause: Cause) -> Cancelling {
+        let mut outcome = lock(&self.outcome);
+        let fixes = match outcome.cause {
+            None => true,
+            Some(Cause::Requested) => cause.interrupts_body(),
+            Some(_) => false,
+        };
+        if !fixes {
+            return Cancelling::No;
+        }
+        outcome.cause = Some(cause);
+        drop(outcome);
+        self.mark_cancelled();
+        Cancelling::Now
+    }
+
+    /// Records an error from a child (or, with `from_body`, from the body).
+    pub(crate) fn report_error(&self, error: Payload, from_body: bool) -> Cancelling {
+        let mut outcome = lock(&self.outcome);
+        let keep = match outcome.cause {
+            None if self.fail_fast => {
+                outcome.cause = Some(Cause::Failed);
+                outcome.errors.push(error);
+                drop(outcome);
+                self.mark_cancelled();
+                return Cancelling::Now;
+            }
+            // Collected, or suppressed behind the first failure.
+            None | Some(Cause::Failed) => true,
+            // After `Nursery::cancel` the body's own result still counts.
+            Some(Cause::Requested) => from_body,
+            // A consequence of the cancel (or of a panic, which will be
+            // re-raised): discarded, per the outcome rule.
+            Some(_) => false,
+        };
+        if keep {
+            outcome.errors.push(error);
+        } else {
+            // Drop the user's error outside the lock.
+            drop(outcome);
+            drop(error);
+        }
+        Cancelling::No
+    }
+
+    /// Records a panic from a child or the body. A panic always cancels.
+    pub(crate) fn report_panic(&self, payload: Payload) -> Cancelling {
+        let mut outcome = lock(&self.outcome);
+        let extra = if outcome.panic.is_none() {
+            outcome.panic = Some(payload);
+            None
+        } else {
+            outcome.later_panics += 1;
+            Some(payload)
+        };
+        let cancels = matches!(outcome.cause, None | Some(Cause::Requested));
+        if cancels {
+            outcome.cause = Some(Cause::Panicked);
+        }
+        drop(outcome);
+        drop(extra);
+        if cancels {
+            self.mark_cancelled();
+            Cancelling::Now
+        } else {
+            // Already cancelled: still wake the scope so it re-raises
+            // promptly once joined.
+            Cancelling::No
+        }
+    }
+
+    /// Takes the outcome; called once, after the join.
+    pub(crate) fn take_outcome(&self) -> Outcome {
+        std::mem::take(&mut *lock(&self.outcome))
+    }
+
+    /// Drains the limit queue for good (on cancel): the jobs are returned to
+    /// be dropped outside the lock.
+    pub(crate) fn close_queue(&self) -> Vec<Box<dyn crate::limit::Job>> {
+        match &self.limit {
+            Some(limiter) => limiter.close(),
+            None => Vec::new(),
+        }
+    }
+
+    fn mark_cancelled(&self) {
+        self.state.fetch_or(CANCELLED, Ordering::AcqRel);
+        self.wake();
+    }
+
+    fn wake(&self) {
+        // Woken outside the lock would need a clone; waking a tokio waker by
+        // reference only schedules the task, so holding the lock is fine.
+        if let Some(waker) = &*lock(&self.waker) {
+            waker.wake_by_ref();
+        }
+    }
+}
+
+fn refusal(state: usize) -> Option<Refusal> {
+    if state & CLOSED != 0 {
+        Some(Refusal::Closed)
+    } else if state & CANCELLED != 0 {
+        Some(Refusal::Cancelled)
+    } else {
+        None
+    }
+}
+
+impl fmt::Debug for Core {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.state.load(Ordering::Acquire);
+        f.debug_struct("Core")
+            .field("count", &(state >> SHIFT))
+            .field("closed", &(state & CLOSED != 0))
+            .field("cancelled", &(state & CANCELLED != 0))
+            .field("fail_fast", &self.fail_fast)
+            .field("limit", &self.limit)
+            .finish_non_exhaustive()
+    }
+}

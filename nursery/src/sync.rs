@@ -1,0 +1,34 @@
+//! The std/loom facade: the only place that names atomics, locks and `Arc`.
+//!
+//! Built normally it re-exports `std`; built with `--cfg nursery_loom` it
+//! re-exports `loom`, so the scope's shared core ([`crate::shared::Core`] and
+//! [`crate::limit::Limiter`]) can be model-checked under every interleaving.
+
+#[cfg(not(nursery_loom))]
+pub(crate) use std::sync::{
+    Arc, Mutex, MutexGuard,
+    atomic::{AtomicUsize, Ordering},
+};
+
+#[cfg(nursery_loom)]
+pub(crate) use loom::sync::{
+    Arc, Mutex, MutexGuard,
+    atomic::{AtomicUsize, Ordering},
+};
+
+/// Immutable shared text (task and scope names). It carries no
+/// synchronisation of its own beyond the refcount, so it is never modelled.
+pub(crate) type SharedStr = std::sync::Arc<str>;
+
+/// Locks `mutex`, ignoring poisoning.
+///
+/// No user code runs while one of the crate's locks is held (futures and
+/// errors are always dropped after unlocking), so a poisoned lock can only
+/// mean a panic inside the crate's own bookkeeping, whose state is still
+/// consistent at every unlock point.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    match mutex.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
