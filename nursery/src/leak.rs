@@ -61,7 +61,9 @@ impl Registry {
 
     /// Aborts every child started so far, and every child registered later.
     pub(crate) fn abort_all(&mut self) {
-        self.aborted = true;
+        if std::mem::replace(&mut self.aborted, true) {
+            return;
+        }
         for entry in &self.entries {
             entry.abort.abort();
         }

@@ -53,3 +53,12 @@ pub use crate::error::{Error, Interrupted, JoinError, SpawnError};
 pub use crate::nursery::{Nursery, Ready};
 pub use crate::scope::{Builder, scope};
 pub use crate::task::TaskHandle;
+
+/// The scope's shared core, for the loom models in `nursery-tests`. Built
+/// only with `RUSTFLAGS="--cfg nursery_loom"`; not part of the API.
+#[cfg(nursery_loom)]
+#[doc(hidden)]
+pub mod __loom {
+    pub use crate::limit::{Admission, Job, Limiter};
+    pub use crate::shared::{Cancelling, Cause, Core, Outcome, Payload, Refusal};
+}

@@ -8,13 +8,17 @@
 //!
 //! Plain data over [`crate::sync`]: no tokio types, so loom can drive it.
 
+// `pub` so that the loom models in `nursery-tests` can reach these types
+// through `nursery::__loom` (built only with `--cfg nursery_loom`).
+#![cfg_attr(not(nursery_loom), allow(unreachable_pub))]
+
 use std::collections::VecDeque;
 use std::fmt;
 
 use crate::sync::{Mutex, lock};
 
 /// A child waiting for room under the limit.
-pub(crate) trait Job: Send {
+pub trait Job: Send {
     /// Starts the child. Called exactly once, outside every lock, after the
     /// child's weight has been taken from the budget.
     fn start(self: Box<Self>);
@@ -30,7 +34,7 @@ pub(crate) trait Job: Send {
 ///   heavy job cannot be overtaken forever by light ones.
 /// - Once `closed`, nothing is admitted or popped again: a cancelled scope
 ///   starts none of its queued children.
-pub(crate) struct Limiter {
+pub struct Limiter {
     limit: usize,
     state: Mutex<State>,
 }
@@ -47,7 +51,8 @@ struct Queued {
 }
 
 /// What [`Limiter::admit_or_queue`] did with a job.
-pub(crate) enum Admission {
+#[allow(missing_debug_implementations)] // holds `dyn Job`
+pub enum Admission {
     /// The job was queued; it starts when weight is released.
     Queued,
     /// There was room after all: the job is handed back to be started now.
@@ -59,7 +64,8 @@ pub(crate) enum Admission {
 // ===== impl Limiter =====
 
 impl Limiter {
-    pub(crate) fn new(limit: usize) -> Limiter {
+    /// A budget of `limit` (at least 1), all free.
+    pub fn new(limit: usize) -> Limiter {
         debug_assert!(limit > 0, "the builder rejects a limit of 0");
         Limiter {
             limit,
@@ -73,14 +79,14 @@ impl Limiter {
 
     /// Takes `weight` from the budget if it fits now and nobody is queued
     /// ahead. This is the fast path: no allocation.
-    pub(crate) fn try_acquire(&self, weight: usize) -> bool {
+    pub fn try_acquire(&self, weight: usize) -> bool {
         let mut state = lock(&self.state);
         state.try_take(self.limit, weight)
     }
 
     /// Queues `job`, unless the budget has room by now (then it is handed
     /// back to run) or the limiter is closed.
-    pub(crate) fn admit_or_queue(&self, weight: usize, job: Box<dyn Job>) -> Admission {
+    pub fn admit_or_queue(&self, weight: usize, job: Box<dyn Job>) -> Admission {
         let mut state = lock(&self.state);
         if state.closed {
             return Admission::Closed(job);
@@ -94,7 +100,7 @@ impl Limiter {
 
     /// Gives `weight` back and starts every queued job that now fits, in
     /// FIFO order. Each job is started outside the lock.
-    pub(crate) fn release(&self, weight: usize) {
+    pub fn release(&self, weight: usize) {
         let mut returned = weight;
         loop {
             let next = {
@@ -112,7 +118,7 @@ impl Limiter {
 
     /// Closes the limiter and hands back every queued job, to be dropped by
     /// the caller outside the lock (dropping a job runs user destructors).
-    pub(crate) fn close(&self) -> Vec<Box<dyn Job>> {
+    pub fn close(&self) -> Vec<Box<dyn Job>> {
         let mut state = lock(&self.state);
         state.closed = true;
         state.queue.drain(..).map(|queued| queued.job).collect()

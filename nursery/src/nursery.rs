@@ -144,8 +144,13 @@ impl<E> Nursery<E> {
 
     /// The scope's cancellation token: it fires when the scope is cancelled,
     /// for any reason. Hand it to code that takes a `CancellationToken`, or
-    /// make child tokens of it. Cancelling it from outside cancels the scope
-    /// like its parent would.
+    /// make child tokens of it.
+    ///
+    /// Cancelling the token itself cancels the scope like an outside cancel
+    /// ([`Error::Cancelled`](crate::Error::Cancelled)). The scope learns of it
+    /// when it next runs (at once if the body did it), so a child spawned in
+    /// between may start, to be cancelled with the rest; prefer
+    /// [`Nursery::cancel`], which takes effect at the call.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -313,8 +318,7 @@ impl<E: Send + 'static> Nursery<E> {
             return Err(SpawnError::new(kind, future));
         }
         let child = Child::new(future, Guard::new(self.scope.clone()));
-        self.scope
-            .admit(child, 1, info, WhenFull::Refuse)
+        Scope::admit(&self.scope, child, 1, info, WhenFull::Refuse)
             .map_err(|child| SpawnError::new(SpawnErrorKind::Full, child.into_future()))
     }
 
@@ -450,7 +454,7 @@ impl<E: Send + 'static> Nursery<E> {
     }
 
     fn admit<C: Start>(&self, child: C, info: TaskInfo) -> TaskHandle<C::Value> {
-        match self.scope.admit(child, 1, info, WhenFull::Queue) {
+        match Scope::admit(&self.scope, child, 1, info, WhenFull::Queue) {
             Ok(handle) => handle,
             Err(_) => unreachable!("nursery: a queueing spawn is never refused for room"),
         }

@@ -9,7 +9,6 @@ use std::pin::pin;
 use std::task::Poll;
 use std::time::Duration;
 
-use pin_project_lite::pin_project;
 use tokio::runtime::Handle;
 use tokio::task::AbortHandle;
 use tokio::time::{Instant, Sleep, sleep, sleep_until};
@@ -22,7 +21,7 @@ use crate::limit::Admission;
 use crate::nursery::Nursery;
 use crate::shared::{Cancelling, Cause, Core, Outcome, Payload, Refusal};
 use crate::sync::{Arc, Mutex, lock};
-use crate::task::{Queued, Start, TaskHandle};
+use crate::task::{Queued, Slot, SlotProj, Start, TaskHandle};
 
 /// Opens a scope with the default settings, runs `body` in it, and returns
 /// once the body and every child spawned into the scope have finished.
@@ -133,7 +132,7 @@ pub struct Builder {
     limit: Option<usize>,
     timeout: Option<Duration>,
     deadline: Option<Instant>,
-    grace: Duration,
+    grace: Option<Duration>,
     fail_fast: bool,
     cancel_on: Option<CancellationToken>,
 }
@@ -145,7 +144,7 @@ impl Builder {
             limit: None,
             timeout: None,
             deadline: None,
-            grace: Duration::ZERO,
+            grace: None,
             fail_fast: true,
             cancel_on: None,
         }
@@ -202,14 +201,15 @@ impl Builder {
     }
 
     /// On cancellation, gives children `grace` to finish by themselves after
-    /// the scope's token has fired, then aborts the rest (G6). Default: zero,
-    /// abort at once.
+    /// the scope's token has fired, then aborts the rest (G6). Default: the
+    /// enclosing scope's grace, so one setting at the top covers a whole
+    /// tree of scopes; zero (abort at once) for a scope outside any other.
     ///
     /// Children observe the token with [`cancelled`](crate::cancelled),
     /// [`check`](crate::check) or [`Nursery::token`]. A non-zero grace needs
     /// a runtime with the time driver enabled.
     pub fn grace(mut self, grace: Duration) -> Builder {
-        self.grace = grace;
+        self.grace = Some(grace);
         self
     }
 
@@ -219,6 +219,33 @@ impl Builder {
     /// fail-fast: the first error cancels the rest.
     ///
     /// A panic still cancels the scope: it will be re-raised anyway.
+    ///
+    /// A failed child's error has already been collected when its
+    /// [`TaskHandle`] resolves to a failed [`JoinError`](crate::JoinError).
+    /// A body that turns that `JoinError` into an error of its own (with `?`)
+    /// adds one more error to the list; skip failed handles instead:
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let result = nursery::Nursery::builder()
+    ///     .collect_errors()
+    ///     .scope(|n| async move {
+    ///         let handles: Vec<_> = ["1", "x", "3"]
+    ///             .into_iter()
+    ///             .map(|text| n.spawn(async move { text.parse::<u32>() }))
+    ///             .collect();
+    ///         let mut sum = 0;
+    ///         for handle in handles {
+    ///             if let Ok(value) = handle.await {
+    ///                 sum += value; // failed ones went to the scope
+    ///             }
+    ///         }
+    ///         Ok(sum)
+    ///     })
+    ///     .await;
+    /// assert_eq!(result.unwrap_err().suppressed().len(), 0); // one error, kept once
+    /// # }
+    /// ```
     pub fn collect_errors(mut self) -> Builder {
         self.fail_fast = false;
         self
@@ -285,8 +312,14 @@ pub(crate) struct Scope {
     /// ancestors'.
     pub(crate) deadline: Option<Instant>,
     pub(crate) name: Option<Name>,
+    /// How long children get to stop by themselves once cancelled.
+    grace: Duration,
     /// The scope that was current when this one opened.
     parent: Option<Arc<Scope>>,
+    /// The scopes open inside this one (in its body or its children): a
+    /// cancel reaches their cores before any of their children can observe
+    /// the token, so none of them starts a child after the cancel.
+    scopes: Mutex<ScopeList>,
     registry: Mutex<Registry>,
 }
 
@@ -319,7 +352,12 @@ impl Scope {
             rt,
             deadline: earliest(own, inherited),
             name: config.name.clone(),
+            grace: config
+                .grace
+                .or(parent.as_ref().map(|parent| parent.grace))
+                .unwrap_or(Duration::ZERO),
             parent,
+            scopes: Mutex::new(ScopeList::default()),
             registry: Mutex::new(Registry::new()),
         };
         (scope, timed)
@@ -346,19 +384,19 @@ impl Scope {
     /// Starts an entered child now, or queues it under the limit. Hands the
     /// child back only with [`WhenFull::Refuse`] when the limit is reached.
     pub(crate) fn admit<C: Start>(
-        self: &Arc<Self>,
+        scope: &Arc<Scope>,
         mut child: C,
         weight: usize,
         info: TaskInfo,
         when_full: WhenFull,
     ) -> Result<TaskHandle<C::Value>, C> {
-        let Some(limiter) = self.core.limiter() else {
-            let handle = child.spawn_on(self, &info);
+        let Some(limiter) = scope.core.limiter() else {
+            let handle = child.spawn_on(scope, &info);
             return Ok(TaskHandle::running(handle, info));
         };
         if limiter.try_acquire(weight) {
             child.guard_mut().admitted(weight);
-            let handle = child.spawn_on(self, &info);
+            let handle = child.spawn_on(scope, &info);
             return Ok(TaskHandle::running(handle, info));
         }
         if when_full == WhenFull::Refuse {
@@ -420,28 +458,77 @@ impl Scope {
         self.cancelling(cancelling);
     }
 
-    /// A cancel was just decided: children see the token at once, and the
-    /// queued ones are dropped unstarted. Aborting follows from the scope
-    /// future, after the grace period.
+    /// A cancel was just decided, here or in a child's thread. The queued
+    /// children are dropped unstarted; without a grace period the running
+    /// ones are aborted at once, by whoever decided the cancel rather than
+    /// at the scope future's next poll. Then the open inner scopes are
+    /// cancelled (their cores, recursively), so that when the token fires
+    /// no child anywhere below can start another; last, the token fires.
+    /// With a grace period the scope future aborts when it ends.
     fn cancelling(&self, cancelling: Cancelling) {
         if cancelling == Cancelling::Now {
-            self.token.cancel();
             drop(self.core.close_queue());
+            if self.grace.is_zero() {
+                self.abort_all();
+            }
+            for inner in lock(&self.scopes).open() {
+                inner.cancel(inner.inherited_cause());
+            }
+            self.token.cancel();
         }
+    }
+
+    /// How a cancel that comes from an enclosing scope reads here: a
+    /// timeout if this scope's effective deadline has passed (G5).
+    fn inherited_cause(&self) -> Cause {
+        if self.deadline_passed() {
+            Cause::TimedOut
+        } else {
+            Cause::Cancelled
+        }
+    }
+
+    /// Records an inner scope opened under this one; returns its key.
+    fn adopt(&self, inner: &Arc<Scope>) -> usize {
+        let key = lock(&self.scopes).insert(inner.clone());
+        // A cancel decided before the insert did not see the inner scope:
+        // pass it on now. (One decided after it does see it.)
+        if self.core.is_cancelled() {
+            inner.cancel(inner.inherited_cause());
+        }
+        key
+    }
+
+    fn disown(&self, key: usize) {
+        let inner = lock(&self.scopes).remove(key);
+        drop(inner);
     }
 
     fn abort_all(&self) {
         lock(&self.registry).abort_all();
     }
 
+    /// Drops the queued children and aborts the running ones, in this scope
+    /// and in every scope open inside it: they are all about to be dropped
+    /// with the scope (G7). The queue is closed first, so that an aborted
+    /// child's slot goes to nobody.
+    fn abort_tree(&self) {
+        drop(self.core.close_queue());
+        self.abort_all();
+        for inner in lock(&self.scopes).open() {
+            inner.abort_tree();
+        }
+    }
+
     /// The scope future was dropped before finishing (G7): cancel and abort
     /// everything at once, and make the parent wait for the children that
     /// are still being torn down (G1 is transitive). Never blocks.
     fn abandon(&self) {
-        let _ = self.core.cancel(Cause::Dropped);
-        self.token.cancel();
-        drop(self.core.close_queue());
-        self.abort_all();
+        let cancelling = self.core.cancel(Cause::Dropped);
+        // Abort before the token fires, so that no child is woken into its
+        // cancellation path by a token it will never get to act on.
+        self.abort_tree();
+        self.cancelling(cancelling);
         let hold = match &self.parent {
             Some(parent) => match parent.core.enter_hold() {
                 Ok(()) => true,
@@ -459,15 +546,23 @@ impl Scope {
         }
     }
 
-    /// Whether the scope has been cancelled, and how, for [`crate::check`].
+    /// The join is complete: every child has ended, so their bookkeeping
+    /// can go now rather than when the last `Nursery` clone is dropped.
+    fn closed(&self) {
+        let registry = std::mem::replace(&mut *lock(&self.registry), Registry::new());
+        drop(registry);
+    }
+
+    /// Whether the scope has been cancelled, and how, for [`crate::check`]:
+    /// the cause that fixed the outcome decides, so the answer never changes
+    /// once given. One atomic load while not cancelled.
     pub(crate) fn interrupted(&self) -> Option<Interrupted> {
-        if !self.core.is_cancelled() && !self.token.is_cancelled() {
+        if !self.core.is_cancelled() {
             return None;
         }
-        if self.core.cause() == Some(Cause::TimedOut) || self.deadline_passed() {
-            Some(Interrupted::TimedOut)
-        } else {
-            Some(Interrupted::Cancelled)
+        match self.core.cause() {
+            Some(Cause::TimedOut) => Some(Interrupted::TimedOut),
+            _ => Some(Interrupted::Cancelled),
         }
     }
 
@@ -504,24 +599,41 @@ fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
 
 // ===== the scope future =====
 
-pin_project! {
-    #[project = BodyProj]
-    enum Body<Fut> {
-        Running { #[pin] future: Fut },
-        Done,
+/// Drops the body in place. A panic from its destructor is the body's
+/// panic: the scope joins, then re-raises it (G1, G3).
+fn drop_body<Fut>(body: std::pin::Pin<&mut Slot<Fut>>, scope: &Scope) {
+    if let Err(payload) = body.drop_future() {
+        scope.report_panic(payload);
     }
 }
 
-/// Aborts the scope if its future is dropped before the join completed.
+/// Keeps the scope registered with its parent while open, and aborts it if
+/// its future is dropped before the join completed.
 struct Open {
     scope: Arc<Scope>,
+    /// The scope's key in its parent's list of open scopes.
+    key: Option<usize>,
     joined: bool,
+}
+
+impl Open {
+    fn new(scope: &Arc<Scope>) -> Open {
+        let key = scope.parent.as_ref().map(|parent| parent.adopt(scope));
+        Open {
+            scope: scope.clone(),
+            key,
+            joined: false,
+        }
+    }
 }
 
 impl Drop for Open {
     fn drop(&mut self) {
         if !self.joined {
             self.scope.abandon();
+        }
+        if let (Some(parent), Some(key)) = (&self.scope.parent, self.key) {
+            parent.disown(key);
         }
     }
 }
@@ -534,25 +646,19 @@ where
 {
     let (scope, timed) = Scope::open(&config);
     let scope = Arc::new(scope);
-    let mut open = Open {
-        scope: scope.clone(),
-        joined: false,
-    };
-    let grace = config.grace;
+    let mut open = Open::new(&scope);
+    let grace = scope.grace;
     // Declared after `open`: dropped before it, so an unfinished body (and
     // any inner scope in it) is torn down before this scope is abandoned.
-    let mut body = pin!(Body::Running {
+    let mut body = pin!(Slot::Live {
         future: body(Nursery::new(scope.clone())),
     });
 
     // Sources of cancellation from outside the scope's own children.
     let mut deadline_timer = pin!(timed.map(sleep_until));
-    let mut parent_cancelled = pin!(
-        scope
-            .parent
-            .as_ref()
-            .map(|parent| parent.token.clone().cancelled_owned())
-    );
+    // Cancels from enclosing scopes arrive through `cancelling`; this
+    // catches the token being cancelled directly (`Nursery::token`).
+    let mut token_cancelled = pin!(scope.token.clone().cancelled_owned());
     let mut outside_cancelled = pin!(config.cancel_on.map(CancellationToken::cancelled_owned));
     let mut grace_timer = pin!(None::<Sleep>);
 
@@ -567,20 +673,20 @@ where
             deadline_timer.set(None);
             scope.cancel(Cause::TimedOut);
         }
-        if poll_once(parent_cancelled.as_mut(), cx) {
-            parent_cancelled.set(None);
-            let cause = if scope.deadline_passed() {
-                Cause::TimedOut
-            } else {
-                Cause::Cancelled
-            };
-            scope.cancel(cause);
-        }
         if poll_once(outside_cancelled.as_mut(), cx) {
             outside_cancelled.set(None);
             scope.cancel(Cause::Cancelled);
         }
 
+        // The token cancelled directly, by whoever holds it: an outside
+        // cancel. Checked again after the body yields (below), so a body that
+        // cancels the token has its scope cancelled before any child it
+        // spawned meanwhile gets to run on this thread.
+        if !scope.core.is_cancelled() && token_cancelled.as_mut().poll(cx).is_ready() {
+            scope.cancel(scope.inherited_cause());
+        }
+
+        let mut body_yielded = false;
         loop {
             if scope.core.is_cancelled() {
                 if !cancel_seen {
@@ -595,32 +701,44 @@ where
                     }
                 }
                 if scope.core.cause().is_some_and(Cause::interrupts_body) {
-                    body.set(Body::Done);
+                    drop_body(body.as_mut(), &scope);
                 }
             }
-            let BodyProj::Running { future } = body.as_mut().project() else {
+            if body_yielded {
+                break;
+            }
+            let SlotProj::Live { future } = body.as_mut().project() else {
                 break;
             };
             let polled = context::enter(&mut lent, || {
                 catch_unwind(AssertUnwindSafe(|| future.poll(cx)))
             });
             match polled {
-                Ok(Poll::Pending) => break,
+                Ok(Poll::Pending) => {
+                    if !scope.core.is_cancelled() && scope.token.is_cancelled() {
+                        scope.cancel(scope.inherited_cause());
+                    }
+                    if cancel_seen || !scope.core.is_cancelled() {
+                        break;
+                    }
+                    // The body cancelled the scope: start the cancel now.
+                    body_yielded = true;
+                }
                 Ok(Poll::Ready(Ok(output))) => {
                     value = Some(output);
-                    body.set(Body::Done);
+                    drop_body(body.as_mut(), &scope);
                 }
                 Ok(Poll::Ready(Err(error))) => {
-                    body.set(Body::Done);
+                    drop_body(body.as_mut(), &scope);
                     scope.report_error(Box::new(error), true);
                 }
                 Err(payload) => {
-                    body.set(Body::Done);
+                    drop_body(body.as_mut(), &scope);
                     scope.report_panic(payload);
                 }
             }
-            // The body's result may have cancelled the scope: go round once
-            // more to start the cancel before joining.
+            // The body's result (or the body, on its way) may have cancelled
+            // the scope: go round once more to start the cancel.
         }
 
         if poll_once(grace_timer.as_mut(), cx) {
@@ -628,7 +746,7 @@ where
             scope.abort_all();
         }
 
-        if matches!(*body, Body::Done) && scope.core.try_close() {
+        if matches!(*body, Slot::Dropped) && scope.core.try_close() {
             Poll::Ready(())
         } else {
             Poll::Pending
@@ -637,6 +755,8 @@ where
     .await;
 
     open.joined = true;
+    drop(open);
+    scope.closed();
     finish(scope.core.take_outcome(), value)
 }
 
@@ -677,5 +797,42 @@ fn finish<T, E: 'static>(outcome: Outcome, value: Option<T>) -> Result<T, Error<
         Some(Cause::Failed | Cause::Panicked) => {
             unreachable!("nursery: a failed scope holds its error or panic")
         }
+    }
+}
+
+// ===== ScopeList =====
+
+/// The open scopes inside one scope, with stable keys.
+#[derive(Default)]
+struct ScopeList {
+    slots: Vec<Option<Arc<Scope>>>,
+    free: Vec<usize>,
+}
+
+impl ScopeList {
+    fn insert(&mut self, scope: Arc<Scope>) -> usize {
+        match self.free.pop() {
+            Some(key) => {
+                self.slots[key] = Some(scope);
+                key
+            }
+            None => {
+                self.slots.push(Some(scope));
+                self.slots.len() - 1
+            }
+        }
+    }
+
+    fn remove(&mut self, key: usize) -> Option<Arc<Scope>> {
+        let scope = self.slots.get_mut(key)?.take();
+        if scope.is_some() {
+            self.free.push(key);
+        }
+        scope
+    }
+
+    /// The open scopes, cloned, so they can be acted on outside the lock.
+    fn open(&self) -> Vec<Arc<Scope>> {
+        self.slots.iter().flatten().cloned().collect()
     }
 }

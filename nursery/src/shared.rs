@@ -7,6 +7,10 @@
 //! keeps every interleaving of "the last child finishes" against "the scope
 //! starts waiting" within reach of loom (`--cfg nursery_loom`).
 
+// `pub` so that the loom models in `nursery-tests` can reach these types
+// through `nursery::__loom` (built only with `--cfg nursery_loom`).
+#![cfg_attr(not(nursery_loom), allow(unreachable_pub))]
+
 use std::any::Any;
 use std::fmt;
 use std::task::Waker;
@@ -17,7 +21,7 @@ use crate::sync::{AtomicUsize, Mutex, Ordering, lock};
 /// An error or panic payload on its way to the scope. Errors are boxed so
 /// the core is not generic over them; the scope downcasts them back after
 /// the join. Only failures pay for the box.
-pub(crate) type Payload = Box<dyn Any + Send>;
+pub type Payload = Box<dyn Any + Send>;
 
 // Layout of `Core::state`: four flags, then the count.
 /// No new children: the scope has returned or was dropped.
@@ -39,7 +43,7 @@ const ONE: usize = 1 << SHIFT;
 /// children were stopped on purpose (`Requested`): the body must not run on
 /// past a deadline.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Cause {
+pub enum Cause {
     /// A child or the body failed under fail-fast.
     Failed,
     /// A child or the body panicked.
@@ -56,27 +60,29 @@ pub(crate) enum Cause {
 
 impl Cause {
     /// Whether this cause cancels the scope's body as well as its children.
-    pub(crate) fn interrupts_body(self) -> bool {
+    pub fn interrupts_body(self) -> bool {
         !matches!(self, Cause::Requested)
     }
 }
 
 /// Everything the scope reports after the join.
 #[derive(Default)]
-pub(crate) struct Outcome {
-    pub(crate) cause: Option<Cause>,
+#[allow(missing_debug_implementations)] // payloads are `dyn Any`
+pub struct Outcome {
+    /// What fixed the outcome, if anything did.
+    pub cause: Option<Cause>,
     /// Errors in the order they arrived: the first is the scope's error, the
     /// rest are `suppressed`.
-    pub(crate) errors: Vec<Payload>,
+    pub errors: Vec<Payload>,
     /// The first panic, re-raised by the scope.
-    pub(crate) panic: Option<Payload>,
+    pub panic: Option<Payload>,
     /// Panics after the first: counted, not re-raised.
-    pub(crate) later_panics: usize,
+    pub later_panics: usize,
 }
 
 /// Why [`Core::enter`] refused a child.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Refusal {
+pub enum Refusal {
     /// The scope has been cancelled: the child is dropped unstarted.
     Cancelled,
     /// The scope has returned (or was dropped).
@@ -86,7 +92,7 @@ pub(crate) enum Refusal {
 /// What a call that may cancel the scope did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[must_use]
-pub(crate) enum Cancelling {
+pub enum Cancelling {
     /// This call cancelled the scope: the caller fires the token and drains
     /// the queue.
     Now,
@@ -110,7 +116,7 @@ pub(crate) enum Cancelling {
 ///   exactly one caller observes the flag at zero and releases the parent.
 /// - `cause`, once set, changes only from `Requested` to an interrupting
 ///   cause; `CANCELLED` is set whenever `cause` is.
-pub(crate) struct Core {
+pub struct Core {
     state: AtomicUsize,
     fail_fast: bool,
     limit: Option<Limiter>,
@@ -121,7 +127,8 @@ pub(crate) struct Core {
 // ===== impl Core =====
 
 impl Core {
-    pub(crate) fn new(fail_fast: bool, limit: Option<usize>) -> Core {
+    /// A core for an open scope: its own unit counted, nothing else.
+    pub fn new(fail_fast: bool, limit: Option<usize>) -> Core {
         Core {
             state: AtomicUsize::new(ONE),
             fail_fast,
@@ -131,7 +138,8 @@ impl Core {
         }
     }
 
-    pub(crate) fn limiter(&self) -> Option<&Limiter> {
+    /// The scope's limit, if it has one.
+    pub fn limiter(&self) -> Option<&Limiter> {
         self.limit.as_ref()
     }
 
@@ -142,7 +150,7 @@ impl Core {
     /// On refusal the caller gets `release_parent = true` in the rare case
     /// where backing out brought a dropped scope to zero: it must then
     /// release the parent as [`Core::exit`] would.
-    pub(crate) fn enter(&self) -> Result<(), (Refusal, bool)> {
+    pub fn enter(&self) -> Result<(), (Refusal, bool)> {
         // Read first so a closed scope is not even touched with a write.
         let seen = self.state.load(Ordering::Acquire);
         if let Some(refusal) = refusal(seen) {
@@ -160,21 +168,23 @@ impl Core {
     }
 
     /// Counts one unit in whatever the cancel state: used by a dropped inner
-    /// scope that makes this scope wait for its children. Fails only if this
-    /// scope has already closed.
-    pub(crate) fn enter_hold(&self) -> Result<(), bool> {
+    /// scope that makes this scope wait for its children. Refused only once
+    /// this scope is fully done (closed with nothing left to wait for); a
+    /// scope that was itself dropped but still has children accepts it, so
+    /// the join stays transitive however deep the dropped scopes are nested.
+    pub fn enter_hold(&self) -> Result<(), bool> {
         let prev = self.state.fetch_add(ONE, Ordering::AcqRel);
-        if prev & CLOSED == 0 {
-            Ok(())
-        } else {
+        if prev & CLOSED != 0 && prev >> SHIFT == 0 {
             Err(self.exit())
+        } else {
+            Ok(())
         }
     }
 
     /// Counts a child (or hold) out. Wakes the scope if this was the last
     /// one it waits for. Returns `true` if the caller must release the
     /// parent this scope held when it was dropped.
-    pub(crate) fn exit(&self) -> bool {
+    pub fn exit(&self) -> bool {
         // Release: everything the child did, its drop included, happens
         // before the scope observes the join. Acquire: pairs with the
         // `HELD` set in `abandon`.
@@ -195,7 +205,7 @@ impl Core {
 
     /// Registers the waker of the scope future. Called on every pending
     /// poll before the scope inspects the state, so no wake-up is lost.
-    pub(crate) fn register(&self, waker: &Waker) {
+    pub fn register(&self, waker: &Waker) {
         let mut slot = lock(&self.waker);
         match &*slot {
             Some(current) if current.will_wake(waker) => {}
@@ -208,7 +218,7 @@ impl Core {
     ///
     /// The scope must have called [`Core::register`] first: a child that
     /// exits after this check wakes it.
-    pub(crate) fn try_close(&self) -> bool {
+    pub fn try_close(&self) -> bool {
         // From here on the last child to exit wakes the scope.
         let mut current = self.state.fetch_or(WAITING, Ordering::AcqRel) | WAITING;
         loop {
@@ -235,14 +245,14 @@ impl Core {
     /// unit of the parent first, to be released when the count reaches zero.
     /// Returns `true` if it reached zero here and the caller must release
     /// the parent now.
-    pub(crate) fn abandon(&self, hold: bool) -> bool {
+    pub fn abandon(&self, hold: bool) -> bool {
         let flags = CLOSED | CANCELLED | if hold { HELD } else { 0 };
         self.state.fetch_or(flags, Ordering::AcqRel);
         self.exit()
     }
 
     /// Children started or queued and not yet terminated.
-    pub(crate) fn live(&self) -> usize {
+    pub fn live(&self) -> usize {
         let state = self.state.load(Ordering::Acquire);
         let count = state >> SHIFT;
         if state & CLOSED == 0 {
@@ -252,18 +262,20 @@ impl Core {
         }
     }
 
-    pub(crate) fn is_cancelled(&self) -> bool {
+    /// Whether a cancel has fired (for any cause).
+    pub fn is_cancelled(&self) -> bool {
         self.state.load(Ordering::Acquire) & CANCELLED != 0
     }
 
     // ----- outcome -----
 
-    pub(crate) fn cause(&self) -> Option<Cause> {
+    /// What fixed the outcome so far.
+    pub fn cause(&self) -> Option<Cause> {
         lock(&self.outcome).cause
     }
 
     /// Cancels the scope with `cause`, per the outcome rule.
-    pub(crate) fn cancel(&self, cause: Cause) -> Cancelling {
+    pub fn cancel(&self, cause: Cause) -> Cancelling {
         let mut outcome = lock(&self.outcome);
         let fixes = match outcome.cause {
             None => true,
@@ -280,7 +292,7 @@ impl Core {
     }
 
     /// Records an error from a child (or, with `from_body`, from the body).
-    pub(crate) fn report_error(&self, error: Payload, from_body: bool) -> Cancelling {
+    pub fn report_error(&self, error: Payload, from_body: bool) -> Cancelling {
         let mut outcome = lock(&self.outcome);
         let keep = match outcome.cause {
             None if self.fail_fast => {
@@ -290,8 +302,13 @@ impl Core {
                 self.mark_cancelled();
                 return Cancelling::Now;
             }
-            // Collected, or suppressed behind the first failure.
-            None | Some(Cause::Failed) => true,
+            // Collected.
+            None => true,
+            // A child's error while the scope is being cancelled for a
+            // failure: suppressed behind it. The body's is not kept: the
+            // body is being cancelled too, and its error is most often the
+            // first failure relayed through a `TaskHandle`.
+            Some(Cause::Failed) => !from_body,
             // After `Nursery::cancel` the body's own result still counts.
             Some(Cause::Requested) => from_body,
             // A consequence of the cancel (or of a panic, which will be
@@ -309,7 +326,7 @@ impl Core {
     }
 
     /// Records a panic from a child or the body. A panic always cancels.
-    pub(crate) fn report_panic(&self, payload: Payload) -> Cancelling {
+    pub fn report_panic(&self, payload: Payload) -> Cancelling {
         let mut outcome = lock(&self.outcome);
         let extra = if outcome.panic.is_none() {
             outcome.panic = Some(payload);
@@ -335,13 +352,13 @@ impl Core {
     }
 
     /// Takes the outcome; called once, after the join.
-    pub(crate) fn take_outcome(&self) -> Outcome {
+    pub fn take_outcome(&self) -> Outcome {
         std::mem::take(&mut *lock(&self.outcome))
     }
 
     /// Drains the limit queue for good (on cancel): the jobs are returned to
     /// be dropped outside the lock.
-    pub(crate) fn close_queue(&self) -> Vec<Box<dyn crate::limit::Job>> {
+    pub fn close_queue(&self) -> Vec<Box<dyn crate::limit::Job>> {
         match &self.limit {
             Some(limiter) => limiter.close(),
             None => Vec::new(),

@@ -91,29 +91,73 @@ impl fmt::Debug for Guard {
 // ===== Child =====
 
 pin_project! {
+    /// A future that can be dropped in place, ahead of its container.
+    #[project = SlotProj]
+    pub(crate) enum Slot<F> {
+        Live { #[pin] future: F },
+        Dropped,
+    }
+}
+
+impl<F> Slot<F> {
+    /// Drops the future in place, catching a panic from its destructor.
+    pub(crate) fn drop_future(self: Pin<&mut Self>) -> std::thread::Result<()> {
+        if matches!(*self, Slot::Dropped) {
+            return Ok(());
+        }
+        let mut slot = self;
+        catch_unwind(AssertUnwindSafe(|| slot.set(Slot::Dropped)))
+    }
+}
+
+pin_project! {
     /// A child future as its tokio task runs it: polls the user's future
     /// with the scope as the current scope, catches its panic, reports its
     /// error, and releases its unit of the count once dropped.
+    ///
+    /// The user's future is dropped in place when it completes, and on
+    /// abort by `Child`'s own destructor, inside `catch_unwind`: a panic in
+    /// its destructor goes to the scope like any panic (G3), rather than
+    /// into a `JoinHandle` nobody may read.
     pub(crate) struct Child<F> {
         #[pin]
-        future: F,
-        // Declared last: drops after `future`.
+        slot: Slot<F>,
         guard: Guard,
+    }
+
+    impl<F> PinnedDrop for Child<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Err(payload) = this.slot.drop_future() {
+                if let Some(scope) = &this.guard.scope {
+                    scope.report_panic(payload);
+                }
+            }
+            // The guard drops after this, releasing the unit.
+        }
     }
 }
 
 impl<F> Child<F> {
     pub(crate) fn new(future: F, guard: Guard) -> Child<F> {
-        Child { future, guard }
+        Child {
+            slot: Slot::Live { future },
+            guard,
+        }
     }
 
     pub(crate) fn guard_mut(&mut self) -> &mut Guard {
         &mut self.guard
     }
 
-    pub(crate) fn into_future(self) -> F {
-        // The guard drops here, releasing the unit.
-        self.future
+    /// Hands an unstarted child's future back (`try_spawn` at the limit).
+    pub(crate) fn into_future(mut self) -> F {
+        match std::mem::replace(&mut self.slot, Slot::Dropped) {
+            Slot::Live { future } => future,
+            Slot::Dropped => unreachable!("an unstarted child still holds its future"),
+        }
+        // `self` drops here: nothing left in the slot; the guard releases
+        // the unit.
     }
 }
 
@@ -126,7 +170,10 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Output<T>> {
         let this = self.project();
-        let future = this.future;
+        let mut slot = this.slot;
+        let SlotProj::Live { future } = slot.as_mut().project() else {
+            panic!("nursery: a child polled after it completed");
+        };
         let polled = context::enter(&mut this.guard.scope, || {
             catch_unwind(AssertUnwindSafe(|| future.poll(cx)))
         });
@@ -134,6 +181,12 @@ where
             Ok(Poll::Pending) => return Poll::Pending,
             Ok(Poll::Ready(result)) => Ok(result),
             Err(payload) => Err(payload),
+        };
+        // Drop the finished future now, so a panic in its destructor is
+        // caught like one in its body.
+        let result = match (result, slot.drop_future()) {
+            (result, Ok(())) | (result @ Err(_), Err(_)) => result,
+            (Ok(_), Err(payload)) => Err(payload),
         };
         Poll::Ready(this.guard.settle(result))
     }
@@ -153,6 +206,18 @@ pub(crate) struct Blocking<F> {
     f: Option<F>,
     token: CancellationToken,
     guard: Guard,
+}
+
+impl<F> Drop for Blocking<F> {
+    fn drop(&mut self) {
+        // Never started (aborted first): drop the closure, catching a panic
+        // from its captures' destructors.
+        if let Some(f) = self.f.take() {
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| drop(f))) {
+                self.guard.scope().report_panic(payload);
+            }
+        }
+    }
 }
 
 impl<F> Blocking<F> {
@@ -266,7 +331,6 @@ impl<C: Start> Job for Queued<C, C::Value> {
 ///
 /// Cancel safe: dropping the handle, or the future awaiting it, leaves the
 /// child running in its scope.
-#[must_use = "a TaskHandle does nothing unless awaited; dropping it leaves the child running in its scope"]
 pub struct TaskHandle<T> {
     state: HandleState<T>,
     info: TaskInfo,

@@ -49,7 +49,7 @@ fn tiny(c: &mut Criterion) {
         b.to_async(&rt).iter(|| async {
             nursery::scope(|n| async move {
                 for i in 0..TINY {
-                    let _ = n.spawn(async move { Ok::<_, ()>(black_box(i)) });
+                    n.spawn(async move { Ok::<_, ()>(black_box(i)) });
                 }
                 Ok(())
             })

@@ -4,3 +4,318 @@
 //! feature; the benchmarks against the peers in `tests/benches/`.
 
 #![forbid(unsafe_code)]
+
+// ===== helpers for g1_join, g2_fail_fast, g3_panics, g7_drop =====
+
+/// Counts the [`DropGuard`]s it handed out that have been dropped, and wakes
+/// whoever waits for a given number of drops.
+///
+/// Put a guard into a child future (or body) to learn when that future has
+/// been dropped: completed, or aborted after a cancel.
+#[derive(Clone, Debug, Default)]
+pub struct DropCounter {
+    inner: std::sync::Arc<DropCounterInner>,
+}
+
+#[derive(Debug, Default)]
+struct DropCounterInner {
+    dropped: std::sync::atomic::AtomicUsize,
+    notify: tokio::sync::Notify,
+}
+
+impl DropCounter {
+    /// A counter with nothing dropped yet.
+    pub fn new() -> DropCounter {
+        DropCounter::default()
+    }
+
+    /// A guard that counts one drop when it is dropped.
+    pub fn guard(&self) -> DropGuard {
+        DropGuard {
+            counter: self.clone(),
+        }
+    }
+
+    /// How many guards have been dropped so far.
+    pub fn dropped(&self) -> usize {
+        self.inner.dropped.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Waits until at least `n` guards have been dropped.
+    pub async fn wait_for(&self, n: usize) {
+        loop {
+            let notified = self.inner.notify.notified();
+            let mut notified = std::pin::pin!(notified);
+            // Registered before the check, so a drop in between still wakes us.
+            notified.as_mut().enable();
+            if self.dropped() >= n {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Counts one drop on its [`DropCounter`] when dropped.
+#[derive(Debug)]
+pub struct DropGuard {
+    counter: DropCounter,
+}
+
+impl Drop for DropGuard {
+    fn drop(&mut self) {
+        self.counter
+            .inner
+            .dropped
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.counter.inner.notify.notify_waiters();
+    }
+}
+
+/// Panics with `payload` when dropped (unless the thread is already
+/// unwinding): a future whose destructor panics.
+#[derive(Debug)]
+pub struct PanicOnDrop(pub &'static str);
+
+impl Drop for PanicOnDrop {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            std::panic::panic_any(self.0);
+        }
+    }
+}
+
+/// A one-shot gate for blocking code: closures on tokio's blocking pool wait
+/// on it until the test opens it.
+#[derive(Debug, Default)]
+pub struct Latch {
+    open: std::sync::Mutex<bool>,
+    changed: std::sync::Condvar,
+}
+
+impl Latch {
+    /// A closed latch, shared.
+    pub fn new() -> std::sync::Arc<Latch> {
+        std::sync::Arc::new(Latch::default())
+    }
+
+    /// Opens the latch for every waiter, present and future.
+    pub fn open(&self) {
+        *self.open.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.changed.notify_all();
+    }
+
+    /// Blocks the thread until the latch is open, or `limit` has passed (a
+    /// safety net so a broken test fails instead of hanging). Returns whether
+    /// the latch was opened.
+    pub fn wait(&self, limit: std::time::Duration) -> bool {
+        let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let (open, _) = self
+            .changed
+            .wait_timeout_while(open, limit, |open| !*open)
+            .unwrap_or_else(|e| e.into_inner());
+        *open
+    }
+}
+
+/// Yields to the scheduler `rounds` times, so every task that is ready to
+/// run gets polled. Only for checking that something has *not* happened
+/// (a scope that must still be waiting): on a current-thread runtime every
+/// ready task runs before this returns.
+pub async fn yield_rounds(rounds: usize) {
+    for _ in 0..rounds {
+        tokio::task::yield_now().await;
+    }
+}
+
+// ===== helpers for g4_hierarchy, g5_deadline, g6_grace, g8_limits, g9_self_cancel, scope_misuse =====
+
+/// Watches one future: whether it was ever polled, whether it ran to
+/// completion, and when (on tokio's clock, so paused-time tests can compare
+/// instants) it was dropped.
+///
+/// Wrap a child with [`Tracker::track`] before spawning it.
+#[derive(Clone, Debug, Default)]
+pub struct Tracker {
+    inner: std::sync::Arc<TrackerInner>,
+}
+
+#[derive(Debug, Default)]
+struct TrackerInner {
+    polled: std::sync::atomic::AtomicBool,
+    completed: std::sync::atomic::AtomicBool,
+    dropped_at: std::sync::Mutex<Option<tokio::time::Instant>>,
+}
+
+impl Tracker {
+    /// A tracker that has seen nothing yet.
+    pub fn new() -> Tracker {
+        Tracker::default()
+    }
+
+    /// Wraps `future` so that this tracker records its first poll, its
+    /// completion and its drop (also when it is dropped unpolled).
+    pub fn track<F: std::future::Future>(
+        &self,
+        future: F,
+    ) -> impl std::future::Future<Output = F::Output> + use<F> {
+        let stamp = TrackerDropStamp(self.clone());
+        let tracker = self.clone();
+        async move {
+            let _stamp = stamp;
+            tracker
+                .inner
+                .polled
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            let output = future.await;
+            tracker
+                .inner
+                .completed
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            output
+        }
+    }
+
+    /// Whether the future was polled at least once.
+    pub fn was_polled(&self) -> bool {
+        self.inner.polled.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Whether the future ran to completion (as opposed to being dropped
+    /// while pending).
+    pub fn completed(&self) -> bool {
+        self.inner
+            .completed
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// When the future was dropped, if it was.
+    pub fn dropped_at(&self) -> Option<tokio::time::Instant> {
+        *self
+            .inner
+            .dropped_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the future has been dropped.
+    pub fn was_dropped(&self) -> bool {
+        self.dropped_at().is_some()
+    }
+}
+
+/// Records the drop instant on its [`Tracker`].
+struct TrackerDropStamp(Tracker);
+
+impl Drop for TrackerDropStamp {
+    fn drop(&mut self) {
+        let mut slot = self
+            .0
+            .inner
+            .dropped_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        slot.get_or_insert_with(tokio::time::Instant::now);
+    }
+}
+
+/// A concurrency gauge with a high-water mark: how many holders of a
+/// [`HighWaterGuard`] exist now, and the most that ever existed at once.
+#[derive(Clone, Debug, Default)]
+pub struct HighWater {
+    inner: std::sync::Arc<HighWaterInner>,
+}
+
+#[derive(Debug, Default)]
+struct HighWaterInner {
+    current: std::sync::atomic::AtomicUsize,
+    peak: std::sync::atomic::AtomicUsize,
+}
+
+impl HighWater {
+    /// A gauge at zero.
+    pub fn new() -> HighWater {
+        HighWater::default()
+    }
+
+    /// Counts one more holder until the guard is dropped.
+    pub fn enter(&self) -> HighWaterGuard {
+        let now = self
+            .inner
+            .current
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
+        self.inner
+            .peak
+            .fetch_max(now, std::sync::atomic::Ordering::SeqCst);
+        HighWaterGuard(self.clone())
+    }
+
+    /// Holders right now.
+    pub fn current(&self) -> usize {
+        self.inner.current.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The most holders there ever were at once.
+    pub fn peak(&self) -> usize {
+        self.inner.peak.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// One holder of a [`HighWater`] gauge.
+#[derive(Debug)]
+pub struct HighWaterGuard(HighWater);
+
+impl Drop for HighWaterGuard {
+    fn drop(&mut self) {
+        self.0
+            .inner
+            .current
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// A `std::sync::Barrier` with a time limit, for blocking code: `parties`
+/// threads meet, or each gives up after the limit (so a broken test fails
+/// instead of hanging).
+#[derive(Debug)]
+pub struct Rendezvous {
+    parties: usize,
+    arrived: std::sync::Mutex<usize>,
+    changed: std::sync::Condvar,
+}
+
+impl Rendezvous {
+    /// A rendezvous for `parties` threads, shared.
+    pub fn new(parties: usize) -> std::sync::Arc<Rendezvous> {
+        std::sync::Arc::new(Rendezvous {
+            parties,
+            arrived: std::sync::Mutex::new(0),
+            changed: std::sync::Condvar::new(),
+        })
+    }
+
+    /// Arrives and blocks until all parties have arrived, or `limit` has
+    /// passed. Returns whether all of them met.
+    pub fn meet(&self, limit: std::time::Duration) -> bool {
+        let mut arrived = self.arrived.lock().unwrap_or_else(|e| e.into_inner());
+        *arrived += 1;
+        self.changed.notify_all();
+        let (arrived, _) = self
+            .changed
+            .wait_timeout_while(arrived, limit, |arrived| *arrived < self.parties)
+            .unwrap_or_else(|e| e.into_inner());
+        *arrived >= self.parties
+    }
+}
+
+/// The message of a panic payload (`&str` or `String`), or a placeholder.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(message) = payload.downcast_ref::<&str>() {
+        (*message).to_owned()
+    } else if let Some(message) = payload.downcast_ref::<String>() {
+        message.clone()
+    } else {
+        "<non-string panic payload>".to_owned()
+    }
+}

@@ -1,0 +1,244 @@
+//! G6 graceful cancellation: on cancel the scope's token fires first;
+//! children get `grace` (default zero) to finish by themselves, then the
+//! rest are aborted. All on tokio's paused clock, so instants compare
+//! exactly.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use nursery::{Error, Nursery};
+use nursery_tests::Tracker;
+use tokio::sync::{Barrier, Mutex, oneshot};
+use tokio::time::{Instant, sleep};
+use tokio_util::sync::CancellationToken;
+
+const GRACE: Duration = Duration::from_secs(1);
+const QUICK: Duration = Duration::from_millis(300);
+
+/// A body or child that never returns by itself.
+async fn forever<T>() -> Result<T, String> {
+    std::future::pending().await
+}
+
+/// A child that notes when it saw the token, then stops after `stop_after`.
+async fn polite(
+    saw_cancel: Arc<Mutex<Option<Instant>>>,
+    stop_after: Duration,
+    value: u32,
+) -> Result<u32, String> {
+    nursery::cancelled().await;
+    *saw_cancel.lock().await = Some(Instant::now());
+    sleep(stop_after).await;
+    Ok(value)
+}
+
+#[tokio::test(start_paused = true)]
+async fn g6_a_child_that_stops_within_grace_completes_normally() {
+    let shutdown = CancellationToken::new();
+    let ready = Arc::new(Barrier::new(2));
+    let saw_cancel = Arc::new(Mutex::new(None));
+    let tracker = Tracker::new();
+    let (value_tx, value_rx) = oneshot::channel();
+    let child = {
+        let ready = ready.clone();
+        let inner = polite(saw_cancel.clone(), QUICK, 42);
+        tracker.track(async move {
+            ready.wait().await;
+            let value = inner.await?;
+            value_tx.send(value).unwrap();
+            Ok::<_, String>(value)
+        })
+    };
+    let scope = Nursery::builder()
+        .grace(GRACE)
+        .cancel_on(shutdown.clone())
+        .scope(|n: Nursery<String>| async move {
+            drop(n.spawn(child));
+            forever::<()>().await
+        });
+    let mut cancelled_at = None;
+    let trigger = async {
+        ready.wait().await;
+        cancelled_at = Some(Instant::now());
+        shutdown.cancel();
+    };
+    let (result, ()) = tokio::join!(scope, trigger);
+    let cancelled_at = cancelled_at.unwrap();
+
+    assert_eq!(result, Err(Error::Cancelled));
+    assert_eq!(
+        *saw_cancel.lock().await,
+        Some(cancelled_at),
+        "the token fires at the cancel"
+    );
+    assert_eq!(value_rx.await, Ok(42), "the child ran to its end");
+    assert!(tracker.completed(), "completed, not aborted");
+    assert_eq!(tracker.dropped_at(), Some(cancelled_at + QUICK));
+    assert_eq!(
+        Instant::now(),
+        cancelled_at + QUICK,
+        "the scope returns as soon as its children are done, not at the grace expiry"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn g6_after_n_cancel_a_child_that_stops_within_grace_returns_its_value() {
+    let saw_cancel = Arc::new(Mutex::new(None));
+    let child = polite(saw_cancel.clone(), QUICK, 7);
+    let start = Instant::now();
+    let result = Nursery::builder()
+        .grace(GRACE)
+        .scope(|n: Nursery<String>| async move {
+            let handle = n.spawn(child);
+            tokio::task::yield_now().await;
+            n.cancel();
+            handle.await.map_err(|e| e.to_string())
+        })
+        .await;
+    assert_eq!(result, Ok(7), "the handle yields the value, not a cancel");
+    assert_eq!(*saw_cancel.lock().await, Some(start));
+    assert_eq!(Instant::now(), start + QUICK);
+}
+
+#[tokio::test(start_paused = true)]
+async fn g6_children_still_running_at_grace_expiry_are_aborted_exactly_then() {
+    let shutdown = CancellationToken::new();
+    let ready = Arc::new(Barrier::new(3));
+    let stubborn_saw = Arc::new(Mutex::new(None));
+    let polite_saw = Arc::new(Mutex::new(None));
+    let stubborn = Tracker::new();
+    let quick = Tracker::new();
+
+    let stubborn_child = {
+        let ready = ready.clone();
+        let saw = stubborn_saw.clone();
+        stubborn.track(async move {
+            ready.wait().await;
+            nursery::cancelled().await;
+            *saw.lock().await = Some(Instant::now());
+            // Ignores the cancel: keeps working, in steps shorter than the
+            // grace, so an early abort would show.
+            loop {
+                sleep(Duration::from_millis(10)).await;
+            }
+            #[allow(unreachable_code)]
+            Ok::<u32, String>(0)
+        })
+    };
+    let quick_child = {
+        let ready = ready.clone();
+        let inner = polite(polite_saw.clone(), QUICK, 1);
+        quick.track(async move {
+            ready.wait().await;
+            inner.await
+        })
+    };
+    let scope = Nursery::builder()
+        .grace(GRACE)
+        .cancel_on(shutdown.clone())
+        .scope(|n: Nursery<String>| async move {
+            drop(n.spawn(stubborn_child));
+            drop(n.spawn(quick_child));
+            forever::<()>().await
+        });
+    let mut cancelled_at = None;
+    let trigger = async {
+        ready.wait().await;
+        cancelled_at = Some(Instant::now());
+        shutdown.cancel();
+    };
+    let (result, ()) = tokio::join!(scope, trigger);
+    let cancelled_at = cancelled_at.unwrap();
+
+    assert_eq!(result, Err(Error::Cancelled));
+    assert_eq!(
+        *stubborn_saw.lock().await,
+        Some(cancelled_at),
+        "token first"
+    );
+    assert_eq!(*polite_saw.lock().await, Some(cancelled_at), "token first");
+    assert!(quick.completed());
+    assert_eq!(quick.dropped_at(), Some(cancelled_at + QUICK));
+    assert!(!stubborn.completed());
+    assert_eq!(
+        stubborn.dropped_at(),
+        Some(cancelled_at + GRACE),
+        "aborted at the grace expiry, not before and not after"
+    );
+    assert_eq!(Instant::now(), cancelled_at + GRACE);
+}
+
+#[tokio::test(start_paused = true)]
+async fn g6_grace_applies_when_a_sibling_fails() {
+    let start = Instant::now();
+    let saw_cancel = Arc::new(Mutex::new(None));
+    let child = Tracker::new();
+    let child_future = child.track(polite(saw_cancel.clone(), QUICK, 3));
+    let result = Nursery::builder()
+        .grace(GRACE)
+        .scope(|n: Nursery<String>| async move {
+            drop(n.spawn(child_future));
+            drop(n.spawn(async { Err::<(), _>("boom".to_owned()) }));
+            forever::<()>().await
+        })
+        .await;
+    assert_eq!(
+        result,
+        Err(Error::Failed {
+            error: "boom".to_owned(),
+            suppressed: vec![]
+        })
+    );
+    assert_eq!(*saw_cancel.lock().await, Some(start));
+    assert!(
+        child.completed(),
+        "the sibling finished by itself within grace"
+    );
+    assert_eq!(Instant::now(), start + QUICK);
+}
+
+#[tokio::test(start_paused = true)]
+async fn g6_default_grace_aborts_at_once() {
+    let shutdown = CancellationToken::new();
+    let ready = Arc::new(Barrier::new(2));
+    let finished = Arc::new(AtomicBool::new(false));
+    let tracker = Tracker::new();
+    let child = {
+        let ready = ready.clone();
+        let finished = finished.clone();
+        tracker.track(async move {
+            ready.wait().await;
+            nursery::cancelled().await;
+            // Would stop almost at once: with no grace it must not get to.
+            sleep(Duration::from_millis(1)).await;
+            finished.store(true, Ordering::SeqCst);
+            Ok::<_, String>(())
+        })
+    };
+    let scope =
+        Nursery::builder()
+            .cancel_on(shutdown.clone())
+            .scope(|n: Nursery<String>| async move {
+                drop(n.spawn(child));
+                forever::<()>().await
+            });
+    let mut cancelled_at = None;
+    let trigger = async {
+        ready.wait().await;
+        cancelled_at = Some(Instant::now());
+        shutdown.cancel();
+    };
+    let (result, ()) = tokio::join!(scope, trigger);
+    let cancelled_at = cancelled_at.unwrap();
+
+    assert_eq!(result, Err(Error::Cancelled));
+    assert!(!finished.load(Ordering::SeqCst));
+    assert!(!tracker.completed());
+    assert_eq!(
+        tracker.dropped_at(),
+        Some(cancelled_at),
+        "aborted at the cancel"
+    );
+    assert_eq!(Instant::now(), cancelled_at);
+}

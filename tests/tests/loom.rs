@@ -1,0 +1,276 @@
+//! loom models of the scope's shared core: every interleaving of the races
+//! the scope relies on, explored with loom's own threads.
+//!
+//! Run with
+//! `RUSTFLAGS="--cfg nursery_loom" LOOM_MAX_PREEMPTIONS=2 cargo test -p nursery-tests --release --test loom --target-dir target/loom`.
+//! A deeper run for humans: drop `LOOM_MAX_PREEMPTIONS` (unbounded).
+//!
+//! The models drive `nursery::__loom::{Core, Limiter}`, which hold no tokio
+//! types; the scope future is modelled by `loom::future::block_on` over the
+//! same register / try-close loop the real scope runs. A lost wake-up shows
+//! up as a loom deadlock, a double release as a count that never returns
+//! to the scope's own unit (also a deadlock).
+
+#![cfg(nursery_loom)]
+
+use std::future::poll_fn;
+use std::task::Poll;
+
+use loom::sync::Arc;
+use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use loom::thread;
+use nursery::__loom::{Admission, Cancelling, Cause, Core, Job, Refusal};
+
+/// The scope waiting for its join, as the scope future does it: register
+/// the waker, then try to close.
+fn join(core: &Core) {
+    loom::future::block_on(poll_fn(|cx| {
+        core.register(cx.waker());
+        if core.try_close() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }));
+}
+
+/// Invariant: when the last two children exit while the scope starts
+/// waiting, the scope is woken (no lost wake-up), and it observes every
+/// child's effects once joined.
+#[test]
+fn last_child_exit_races_scope_wait() {
+    loom::model(|| {
+        let core = Arc::new(Core::new(true, None));
+        let effects = Arc::new(AtomicUsize::new(0));
+        core.enter().expect("an open scope admits children");
+        core.enter().expect("an open scope admits children");
+        let children: Vec<_> = (0..2)
+            .map(|_| {
+                let core = core.clone();
+                let effects = effects.clone();
+                thread::spawn(move || {
+                    effects.fetch_add(1, Ordering::Relaxed);
+                    assert!(!core.exit(), "no parent is held");
+                })
+            })
+            .collect();
+        join(&core);
+        assert_eq!(
+            effects.load(Ordering::Relaxed),
+            2,
+            "joined before a child ended"
+        );
+        assert_eq!(core.live(), 0);
+        for child in children {
+            child.join().unwrap();
+        }
+    });
+}
+
+/// Invariant: two children failing at once under fail-fast: exactly one
+/// call cancels the scope, its error is `error`, the other is suppressed,
+/// and neither is lost.
+#[test]
+fn two_failures_one_error_one_suppressed() {
+    loom::model(|| {
+        let core = Arc::new(Core::new(true, None));
+        core.enter().unwrap();
+        core.enter().unwrap();
+        let children: Vec<_> = (0..2usize)
+            .map(|i| {
+                let core = core.clone();
+                thread::spawn(move || {
+                    let cancelling = core.report_error(Box::new(i), false);
+                    core.exit();
+                    cancelling
+                })
+            })
+            .collect();
+        join(&core);
+        let results: Vec<_> = children.into_iter().map(|c| c.join().unwrap()).collect();
+        let cancellers: Vec<usize> = (0..2).filter(|&i| results[i] == Cancelling::Now).collect();
+        assert_eq!(cancellers.len(), 1, "exactly one failure cancels");
+        assert!(core.is_cancelled());
+        let outcome = core.take_outcome();
+        assert_eq!(outcome.cause, Some(Cause::Failed));
+        let errors: Vec<usize> = outcome
+            .errors
+            .into_iter()
+            .map(|e| *e.downcast::<usize>().unwrap())
+            .collect();
+        assert_eq!(errors.len(), 2, "an error was lost");
+        assert_eq!(
+            errors[0], cancellers[0],
+            "the cancelling error is the scope's error"
+        );
+    });
+}
+
+/// Invariant: `Nursery::cancel` racing a child's failure: exactly one of
+/// them fixes the outcome; if the cancel won, the child's error is a
+/// consequence and is discarded; if the failure won, the cancel is a no-op.
+/// Either way the scope is cancelled and joins.
+#[test]
+fn cancel_races_completion() {
+    loom::model(|| {
+        let core = Arc::new(Core::new(true, None));
+        core.enter().unwrap();
+        let canceller = {
+            let core = core.clone();
+            thread::spawn(move || core.cancel(Cause::Requested))
+        };
+        let child = {
+            let core = core.clone();
+            thread::spawn(move || {
+                let cancelling = core.report_error(Box::new(7u8), false);
+                core.exit();
+                cancelling
+            })
+        };
+        join(&core);
+        let cancel = canceller.join().unwrap();
+        let fail = child.join().unwrap();
+        assert!(core.is_cancelled());
+        let outcome = core.take_outcome();
+        match (cancel, fail) {
+            (Cancelling::Now, Cancelling::No) => {
+                assert_eq!(outcome.cause, Some(Cause::Requested));
+                assert!(outcome.errors.is_empty(), "error after the cancel was kept");
+            }
+            (Cancelling::No, Cancelling::Now) => {
+                assert_eq!(outcome.cause, Some(Cause::Failed));
+                assert_eq!(outcome.errors.len(), 1);
+            }
+            other => panic!("exactly one of cancel and failure must win: {other:?}"),
+        }
+    });
+}
+
+/// A queued child that records whether it was started or dropped unstarted.
+struct Probe {
+    started: Arc<AtomicUsize>,
+    dropped_unstarted: Arc<AtomicUsize>,
+    did_start: bool,
+}
+
+impl Job for Probe {
+    fn start(mut self: Box<Self>) {
+        self.did_start = true;
+        self.started.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        if !self.did_start {
+            self.dropped_unstarted.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Invariant: a queued child handed the slot of a finishing one while the
+/// scope is being cancelled is either started (the hand-off came first) or
+/// dropped unstarted by the cancel, exactly once; and after the cancel has
+/// drained the queue nothing starts.
+#[test]
+fn queued_child_handoff_races_cancel() {
+    loom::model(|| {
+        let core = Arc::new(Core::new(true, Some(1)));
+        let limiter = core.limiter().unwrap();
+        assert!(limiter.try_acquire(1), "the first child runs");
+        let started = Arc::new(AtomicUsize::new(0));
+        let dropped_unstarted = Arc::new(AtomicUsize::new(0));
+        let probe = Box::new(Probe {
+            started: started.clone(),
+            dropped_unstarted: dropped_unstarted.clone(),
+            did_start: false,
+        });
+        assert!(matches!(
+            limiter.admit_or_queue(1, probe),
+            Admission::Queued
+        ));
+
+        let finishing = {
+            let core = core.clone();
+            thread::spawn(move || core.limiter().unwrap().release(1))
+        };
+        let cancelling = {
+            let core = core.clone();
+            thread::spawn(move || {
+                assert_eq!(core.cancel(Cause::TimedOut), Cancelling::Now);
+                drop(core.close_queue());
+            })
+        };
+        finishing.join().unwrap();
+        cancelling.join().unwrap();
+        let started = started.load(Ordering::Relaxed);
+        let dropped = dropped_unstarted.load(Ordering::Relaxed);
+        assert_eq!(started + dropped, 1, "started {started}, dropped {dropped}");
+        // Closed for good: even with room, nothing is admitted any more.
+        assert!(!core.limiter().unwrap().try_acquire(1));
+    });
+}
+
+/// Invariant: a spawn racing the scope's close either happens before the
+/// close (and the scope waits for that child) or sees `Closed` and backs
+/// out without touching the parent.
+#[test]
+fn spawn_races_close() {
+    loom::model(|| {
+        let core = Arc::new(Core::new(true, None));
+        let child_ran = Arc::new(AtomicBool::new(false));
+        let spawner = {
+            let core = core.clone();
+            let child_ran = child_ran.clone();
+            thread::spawn(move || match core.enter() {
+                Ok(()) => {
+                    child_ran.store(true, Ordering::Relaxed);
+                    core.exit();
+                    true
+                }
+                Err((refusal, release_parent)) => {
+                    assert_eq!(refusal, Refusal::Closed);
+                    assert!(!release_parent, "no parent is held");
+                    false
+                }
+            })
+        };
+        join(&core);
+        let seen_at_join = child_ran.load(Ordering::Relaxed);
+        let entered = spawner.join().unwrap();
+        assert_eq!(
+            entered, seen_at_join,
+            "a child entered but the scope did not wait for it"
+        );
+    });
+}
+
+/// Invariant: an inner scope dropped while its last child ends holds its
+/// parent exactly once and releases it exactly once, so the parent's join
+/// completes (a missed release or a double release would leave the
+/// parent's count off its own unit forever: a deadlock).
+#[test]
+fn dropped_inner_scope_releases_parent_once() {
+    loom::model(|| {
+        let parent = Arc::new(Core::new(true, None));
+        let inner = Arc::new(Core::new(true, None));
+        inner.enter().unwrap();
+        let child = {
+            let parent = parent.clone();
+            let inner = inner.clone();
+            thread::spawn(move || {
+                if inner.exit() {
+                    assert!(!parent.exit());
+                }
+            })
+        };
+        // The inner scope's future is dropped: hold the parent, let go.
+        parent.enter_hold().expect("the parent is open");
+        if inner.abandon(true) {
+            assert!(!parent.exit());
+        }
+        join(&parent);
+        child.join().unwrap();
+        assert_eq!(inner.live(), 0);
+    });
+}
