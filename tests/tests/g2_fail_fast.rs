@@ -430,7 +430,8 @@ async fn g2_body_relaying_a_failed_handle_adds_no_suppressed_error() {
                 tokio::task::yield_now().await;
                 Err::<u32, _>("child failed".to_string())
             });
-            Ok(handle.await.map_err(|join_error| join_error.to_string())?)
+            let value = handle.await.map_err(|join_error| join_error.to_string())?;
+            Ok(value)
         })
         .await;
         assert_eq!(
