@@ -648,10 +648,20 @@ where
     let scope = Arc::new(scope);
     let mut open = Open::new(&scope);
     let grace = scope.grace;
+    // The body closure runs in the scope too: a panic there (after it has
+    // spawned children, say) is the body's panic, re-raised after the join.
+    let mut lent = Some(scope.clone());
+    let made = context::enter(&mut lent, || {
+        catch_unwind(AssertUnwindSafe(|| body(Nursery::new(scope.clone()))))
+    });
     // Declared after `open`: dropped before it, so an unfinished body (and
     // any inner scope in it) is torn down before this scope is abandoned.
-    let mut body = pin!(Slot::Live {
-        future: body(Nursery::new(scope.clone())),
+    let mut body = pin!(match made {
+        Ok(future) => Slot::Live { future },
+        Err(payload) => {
+            scope.report_panic(payload);
+            Slot::Dropped
+        }
     });
 
     // Sources of cancellation from outside the scope's own children.
@@ -664,7 +674,6 @@ where
 
     let mut cancel_seen = false;
     let mut value = None;
-    let mut lent = Some(scope.clone());
 
     poll_fn(|cx| {
         scope.core.register(cx.waker());

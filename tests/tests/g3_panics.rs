@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use nursery::{Error, Nursery};
-use nursery_tests::{DropCounter, Latch, PanicOnDrop, yield_rounds};
+use nursery_tests::{DropCounter, Latch, PanicOnDrop, panic_message, yield_rounds};
 use tokio::sync::{Barrier, oneshot};
 
 type E = &'static str;
@@ -332,4 +332,28 @@ async fn g3_panic_in_an_aborted_childs_destructor_is_not_swallowed() {
         Err(payload) => payload,
     };
     assert_eq!(payload.downcast_ref::<&str>(), Some(&"child destructor"));
+}
+
+/// The body closure itself (before its future) may spawn and then panic:
+/// the scope still joins the children it spawned, then re-raises.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn g3_panic_in_the_body_closure_joins_its_children_first() {
+    let guards = DropCounter::new();
+    let handed_out = guards.clone();
+    let caught = AssertUnwindSafe(nursery::scope(|n: Nursery<()>| {
+        let guard = handed_out.guard();
+        n.spawn(async move {
+            let _guard = guard;
+            std::future::pending::<Result<(), ()>>().await
+        });
+        if handed_out.dropped() == 0 {
+            panic!("closure boom");
+        }
+        async { Ok(()) }
+    }))
+    .catch_unwind()
+    .await;
+    let payload = caught.expect_err("the closure's panic was swallowed");
+    assert_eq!(panic_message(&*payload), "closure boom");
+    assert_eq!(guards.dropped(), 1, "re-raised before the child was joined");
 }
