@@ -56,11 +56,14 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{Instant, sleep, timeout_at};
 
 const USAGE: &str = "\
-usage: batch_check [--limit N] [--timeout-ms N] [URL...]
+usage: batch_check [--limit N] [--timeout-ms N] [--dump] [URL...]
 
 Checks each http:// URL with a GET: at most N at once (default 20), each pass
 over the batch within the timeout (default 2000 ms). Without URLs, checks a demo
-batch against a server of its own on 127.0.0.1.";
+batch against a server of its own on 127.0.0.1.
+
+--dump prints the tree of running scopes and tasks (nursery::dump()) once, 100 ms
+into the first pass. On Unix, Ctrl-\\ (SIGQUIT) prints it at any time.";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -77,20 +80,31 @@ async fn main() -> ExitCode {
     };
     let demo = args.targets.is_empty();
 
-    let result = nursery::scope(|n| async move {
-        let targets = if demo {
-            let server = start_demo_server(&n).await?;
-            demo_batch(server).await?
-        } else {
-            args.targets
-        };
-        let all_ok = report(&targets, args.settings).await;
-        // Stop the demo server, if any. Cancelling on purpose is not an
-        // error: the scope returns this body's result (G9).
-        n.cancel();
-        Ok::<_, io::Error>(all_ok)
-    })
-    .await;
+    let result = Nursery::builder()
+        .name("batch_check")
+        .scope(|n| async move {
+            // Look inside while it runs: the tree of scopes and tasks, on demand.
+            n.spawn_named("dump-on-signal", dump_on_signal());
+            if args.dump {
+                n.spawn_named("dump-once", async {
+                    sleep(Duration::from_millis(100)).await;
+                    print_dump();
+                    Ok(())
+                });
+            }
+            let targets = if demo {
+                let server = start_demo_server(&n).await?;
+                demo_batch(server).await?
+            } else {
+                args.targets
+            };
+            let all_ok = report(&targets, args.settings).await;
+            // Stop the demo server, if any. Cancelling on purpose is not an
+            // error: the scope returns this body's result (G9).
+            n.cancel();
+            Ok::<_, io::Error>(all_ok)
+        })
+        .await;
 
     match result {
         Ok(all_ok) if all_ok || demo => ExitCode::SUCCESS,
@@ -224,7 +238,7 @@ async fn check_strict(targets: &[Target], settings: Settings, mode: Mode) -> Str
                 let counts = body_counts.clone();
                 // No need to keep the handle: the child belongs to the
                 // scope, which waits for it and gets its error.
-                let _handle = n.spawn_named(target.to_string(), async move {
+                n.spawn_named(target.to_string(), async move {
                     counts.started.fetch_add(1, Ordering::Relaxed);
                     let outcome = check(&target, settings).await;
                     counts.finished.fetch_add(1, Ordering::Relaxed);
@@ -485,6 +499,8 @@ struct Args {
     settings: Settings,
     /// Empty: check the demo batch.
     targets: Vec<Target>,
+    /// Print `nursery::dump()` once during the first pass.
+    dump: bool,
 }
 
 impl Args {
@@ -493,6 +509,7 @@ impl Args {
         let mut limit = 20;
         let mut timeout_ms = 2000;
         let mut targets = Vec::new();
+        let mut dump = false;
         let mut problems = Vec::new();
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
@@ -526,6 +543,7 @@ impl Args {
                         .map_or(limit, |n| usize::try_from(n).unwrap_or(usize::MAX))
                 }
                 "--timeout-ms" => timeout_ms = number("--timeout-ms").unwrap_or(timeout_ms),
+                "--dump" => dump = true,
                 flag if flag.starts_with('-') => problems.push(format!("unknown option `{flag}`")),
                 url => match Target::parse(url) {
                     Ok(target) => targets.push(target),
@@ -539,11 +557,33 @@ impl Args {
         Ok(Some(Args {
             settings: Settings::new(limit, Duration::from_millis(timeout_ms)),
             targets,
+            dump,
         }))
     }
 }
 
 // ===== output =====
+
+/// Prints every live scope and task, indented, outermost first.
+fn print_dump() {
+    println!("\n--- nursery::dump() ---\n{}---", nursery::dump());
+}
+
+/// Prints the dump on each Ctrl-\ (SIGQUIT), until the scope is cancelled.
+#[cfg(unix)]
+async fn dump_on_signal() -> io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut quit = signal(SignalKind::quit())?;
+    while quit.recv().await.is_some() {
+        print_dump();
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+async fn dump_on_signal() -> io::Result<()> {
+    std::future::pending().await
+}
 
 fn print_table(outcomes: &[Outcome], elapsed: Duration) {
     let url = |outcome: &Outcome| match outcome {
@@ -656,7 +696,7 @@ async fn serve(listener: TcpListener) -> io::Result<()> {
         .scope(|connections: Nursery<io::Error>| async move {
             loop {
                 let (stream, _) = listener.accept().await?;
-                let _handle = connections.spawn(async move {
+                connections.spawn_named("connection", async move {
                     // A client that hangs up early is its own business.
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service_fn(respond))

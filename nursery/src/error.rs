@@ -5,6 +5,7 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::panic::Location;
 
+use crate::leak::Stamp;
 use crate::sync::SharedStr;
 
 /// Why a scope did not return its body's value.
@@ -235,11 +236,25 @@ impl fmt::Debug for Name {
     }
 }
 
-/// Who a task is: its name if it has one, and where it was spawned.
+/// Who a task is: its name if it has one, where and when it was spawned.
+// `pub` only because the limit queue's `Job` trait (reachable by the loom
+// models) names it.
 #[derive(Clone)]
-pub(crate) struct TaskInfo {
+#[allow(unreachable_pub)]
+pub struct TaskInfo {
     pub(crate) name: Option<Name>,
     pub(crate) location: &'static Location<'static>,
+    pub(crate) started: Stamp,
+}
+
+impl TaskInfo {
+    pub(crate) fn new(name: Option<Name>, location: &'static Location<'static>) -> TaskInfo {
+        TaskInfo {
+            name,
+            location,
+            started: Stamp::now(),
+        }
+    }
 }
 
 impl fmt::Display for TaskInfo {

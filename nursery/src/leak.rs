@@ -1,20 +1,70 @@
-//! The live-task registry: one list per scope of the children it started,
-//! with what is needed to abort them and to say who they are.
+//! The live-task registry, leak reports and the task-tree dump.
 //!
-//! Only spawners and the cancel path touch a scope's list; a finishing child
-//! does not. Entries of finished children are swept out when the list has
-//! doubled since the last sweep, so the cost per spawn stays constant and
-//! the list stays within twice the number of live children (plus a small
-//! floor).
+//! Each scope keeps the list of the children it started ([`Registry`]):
+//! only spawners and the cancel path touch it, never a finishing child, and
+//! entries of finished children are swept out when the list has doubled
+//! since the last sweep, so the cost per spawn stays constant and the list
+//! within twice the number of live children (plus a small floor). Scopes
+//! know the scopes open inside them; root scopes are kept in one
+//! process-wide list, touched once when a root scope opens and once when it
+//! is done (never per spawn). [`dump`] walks that tree.
+//!
+//! A scope dropped before it finished aborts its children at once (G7).
+//! Children still alive a leak-grace window later are leaks: a watcher
+//! thread (started the first time it is needed, not a tokio task, so it
+//! shows in no runtime's task count) reports each through the hook set with
+//! [`set_leak_hook`] and keeps it for the test helpers in
+//! [`testing`](crate::testing).
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::panic::Location;
+use std::time::Duration;
 
+use tokio::sync::oneshot;
 use tokio::task::AbortHandle;
 
 use crate::error::{Name, TaskInfo};
+use crate::scope::Scope;
+use crate::sync::{Arc, StaticMutex, static_lock};
 
-/// Below this many entries the list is never swept.
+// ===== Stamp =====
+
+/// A point on a coarse monotonic clock: cheap enough for the spawn path
+/// (a vDSO read of `CLOCK_MONOTONIC_COARSE` on Linux, about 10 ns here,
+/// where `Instant::now()` costs about 38 ns), precise to a few
+/// milliseconds, which is plenty for the age of a task in a report.
+///
+/// Nanoseconds in a `u64` (centuries of range) rather than a `Duration`, so a
+/// registry entry stays within 64 bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Stamp(u64);
+
+impl Stamp {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    pub(crate) fn now() -> Stamp {
+        let now = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
+        let secs = u64::try_from(now.tv_sec).unwrap_or(0);
+        let nanos = u64::try_from(now.tv_nsec).unwrap_or(0);
+        Stamp(secs.saturating_mul(1_000_000_000).saturating_add(nanos))
+    }
+
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    pub(crate) fn now() -> Stamp {
+        static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        let elapsed = EPOCH.get_or_init(std::time::Instant::now).elapsed();
+        Stamp(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX))
+    }
+
+    /// Time from this stamp to `later` (zero if `later` is earlier).
+    pub(crate) fn until(self, later: Stamp) -> Duration {
+        Duration::from_nanos(later.0.saturating_sub(self.0))
+    }
+}
+
+// ===== Registry =====
+
+/// Below this many entries a scope's list is never swept.
 const MIN_SWEEP: usize = 64;
 
 /// The children a scope has started.
@@ -24,13 +74,14 @@ pub(crate) struct Registry {
     aborted: bool,
 }
 
+/// 56 bytes on 64-bit targets: DESIGN.md allows a child 64 bytes of
+/// bookkeeping.
 struct Entry {
     abort: AbortHandle,
-    location: &'static Location<'static>,
-    name: Option<Name>,
+    info: TaskInfo,
+    /// Runs on the blocking pool: not counted among the runtime's tasks.
+    blocking: bool,
 }
-
-// ===== impl Registry =====
 
 impl Registry {
     pub(crate) fn new() -> Registry {
@@ -44,7 +95,7 @@ impl Registry {
     /// Records a started child. If the scope has already aborted its
     /// children, this one is aborted at once: it started too late to get a
     /// grace period of its own.
-    pub(crate) fn push(&mut self, abort: AbortHandle, info: &TaskInfo) {
+    pub(crate) fn push(&mut self, abort: AbortHandle, info: &TaskInfo, blocking: bool) {
         if self.aborted {
             abort.abort();
         }
@@ -54,8 +105,8 @@ impl Registry {
         }
         self.entries.push(Entry {
             abort,
-            location: info.location,
-            name: info.name.clone(),
+            info: info.clone(),
+            blocking,
         });
     }
 
@@ -68,17 +119,731 @@ impl Registry {
             entry.abort.abort();
         }
     }
+
+    /// The children not finished yet, and whether each runs on the blocking
+    /// pool.
+    fn live(&self) -> impl Iterator<Item = (&TaskInfo, bool)> + '_ {
+        self.entries
+            .iter()
+            .filter(|entry| !entry.abort.is_finished())
+            .map(|entry| (&entry.info, entry.blocking))
+    }
+}
+
+#[cfg(all(test, target_pointer_width = "64"))]
+#[test]
+fn a_registry_entry_fits_in_64_bytes() {
+    assert!(
+        std::mem::size_of::<Entry>() <= 64,
+        "{}",
+        std::mem::size_of::<Entry>()
+    );
 }
 
 impl fmt::Debug for Registry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let tasks = self.entries.iter().map(|entry| TaskInfo {
-            name: entry.name.clone(),
-            location: entry.location,
-        });
         f.debug_struct("Registry")
-            .field("tasks", &tasks.collect::<Vec<_>>())
+            .field("entries", &self.entries.len())
             .field("aborted", &self.aborted)
             .finish()
+    }
+}
+
+// ===== ScopeList =====
+
+/// Open scopes with stable keys: the scopes inside one scope, or the roots.
+#[derive(Default)]
+pub(crate) struct ScopeList {
+    slots: Vec<Option<Arc<Scope>>>,
+    free: Vec<usize>,
+}
+
+impl ScopeList {
+    pub(crate) fn insert(&mut self, scope: Arc<Scope>) -> usize {
+        match self.free.pop() {
+            Some(key) => {
+                self.slots[key] = Some(scope);
+                key
+            }
+            None => {
+                self.slots.push(Some(scope));
+                self.slots.len() - 1
+            }
+        }
+    }
+
+    pub(crate) fn remove(&mut self, key: usize) -> Option<Arc<Scope>> {
+        let scope = self.slots.get_mut(key)?.take();
+        if scope.is_some() {
+            self.free.push(key);
+        }
+        scope
+    }
+
+    /// The scopes, cloned, so they can be acted on outside the lock.
+    pub(crate) fn open(&self) -> Vec<Arc<Scope>> {
+        self.slots.iter().flatten().cloned().collect()
+    }
+}
+
+/// Root scopes: those opened outside any other scope. Held until each is
+/// done (closed, or dropped and every child ended), so a dropped root with
+/// lingering children still shows in a dump.
+static ROOTS: StaticMutex<ScopeList> = StaticMutex::new(ScopeList {
+    slots: Vec::new(),
+    free: Vec::new(),
+});
+
+pub(crate) fn add_root(scope: &Arc<Scope>) -> usize {
+    static_lock(&ROOTS).insert(scope.clone())
+}
+
+pub(crate) fn remove_root(key: usize) {
+    let scope = static_lock(&ROOTS).remove(key);
+    drop(scope);
+}
+
+fn roots() -> Vec<Arc<Scope>> {
+    static_lock(&ROOTS).open()
+}
+
+// ===== snapshots =====
+
+/// What a task is doing, in a [`Dump`] or a leak report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TaskState {
+    /// Started and not finished.
+    Running,
+    /// Waiting for room under its scope's limit; not a tokio task yet.
+    Queued,
+    /// Its scope has been cancelled (or dropped) and it has not ended yet.
+    Cancelling,
+}
+
+impl fmt::Display for TaskState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TaskState::Running => "running",
+            TaskState::Queued => "queued",
+            TaskState::Cancelling => "cancelling",
+        })
+    }
+}
+
+/// What a scope is doing, in a [`Dump`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ScopeState {
+    /// Running its body or joining its children.
+    Open,
+    /// Cancelled, waiting for its children to end.
+    Cancelling,
+    /// Its future was dropped before it finished; some of its children have
+    /// not ended yet.
+    Dropped,
+}
+
+impl fmt::Display for ScopeState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ScopeState::Open => "open",
+            ScopeState::Cancelling => "cancelling",
+            ScopeState::Dropped => "dropped",
+        })
+    }
+}
+
+/// One task as it was when a [`Dump`] or a leak report was taken.
+#[derive(Clone, Debug)]
+pub struct TaskSnapshot {
+    name: Option<Name>,
+    location: &'static Location<'static>,
+    age: Duration,
+    state: TaskState,
+    scope_path: String,
+}
+
+impl TaskSnapshot {
+    /// The name given with [`Nursery::spawn_named`](crate::Nursery::spawn_named).
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_ref().map(Name::as_str)
+    }
+
+    /// Where the task was spawned.
+    pub fn location(&self) -> &'static Location<'static> {
+        self.location
+    }
+
+    /// How long ago the task was spawned (to a few milliseconds).
+    pub fn age(&self) -> Duration {
+        self.age
+    }
+
+    /// What it was doing.
+    pub fn state(&self) -> TaskState {
+        self.state
+    }
+
+    /// The names of the scopes it belongs to, outermost first, joined with
+    /// ` > ` (`<unnamed>` for a scope without a name).
+    pub fn scope_path(&self) -> &str {
+        &self.scope_path
+    }
+}
+
+impl fmt::Display for TaskSnapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "task {} spawned at {}, in scope {}, {} for {}",
+            DisplayName(self.name()),
+            self.location,
+            self.scope_path,
+            self.state,
+            Age(self.age)
+        )
+    }
+}
+
+/// One scope, its tasks and the scopes inside it, as they were when a
+/// [`Dump`] was taken.
+#[derive(Clone, Debug)]
+pub struct ScopeSnapshot {
+    name: Option<Name>,
+    location: &'static Location<'static>,
+    age: Duration,
+    state: ScopeState,
+    tasks: Vec<TaskSnapshot>,
+    scopes: Vec<ScopeSnapshot>,
+}
+
+impl ScopeSnapshot {
+    /// The scope's name, if it was given one.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_ref().map(Name::as_str)
+    }
+
+    /// Where the scope was opened.
+    pub fn location(&self) -> &'static Location<'static> {
+        self.location
+    }
+
+    /// How long ago the scope was opened (to a few milliseconds).
+    pub fn age(&self) -> Duration {
+        self.age
+    }
+
+    /// What the scope was doing.
+    pub fn state(&self) -> ScopeState {
+        self.state
+    }
+
+    /// Its own live tasks: running, queued or cancelling.
+    pub fn tasks(&self) -> &[TaskSnapshot] {
+        &self.tasks
+    }
+
+    /// The scopes open inside it (in its body or in its tasks).
+    pub fn scopes(&self) -> &[ScopeSnapshot] {
+        &self.scopes
+    }
+
+    fn write(&self, f: &mut fmt::Formatter<'_>, depth: usize) -> fmt::Result {
+        let indent = "  ".repeat(depth);
+        writeln!(
+            f,
+            "{indent}scope {} opened at {}, {} for {}",
+            DisplayName(self.name()),
+            self.location,
+            self.state,
+            Age(self.age)
+        )?;
+        for task in &self.tasks {
+            writeln!(
+                f,
+                "{indent}  task {} spawned at {}, {} for {}",
+                DisplayName(task.name()),
+                task.location,
+                task.state,
+                Age(task.age)
+            )?;
+        }
+        for scope in &self.scopes {
+            scope.write(f, depth + 1)?;
+        }
+        Ok(())
+    }
+
+    fn for_each_task<'a>(&'a self, f: &mut impl FnMut(&'a TaskSnapshot)) {
+        self.tasks.iter().for_each(&mut *f);
+        for scope in &self.scopes {
+            scope.for_each_task(f);
+        }
+    }
+}
+
+/// Every live scope and task of the process: the tree [`dump`] returns.
+///
+/// Printed, it is an indented tree, every scope before what it contains,
+/// one line per scope or task: name (or `<unnamed>`), where it was opened
+/// or spawned, state and age.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// nursery::Nursery::builder().name("crawl").scope(|n| async move {
+///     n.spawn_named("fetch", std::future::pending::<Result<(), ()>>());
+///     let dump = nursery::dump();
+///     let text = dump.to_string();
+///     assert!(text.contains("scope `crawl` opened at"));
+///     assert!(text.contains("  task `fetch` spawned at"));
+///     n.cancel();
+///     Ok(())
+/// }).await.unwrap();
+/// # }
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct Dump {
+    scopes: Vec<ScopeSnapshot>,
+}
+
+impl Dump {
+    /// The root scopes: those opened outside any other scope.
+    pub fn scopes(&self) -> &[ScopeSnapshot] {
+        &self.scopes
+    }
+
+    /// Every task in the tree, each scope's before those of the scopes
+    /// inside it.
+    pub fn tasks(&self) -> Vec<&TaskSnapshot> {
+        let mut tasks = Vec::new();
+        for scope in &self.scopes {
+            scope.for_each_task(&mut |task| tasks.push(task));
+        }
+        tasks
+    }
+
+    /// Whether no scope is open.
+    pub fn is_empty(&self) -> bool {
+        self.scopes.is_empty()
+    }
+}
+
+impl fmt::Display for Dump {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.scopes.is_empty() {
+            return writeln!(f, "no open scopes");
+        }
+        for scope in &self.scopes {
+            scope.write(f, 0)?;
+        }
+        Ok(())
+    }
+}
+
+/// A snapshot of every live scope and task in the process, printable as an
+/// indented tree: what a structured thread dump is to Java.
+///
+/// Cheap enough to call on demand (on a signal, from a debug endpoint): it
+/// locks each scope's bookkeeping briefly, one at a time, and never blocks
+/// a running task.
+///
+/// # Examples
+///
+/// ```
+/// // At the top of a program, nothing is open.
+/// assert!(nursery::dump().is_empty());
+/// ```
+pub fn dump() -> Dump {
+    let now = Stamp::now();
+    Dump {
+        scopes: roots().iter().map(|root| snapshot(root, now, "")).collect(),
+    }
+}
+
+fn snapshot(scope: &Arc<Scope>, now: Stamp, outer_path: &str) -> ScopeSnapshot {
+    let path = scope_path(outer_path, scope.name.as_ref());
+    let cancelled = scope.core.is_cancelled();
+    let state = if scope.is_dropped() {
+        ScopeState::Dropped
+    } else if cancelled {
+        ScopeState::Cancelling
+    } else {
+        ScopeState::Open
+    };
+    let running = if cancelled {
+        TaskState::Cancelling
+    } else {
+        TaskState::Running
+    };
+    let task = |info: &TaskInfo, state| TaskSnapshot {
+        name: info.name.clone(),
+        location: info.location,
+        age: info.started.until(now),
+        state,
+        scope_path: path.clone(),
+    };
+    let mut tasks: Vec<TaskSnapshot> = scope.with_registry(|registry| {
+        registry
+            .live()
+            .map(|(info, _)| task(info, running))
+            .collect()
+    });
+    if let Some(limiter) = scope.core.limiter() {
+        limiter.for_each_queued(|info| tasks.push(task(info, TaskState::Queued)));
+    }
+    ScopeSnapshot {
+        name: scope.name.clone(),
+        location: scope.location,
+        age: scope.opened.until(now),
+        state,
+        tasks,
+        scopes: scope
+            .inner_scopes()
+            .iter()
+            .map(|inner| snapshot(inner, now, &path))
+            .collect(),
+    }
+}
+
+fn scope_path(outer: &str, name: Option<&Name>) -> String {
+    let name = DisplayName(name.map(Name::as_str)).to_string();
+    if outer.is_empty() {
+        name
+    } else {
+        format!("{outer} > {name}")
+    }
+}
+
+/// The live tasks in the scopes of one runtime: what a leak check finds.
+pub(crate) struct Census {
+    pub(crate) tasks: Vec<TaskSnapshot>,
+    /// Of those, how many are tokio tasks (not on the blocking pool).
+    pub(crate) async_tasks: usize,
+}
+
+pub(crate) fn census(runtime: tokio::runtime::Id) -> Census {
+    let now = Stamp::now();
+    let mut census = Census {
+        tasks: Vec::new(),
+        async_tasks: 0,
+    };
+    for root in roots() {
+        if root.rt.id() == runtime {
+            count_live(&root, now, "", &mut census);
+        }
+    }
+    census
+}
+
+fn count_live(scope: &Arc<Scope>, now: Stamp, outer_path: &str, census: &mut Census) {
+    let path = scope_path(outer_path, scope.name.as_ref());
+    let state = if scope.core.is_cancelled() {
+        TaskState::Cancelling
+    } else {
+        TaskState::Running
+    };
+    scope.with_registry(|registry| {
+        for (info, blocking) in registry.live() {
+            census.async_tasks += usize::from(!blocking);
+            census.tasks.push(TaskSnapshot {
+                name: info.name.clone(),
+                location: info.location,
+                age: info.started.until(now),
+                state,
+                scope_path: path.clone(),
+            });
+        }
+    });
+    if let Some(limiter) = scope.core.limiter() {
+        limiter.for_each_queued(|info| {
+            census.tasks.push(TaskSnapshot {
+                name: info.name.clone(),
+                location: info.location,
+                age: info.started.until(now),
+                state: TaskState::Queued,
+                scope_path: path.clone(),
+            });
+        });
+    }
+    for inner in scope.inner_scopes() {
+        count_live(&inner, now, &path, census);
+    }
+}
+
+// ===== leaks =====
+
+/// A task still alive a leak-grace window after its scope was dropped.
+///
+/// Reported through the hook set with [`set_leak_hook`], and kept for
+/// [`testing::assert_no_leaks`](crate::testing::assert_no_leaks) on the
+/// same runtime.
+#[derive(Clone, Debug)]
+pub struct Leak {
+    task: TaskSnapshot,
+    after: Duration,
+    runtime: tokio::runtime::Id,
+}
+
+impl Leak {
+    /// The task, as it was when the leak was found.
+    pub fn task(&self) -> &TaskSnapshot {
+        &self.task
+    }
+
+    /// How long after its scope was dropped it was found still alive.
+    pub fn after(&self) -> Duration {
+        self.after
+    }
+}
+
+impl fmt::Display for Leak {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "task {} spawned at {}, in scope {}, still alive {} after its scope was dropped",
+            DisplayName(self.task.name()),
+            self.task.location,
+            self.task.scope_path,
+            Age(self.after)
+        )
+    }
+}
+
+type Hook = std::sync::Arc<dyn Fn(&Leak) + Send + Sync>;
+
+static HOOK: StaticMutex<Option<Hook>> = StaticMutex::new(None);
+
+/// Leaks kept for the test helpers, newest last; bounded, oldest dropped.
+static LEAKS: StaticMutex<VecDeque<Leak>> = StaticMutex::new(VecDeque::new());
+const KEPT_LEAKS: usize = 1024;
+
+/// Sets the function called for every [`Leak`]: a task still alive a
+/// leak-grace window ([`Builder::leak_grace`](crate::Builder::leak_grace))
+/// after its scope was dropped. Replaces the previous hook.
+///
+/// Without a hook, leaks are logged as `tracing` warnings when the
+/// `tracing` feature is on; either way the test helpers in
+/// [`testing`](crate::testing) see them.
+///
+/// The hook runs on the leak watcher thread: keep it short and do not
+/// block.
+///
+/// # Examples
+///
+/// ```
+/// nursery::set_leak_hook(|leak| eprintln!("nursery: {leak}"));
+/// ```
+pub fn set_leak_hook(hook: impl Fn(&Leak) + Send + Sync + 'static) {
+    *static_lock(&HOOK) = Some(std::sync::Arc::new(hook));
+}
+
+fn report(leak: Leak) {
+    let hook = static_lock(&HOOK).clone();
+    match hook {
+        Some(hook) => hook(&leak),
+        None => default_report(&leak),
+    }
+    let mut kept = static_lock(&LEAKS);
+    if kept.len() == KEPT_LEAKS {
+        kept.pop_front();
+    }
+    kept.push_back(leak);
+}
+
+#[cfg(feature = "tracing")]
+fn default_report(leak: &Leak) {
+    tracing::warn!(
+        task.name = leak.task.name(),
+        task.location = %leak.task.location,
+        scope = %leak.task.scope_path,
+        after_ms = leak.after.as_millis() as u64,
+        "nursery: {leak}"
+    );
+}
+
+#[cfg(not(feature = "tracing"))]
+fn default_report(_: &Leak) {}
+
+/// Takes the kept leaks found on `runtime`.
+pub(crate) fn take_leaks(runtime: tokio::runtime::Id) -> Vec<Leak> {
+    let mut kept = static_lock(&LEAKS);
+    let (mine, others): (Vec<Leak>, Vec<Leak>) =
+        kept.drain(..).partition(|leak| leak.runtime == runtime);
+    kept.extend(others);
+    mine
+}
+
+/// Checks the dropped `scope` again once `grace` has passed, and reports
+/// its tasks still alive then.
+pub(crate) fn watch_dropped(scope: Arc<Scope>, grace: Duration) {
+    watcher::schedule(grace, watcher::Job::Dropped(scope, Stamp::now()));
+}
+
+fn check_dropped(scope: &Arc<Scope>, dropped: Stamp) {
+    let now = Stamp::now();
+    let runtime = scope.rt.id();
+    let mut census = Census {
+        tasks: Vec::new(),
+        async_tasks: 0,
+    };
+    count_live(scope, now, &scope.path(), &mut census);
+    for task in census.tasks {
+        report(Leak {
+            task,
+            after: dropped.until(now),
+            runtime,
+        });
+    }
+}
+
+/// Resolves after `duration` of real time, whatever the runtime's clock
+/// (paused or not) and whether it has a timer at all.
+pub(crate) fn real_sleep(duration: Duration) -> oneshot::Receiver<()> {
+    let (wake, woken) = oneshot::channel();
+    watcher::schedule(duration, watcher::Job::Wake(wake));
+    woken
+}
+
+mod watcher {
+    //! One thread for the whole process, started the first time it is
+    //! needed: it runs the checks of dropped scopes and wakes the test
+    //! helpers' waits, each at its time.
+
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+    use std::sync::OnceLock;
+    use std::time::{Duration, Instant};
+
+    use super::{Stamp, check_dropped};
+    use crate::scope::Scope;
+    use crate::sync::{Arc, StaticCondvar, StaticMutex, static_lock};
+
+    pub(super) enum Job {
+        Dropped(Arc<Scope>, Stamp),
+        Wake(tokio::sync::oneshot::Sender<()>),
+    }
+
+    struct Due {
+        at: Instant,
+        seq: u64,
+        job: Job,
+    }
+
+    impl PartialEq for Due {
+        fn eq(&self, other: &Self) -> bool {
+            (self.at, self.seq) == (other.at, other.seq)
+        }
+    }
+    impl Eq for Due {}
+    impl PartialOrd for Due {
+        fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+            Some(self.cmp(other))
+        }
+    }
+    impl Ord for Due {
+        fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+            (self.at, self.seq).cmp(&(other.at, other.seq))
+        }
+    }
+
+    struct Watcher {
+        /// Jobs by due time, and the next sequence number (ties in FIFO).
+        queue: StaticMutex<(BinaryHeap<Reverse<Due>>, u64)>,
+        wake: StaticCondvar,
+    }
+
+    fn watcher() -> &'static Watcher {
+        static WATCHER: OnceLock<&'static Watcher> = OnceLock::new();
+        WATCHER.get_or_init(|| {
+            let watcher: &'static Watcher = Box::leak(Box::new(Watcher {
+                queue: StaticMutex::new((BinaryHeap::new(), 0)),
+                wake: StaticCondvar::new(),
+            }));
+            std::thread::Builder::new()
+                .name("nursery-leak-watcher".into())
+                .spawn(move || run(watcher))
+                .expect("nursery: could not start the leak watcher thread");
+            watcher
+        })
+    }
+
+    pub(super) fn schedule(after: Duration, job: Job) {
+        let watcher = watcher();
+        let at = Instant::now() + after;
+        let mut queue = static_lock(&watcher.queue);
+        let seq = queue.1;
+        queue.1 += 1;
+        queue.0.push(Reverse(Due { at, seq, job }));
+        drop(queue);
+        watcher.wake.notify_one();
+    }
+
+    fn run(watcher: &'static Watcher) {
+        let mut queue = static_lock(&watcher.queue);
+        loop {
+            let now = Instant::now();
+            match queue.0.peek() {
+                Some(Reverse(due)) if due.at <= now => {
+                    let Some(Reverse(due)) = queue.0.pop() else {
+                        continue;
+                    };
+                    drop(queue);
+                    match due.job {
+                        Job::Dropped(scope, dropped) => check_dropped(&scope, dropped),
+                        Job::Wake(wake) => {
+                            let _ = wake.send(());
+                        }
+                    }
+                    queue = static_lock(&watcher.queue);
+                }
+                Some(Reverse(due)) => {
+                    let wait = due.at - now;
+                    queue = match watcher.wake.wait_timeout(queue, wait) {
+                        Ok((queue, _)) => queue,
+                        Err(poisoned) => poisoned.into_inner().0,
+                    };
+                }
+                None => {
+                    queue = match watcher.wake.wait(queue) {
+                        Ok(queue) => queue,
+                        Err(poisoned) => poisoned.into_inner(),
+                    };
+                }
+            }
+        }
+    }
+}
+
+// ===== formatting =====
+
+/// A name in backquotes, or `<unnamed>`.
+pub(crate) struct DisplayName<'a>(pub(crate) Option<&'a str>);
+
+impl fmt::Display for DisplayName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(name) => write!(f, "`{name}`"),
+            None => f.write_str("<unnamed>"),
+        }
+    }
+}
+
+/// A duration rounded for people: `850ms`, `12.3s`, `4m05s`.
+pub(crate) struct Age(pub(crate) Duration);
+
+impl fmt::Display for Age {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let millis = self.0.as_millis();
+        if millis < 1_000 {
+            write!(f, "{millis}ms")
+        } else if millis < 60_000 {
+            write!(f, "{:.1}s", self.0.as_secs_f64())
+        } else {
+            let secs = self.0.as_secs();
+            write!(f, "{}m{:02}s", secs / 60, secs % 60)
+        }
     }
 }

@@ -47,12 +47,27 @@ mod scope;
 mod shared;
 mod sync;
 mod task;
+pub mod testing;
 
 pub use crate::context::{cancelled, check, deadline};
 pub use crate::error::{Error, Interrupted, JoinError, SpawnError};
+pub use crate::leak::{
+    Dump, Leak, ScopeSnapshot, ScopeState, TaskSnapshot, TaskState, dump, set_leak_hook,
+};
 pub use crate::nursery::{Nursery, Ready};
 pub use crate::scope::{Builder, scope};
 pub use crate::task::TaskHandle;
+// `#[nursery::test]`. Its docs are written in `nursery-macros`: a doc
+// comment here would be put in front of them.
+pub use nursery_macros::test;
+
+/// What the macros' expansions call. Not part of the API: it changes
+/// whenever the macros do, which are pinned to this exact version.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::testing::run_test;
+    pub use tokio;
+}
 
 /// The scope's shared core, for the loom models in `nursery-tests`. Built
 /// only with `RUSTFLAGS="--cfg nursery_loom"`; not part of the API.

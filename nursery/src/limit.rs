@@ -15,6 +15,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 
+use crate::error::TaskInfo;
 use crate::sync::{Mutex, lock};
 
 /// A child waiting for room under the limit.
@@ -22,6 +23,11 @@ pub trait Job: Send {
     /// Starts the child. Called exactly once, outside every lock, after the
     /// child's weight has been taken from the budget.
     fn start(self: Box<Self>);
+
+    /// Who the child is, for task dumps and leak reports.
+    fn info(&self) -> Option<&TaskInfo> {
+        None
+    }
 }
 
 /// A weighted budget shared by the children of one scope.
@@ -112,6 +118,17 @@ impl Limiter {
             match next {
                 Some(job) => job.start(),
                 None => return,
+            }
+        }
+    }
+
+    /// Calls `f` with each queued child, front first, under the lock: `f`
+    /// must not call back into the limiter.
+    pub fn for_each_queued(&self, mut f: impl FnMut(&TaskInfo)) {
+        let state = lock(&self.state);
+        for queued in &state.queue {
+            if let Some(info) = queued.job.info() {
+                f(info);
             }
         }
     }

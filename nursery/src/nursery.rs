@@ -249,10 +249,7 @@ impl<E: Send + 'static> Nursery<E> {
         F: Future<Output = Result<T, E>> + Send + 'static,
         T: Send + 'static,
     {
-        let info = TaskInfo {
-            name: None,
-            location: Location::caller(),
-        };
+        let info = TaskInfo::new(None, Location::caller());
         self.spawn_future(future, info)
     }
 
@@ -274,10 +271,7 @@ impl<E: Send + 'static> Nursery<E> {
         F: Future<Output = Result<T, E>> + Send + 'static,
         T: Send + 'static,
     {
-        let info = TaskInfo {
-            name: Some(Name::new(name.into())),
-            location: Location::caller(),
-        };
+        let info = TaskInfo::new(Some(Name::new(name.into())), Location::caller());
         self.spawn_future(future, info)
     }
 
@@ -310,10 +304,7 @@ impl<E: Send + 'static> Nursery<E> {
         F: Future<Output = Result<T, E>> + Send + 'static,
         T: Send + 'static,
     {
-        let info = TaskInfo {
-            name: None,
-            location: Location::caller(),
-        };
+        let info = TaskInfo::new(None, Location::caller());
         if let Err(kind) = self.scope.enter() {
             return Err(SpawnError::new(kind, future));
         }
@@ -359,10 +350,7 @@ impl<E: Send + 'static> Nursery<E> {
         F: FnOnce(CancellationToken) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
     {
-        let info = TaskInfo {
-            name: None,
-            location: Location::caller(),
-        };
+        let info = TaskInfo::new(None, Location::caller());
         if let Err(kind) = self.scope.enter() {
             return TaskHandle::refused(refused(kind), info);
         }
@@ -501,7 +489,7 @@ where
 
     fn spawn_on(self, scope: &Arc<Scope>, info: &TaskInfo) -> JoinHandle<Output<T>> {
         let handle = scope.rt.spawn(self);
-        scope.register(handle.abort_handle(), info);
+        scope.register(handle.abort_handle(), info, false);
         handle
     }
 }
@@ -520,7 +508,7 @@ where
 
     fn spawn_on(self, scope: &Arc<Scope>, info: &TaskInfo) -> JoinHandle<Output<T>> {
         let handle = scope.rt.spawn_blocking(move || self.run());
-        scope.register(handle.abort_handle(), info);
+        scope.register(handle.abort_handle(), info, true);
         handle
     }
 }

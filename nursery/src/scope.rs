@@ -4,6 +4,7 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::future::{Future, poll_fn};
+use std::panic::Location;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::pin::pin;
 use std::task::Poll;
@@ -16,11 +17,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::context;
 use crate::error::{Error, Interrupted, Name, SpawnErrorKind, TaskInfo};
-use crate::leak::Registry;
+use crate::leak::{self, DisplayName, Registry, ScopeList, Stamp};
 use crate::limit::Admission;
 use crate::nursery::Nursery;
 use crate::shared::{Cancelling, Cause, Core, Outcome, Payload, Refusal};
-use crate::sync::{Arc, Mutex, lock};
+use crate::sync::{Arc, AtomicBool, AtomicUsize, Mutex, Ordering, lock};
 use crate::task::{Queued, Slot, SlotProj, Start, TaskHandle};
 
 /// Opens a scope with the default settings, runs `body` in it, and returns
@@ -83,13 +84,14 @@ use crate::task::{Queued, Slot, SlotProj, Start, TaskHandle};
 ///
 /// Dropping the future before it completes aborts every child at once and
 /// starts none of the queued ones (G7); it never blocks.
-pub async fn scope<F, Fut, T, E>(body: F) -> Result<T, Error<E>>
+#[track_caller]
+pub fn scope<F, Fut, T, E>(body: F) -> impl Future<Output = Result<T, Error<E>>>
 where
     F: FnOnce(Nursery<E>) -> Fut,
     Fut: Future<Output = Result<T, E>>,
     E: Send + 'static,
 {
-    run(Builder::new(), body).await
+    run(Builder::new(), body, Location::caller())
 }
 
 // ===== Builder =====
@@ -133,9 +135,14 @@ pub struct Builder {
     timeout: Option<Duration>,
     deadline: Option<Instant>,
     grace: Option<Duration>,
+    leak_grace: Option<Duration>,
     fail_fast: bool,
     cancel_on: Option<CancellationToken>,
 }
+
+/// How long children of a dropped scope may take to end before they count
+/// as leaks, unless set.
+const DEFAULT_LEAK_GRACE: Duration = Duration::from_secs(1);
 
 impl Builder {
     pub(crate) fn new() -> Builder {
@@ -145,6 +152,7 @@ impl Builder {
             timeout: None,
             deadline: None,
             grace: None,
+            leak_grace: None,
             fail_fast: true,
             cancel_on: None,
         }
@@ -213,6 +221,19 @@ impl Builder {
         self
     }
 
+    /// How long the children of a dropped scope (G7) may take to end after
+    /// being aborted before they are reported as leaks (see
+    /// [`set_leak_hook`](crate::set_leak_hook)). Also the window
+    /// [`testing::assert_no_leaks`](crate::testing::assert_no_leaks) waits.
+    /// Default: the enclosing scope's; one second outside any scope.
+    ///
+    /// A child usually ends within microseconds of its abort; one that does
+    /// not is stuck in a blocking call or a loop that never yields.
+    pub fn leak_grace(mut self, leak_grace: Duration) -> Builder {
+        self.leak_grace = Some(leak_grace);
+        self
+    }
+
     /// Keeps going when children fail: nothing is cancelled, and the scope
     /// returns [`Error::Failed`] with every error once all have finished
     /// (the first in time as `error`, the rest in order). The default is
@@ -271,13 +292,14 @@ impl Builder {
     ///
     /// Re-raises the first panic of the body or a child, after the join.
     /// Panics if polled outside a tokio runtime.
+    #[track_caller]
     pub fn scope<F, Fut, T, E>(self, body: F) -> impl Future<Output = Result<T, Error<E>>>
     where
         F: FnOnce(Nursery<E>) -> Fut,
         Fut: Future<Output = Result<T, E>>,
         E: Send + 'static,
     {
-        run(self, body)
+        run(self, body, Location::caller())
     }
 }
 
@@ -295,6 +317,7 @@ impl fmt::Debug for Builder {
             .field("timeout", &self.timeout)
             .field("deadline", &self.deadline)
             .field("grace", &self.grace)
+            .field("leak_grace", &self.leak_grace)
             .field("fail_fast", &self.fail_fast)
             .field("cancel_on", &self.cancel_on.is_some())
             .finish()
@@ -312,8 +335,21 @@ pub(crate) struct Scope {
     /// ancestors'.
     pub(crate) deadline: Option<Instant>,
     pub(crate) name: Option<Name>,
+    /// Where and when the scope was opened.
+    pub(crate) location: &'static Location<'static>,
+    pub(crate) opened: Stamp,
     /// How long children get to stop by themselves once cancelled.
     grace: Duration,
+    /// How long children of a dropped scope get before they are leaks.
+    pub(crate) leak_grace: Duration,
+    /// The scope's key in its parent's list of open scopes (or in the list
+    /// of roots); `usize::MAX` once it is done and unregistered.
+    key: AtomicUsize,
+    /// The future was dropped before the join completed.
+    dropped: AtomicBool,
+    /// When dropped, it took a unit of its parent's count (G1 transitive),
+    /// released when its last child ends.
+    holds_parent: AtomicBool,
     /// The scope that was current when this one opened.
     parent: Option<Arc<Scope>>,
     /// The scopes open inside this one (in its body or its children): a
@@ -333,7 +369,7 @@ pub(crate) enum WhenFull {
 impl Scope {
     /// Opens a scope under the current one; also returns the scope's own
     /// deadline (before inheritance), which it must time itself.
-    fn open(config: &Builder) -> (Scope, Option<Instant>) {
+    fn open(config: &Builder, location: &'static Location<'static>) -> (Scope, Option<Instant>) {
         let rt = Handle::try_current()
             .unwrap_or_else(|_| panic!("nursery: no tokio runtime: scopes must run inside one"));
         let parent = context::current();
@@ -352,10 +388,19 @@ impl Scope {
             rt,
             deadline: earliest(own, inherited),
             name: config.name.clone(),
+            location,
+            opened: Stamp::now(),
             grace: config
                 .grace
                 .or(parent.as_ref().map(|parent| parent.grace))
                 .unwrap_or(Duration::ZERO),
+            leak_grace: config
+                .leak_grace
+                .or(parent.as_ref().map(|parent| parent.leak_grace))
+                .unwrap_or(DEFAULT_LEAK_GRACE),
+            key: AtomicUsize::new(usize::MAX),
+            dropped: AtomicBool::new(false),
+            holds_parent: AtomicBool::new(false),
             parent,
             scopes: Mutex::new(ScopeList::default()),
             registry: Mutex::new(Registry::new()),
@@ -369,9 +414,9 @@ impl Scope {
     pub(crate) fn enter(&self) -> Result<(), SpawnErrorKind> {
         match self.core.enter() {
             Ok(()) => Ok(()),
-            Err((refusal, release)) => {
-                if release {
-                    self.release_parent();
+            Err((refusal, last)) => {
+                if last {
+                    self.finish_dropped();
                 }
                 Err(match refusal {
                     Refusal::Cancelled => SpawnErrorKind::Cancelled,
@@ -415,8 +460,33 @@ impl Scope {
     }
 
     /// Records a started child, so it can be aborted and reported.
-    pub(crate) fn register(&self, abort: AbortHandle, info: &TaskInfo) {
-        lock(&self.registry).push(abort, info);
+    pub(crate) fn register(&self, abort: AbortHandle, info: &TaskInfo, blocking: bool) {
+        lock(&self.registry).push(abort, info, blocking);
+    }
+
+    pub(crate) fn with_registry<R>(&self, f: impl FnOnce(&Registry) -> R) -> R {
+        f(&lock(&self.registry))
+    }
+
+    /// The scopes open inside this one.
+    pub(crate) fn inner_scopes(&self) -> Vec<Arc<Scope>> {
+        lock(&self.scopes).open()
+    }
+
+    pub(crate) fn is_dropped(&self) -> bool {
+        self.dropped.load(Ordering::Acquire)
+    }
+
+    /// The names of this scope and its ancestors, outermost first.
+    pub(crate) fn path(&self) -> String {
+        let mut names = Vec::new();
+        let mut scope = Some(self);
+        while let Some(current) = scope {
+            names.push(DisplayName(current.name.as_ref().map(Name::as_str)).to_string());
+            scope = current.parent.as_deref();
+        }
+        names.reverse();
+        names.join(" > ")
     }
 
     /// A child's future (or closure) has been dropped.
@@ -431,14 +501,45 @@ impl Scope {
 
     fn exit(&self) {
         if self.core.exit() {
-            self.release_parent();
+            self.finish_dropped();
         }
     }
 
-    fn release_parent(&self) {
-        if let Some(parent) = &self.parent {
-            parent.exit();
+    /// The last child of a dropped scope has ended: release the parent it
+    /// held and leave the tree.
+    fn finish_dropped(&self) {
+        if self.holds_parent.swap(false, Ordering::AcqRel) {
+            if let Some(parent) = &self.parent {
+                parent.exit();
+            }
         }
+        self.unregister();
+    }
+
+    /// Enters the scope in its parent's list of open scopes (or the roots).
+    fn register_open(scope: &Arc<Scope>) {
+        let key = match &scope.parent {
+            Some(parent) => parent.adopt(scope),
+            None => leak::add_root(scope),
+        };
+        scope.key.store(key, Ordering::Release);
+    }
+
+    /// Leaves the tree: the scope has closed, or it was dropped and its
+    /// last child has ended. Idempotent.
+    fn unregister(&self) {
+        let key = self.key.swap(usize::MAX, Ordering::AcqRel);
+        if key == usize::MAX {
+            return;
+        }
+        match &self.parent {
+            Some(parent) => parent.disown(key),
+            None => leak::remove_root(key),
+        }
+    }
+
+    fn is_registered(&self) -> bool {
+        self.key.load(Ordering::Acquire) != usize::MAX
     }
 
     // ----- failure and cancellation -----
@@ -529,20 +630,19 @@ impl Scope {
         // cancellation path by a token it will never get to act on.
         self.abort_tree();
         self.cancelling(cancelling);
-        let hold = match &self.parent {
-            Some(parent) => match parent.core.enter_hold() {
-                Ok(()) => true,
-                Err(release) => {
-                    if release {
-                        parent.release_parent();
+        self.dropped.store(true, Ordering::Release);
+        if let Some(parent) = &self.parent {
+            match parent.core.enter_hold() {
+                Ok(()) => self.holds_parent.store(true, Ordering::Release),
+                Err(last) => {
+                    if last {
+                        parent.finish_dropped();
                     }
-                    false
                 }
-            },
-            None => false,
-        };
-        if self.core.abandon(hold) {
-            self.release_parent();
+            }
+        }
+        if self.core.abandon() {
+            self.finish_dropped();
         }
     }
 
@@ -607,21 +707,18 @@ fn drop_body<Fut>(body: std::pin::Pin<&mut Slot<Fut>>, scope: &Scope) {
     }
 }
 
-/// Keeps the scope registered with its parent while open, and aborts it if
+/// Keeps the scope in the tree of open scopes while open, and aborts it if
 /// its future is dropped before the join completed.
 struct Open {
     scope: Arc<Scope>,
-    /// The scope's key in its parent's list of open scopes.
-    key: Option<usize>,
     joined: bool,
 }
 
 impl Open {
     fn new(scope: &Arc<Scope>) -> Open {
-        let key = scope.parent.as_ref().map(|parent| parent.adopt(scope));
+        Scope::register_open(scope);
         Open {
             scope: scope.clone(),
-            key,
             joined: false,
         }
     }
@@ -629,22 +726,30 @@ impl Open {
 
 impl Drop for Open {
     fn drop(&mut self) {
-        if !self.joined {
-            self.scope.abandon();
+        if self.joined {
+            self.scope.unregister();
+            return;
         }
-        if let (Some(parent), Some(key)) = (&self.scope.parent, self.key) {
-            parent.disown(key);
+        self.scope.abandon();
+        // Children still being torn down: if they are not gone within the
+        // leak-grace window, they are leaks.
+        if self.scope.is_registered() {
+            leak::watch_dropped(self.scope.clone(), self.scope.leak_grace);
         }
     }
 }
 
-async fn run<F, Fut, T, E>(config: Builder, body: F) -> Result<T, Error<E>>
+async fn run<F, Fut, T, E>(
+    config: Builder,
+    body: F,
+    location: &'static Location<'static>,
+) -> Result<T, Error<E>>
 where
     F: FnOnce(Nursery<E>) -> Fut,
     Fut: Future<Output = Result<T, E>>,
     E: Send + 'static,
 {
-    let (scope, timed) = Scope::open(&config);
+    let (scope, timed) = Scope::open(&config, location);
     let scope = Arc::new(scope);
     let mut open = Open::new(&scope);
     let grace = scope.grace;
@@ -806,42 +911,5 @@ fn finish<T, E: 'static>(outcome: Outcome, value: Option<T>) -> Result<T, Error<
         Some(Cause::Failed | Cause::Panicked) => {
             unreachable!("nursery: a failed scope holds its error or panic")
         }
-    }
-}
-
-// ===== ScopeList =====
-
-/// The open scopes inside one scope, with stable keys.
-#[derive(Default)]
-struct ScopeList {
-    slots: Vec<Option<Arc<Scope>>>,
-    free: Vec<usize>,
-}
-
-impl ScopeList {
-    fn insert(&mut self, scope: Arc<Scope>) -> usize {
-        match self.free.pop() {
-            Some(key) => {
-                self.slots[key] = Some(scope);
-                key
-            }
-            None => {
-                self.slots.push(Some(scope));
-                self.slots.len() - 1
-            }
-        }
-    }
-
-    fn remove(&mut self, key: usize) -> Option<Arc<Scope>> {
-        let scope = self.slots.get_mut(key)?.take();
-        if scope.is_some() {
-            self.free.push(key);
-        }
-        scope
-    }
-
-    /// The open scopes, cloned, so they can be acted on outside the lock.
-    fn open(&self) -> Vec<Arc<Scope>> {
-        self.slots.iter().flatten().cloned().collect()
     }
 }

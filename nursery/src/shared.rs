@@ -28,8 +28,8 @@ pub type Payload = Box<dyn Any + Send>;
 const CLOSED: usize = 0b0001;
 /// A cancel has fired: new children start nothing.
 const CANCELLED: usize = 0b0010;
-/// The scope has taken a unit of its parent's count when it was dropped
-/// (so the parent waits for this scope's children); release it at zero.
+/// The scope was dropped before it finished: whoever brings the count to
+/// zero finishes it (releases the parent it holds, unregisters it).
 const HELD: usize = 0b0100;
 /// The scope's body is done and it waits for the join: the last child to
 /// exit wakes it. Before that, children exit without touching the waker.
@@ -147,9 +147,9 @@ impl Core {
 
     /// Counts a new child in, unless the scope is cancelled or closed.
     ///
-    /// On refusal the caller gets `release_parent = true` in the rare case
-    /// where backing out brought a dropped scope to zero: it must then
-    /// release the parent as [`Core::exit`] would.
+    /// On refusal the caller gets `true` in the rare case where backing out
+    /// brought a dropped scope to zero: it must then finish the dropped
+    /// scope as after [`Core::exit`].
     pub fn enter(&self) -> Result<(), (Refusal, bool)> {
         // Read first so a closed scope is not even touched with a write.
         let seen = self.state.load(Ordering::Acquire);
@@ -182,8 +182,8 @@ impl Core {
     }
 
     /// Counts a child (or hold) out. Wakes the scope if this was the last
-    /// one it waits for. Returns `true` if the caller must release the
-    /// parent this scope held when it was dropped.
+    /// one it waits for. Returns `true` if the scope was dropped and this
+    /// was its last unit: the caller must finish the dropped scope.
     pub fn exit(&self) -> bool {
         // Release: everything the child did, its drop included, happens
         // before the scope observes the join. Acquire: pairs with the
@@ -241,13 +241,12 @@ impl Core {
     }
 
     /// The scope future was dropped before finishing: close, cancel, and let
-    /// go of the scope's own unit. `hold` says whether the caller took a
-    /// unit of the parent first, to be released when the count reaches zero.
-    /// Returns `true` if it reached zero here and the caller must release
-    /// the parent now.
-    pub fn abandon(&self, hold: bool) -> bool {
-        let flags = CLOSED | CANCELLED | if hold { HELD } else { 0 };
-        self.state.fetch_or(flags, Ordering::AcqRel);
+    /// go of the scope's own unit. Whoever brings the count to zero (this
+    /// call, if no child is left; else the last child's [`Core::exit`])
+    /// gets `true`, exactly once, and finishes the dropped scope.
+    pub fn abandon(&self) -> bool {
+        self.state
+            .fetch_or(CLOSED | CANCELLED | HELD, Ordering::AcqRel);
         self.exit()
     }
 

@@ -7,18 +7,31 @@
 #[cfg(not(nursery_loom))]
 pub(crate) use std::sync::{
     Arc, Mutex, MutexGuard,
-    atomic::{AtomicUsize, Ordering},
+    atomic::{AtomicBool, AtomicUsize, Ordering},
 };
 
 #[cfg(nursery_loom)]
 pub(crate) use loom::sync::{
     Arc, Mutex, MutexGuard,
-    atomic::{AtomicUsize, Ordering},
+    atomic::{AtomicBool, AtomicUsize, Ordering},
 };
+
+/// Process-wide state outside the modelled core (the list of root scopes,
+/// kept leaks, the leak watcher's queue) lives in statics, which loom's
+/// types cannot: it always uses std.
+pub(crate) use std::sync::{Condvar as StaticCondvar, Mutex as StaticMutex};
 
 /// Immutable shared text (task and scope names). It carries no
 /// synchronisation of its own beyond the refcount, so it is never modelled.
 pub(crate) type SharedStr = std::sync::Arc<str>;
+
+/// Locks a process-wide `mutex`, ignoring poisoning (see [`lock`]).
+pub(crate) fn static_lock<T>(mutex: &StaticMutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match mutex.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
 
 /// Locks `mutex`, ignoring poisoning.
 ///

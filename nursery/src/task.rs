@@ -297,6 +297,10 @@ impl<C: Start> Job for Queued<C, C::Value> {
         // the scope, and the abort handle is registered.
         let _ = handle_tx.send(handle);
     }
+
+    fn info(&self) -> Option<&TaskInfo> {
+        Some(&self.info)
+    }
 }
 
 // ===== TaskHandle =====

@@ -266,7 +266,7 @@ fn dropped_inner_scope_releases_parent_once() {
         };
         // The inner scope's future is dropped: hold the parent, let go.
         parent.enter_hold().expect("the parent is open");
-        if inner.abandon(true) {
+        if inner.abandon() {
             assert!(!parent.exit());
         }
         join(&parent);

@@ -1,0 +1,246 @@
+//! Leak checks for tests: what Go's `goleak` gives Go programmers, plus what
+//! it cannot: the spawn site and the owning scope of every leaked task.
+//!
+//! Wrap a test's body in [`assert_no_leaks`] (or write the test with
+//! `#[nursery::test]`, which does it for you): once the body is done, every
+//! task it started, in any scope, must end within a grace window, or the
+//! test fails with a report naming each one. Plain `tokio::spawn` tasks left
+//! running are caught too, from the runtime's task count, though without a
+//! spawn site.
+//!
+//! Tests run in parallel (cargo's default) do not see each other's tasks:
+//! each `#[tokio::test]` or `#[nursery::test]` has its own runtime, and a
+//! check looks only at the runtime it runs on.
+
+use std::fmt;
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::runtime::Handle;
+
+use crate::leak::{self, Age, Leak, TaskSnapshot};
+use crate::nursery::Nursery;
+
+/// How long a check waits for tasks to end, unless set: the same window a
+/// dropped scope gives its children.
+const DEFAULT_GRACE: Duration = Duration::from_secs(1);
+
+/// Runs `future`, then fails if any task it left behind is still alive
+/// after a grace window (one second; see [`LeakCheck`] to change it).
+///
+/// Goleak-style, it retries (with a short backoff, in real time) until every
+/// task has ended or the window has passed, so a task that needs a few
+/// milliseconds to observe its abort is not a leak.
+///
+/// # Panics
+///
+/// With a report listing every task still alive: name, spawn location,
+/// scope path, state and age; every task reported as a [`Leak`] by a scope
+/// dropped during the test; and the number of plain tokio tasks left
+/// running. Also panics outside a tokio runtime.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use nursery::testing::assert_no_leaks;
+///
+/// let sum = assert_no_leaks(async {
+///     nursery::scope(|n| async move {
+///         let a = n.spawn(async { Ok::<_, ()>(1) });
+///         Ok(a.await.unwrap() + 1)
+///     })
+///     .await
+/// })
+/// .await;
+/// assert_eq!(sum, Ok(2));
+/// # }
+/// ```
+pub async fn assert_no_leaks<F: Future>(future: F) -> F::Output {
+    LeakCheck::new().run(future).await
+}
+
+/// A leak check with settings: the grace window.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use std::time::Duration;
+/// use nursery::testing::LeakCheck;
+///
+/// let report = LeakCheck::new()
+///     .grace(Duration::from_millis(20))
+///     .try_run(async {
+///         // A task nobody owns, left running: the check catches it.
+///         tokio::spawn(std::future::pending::<()>());
+///     })
+///     .await
+///     .unwrap_err();
+/// assert_eq!(report.unscoped_tasks(), 1);
+/// # }
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct LeakCheck {
+    grace: Option<Duration>,
+}
+
+impl LeakCheck {
+    /// A check with the default grace window (one second).
+    pub fn new() -> LeakCheck {
+        LeakCheck { grace: None }
+    }
+
+    /// How long to wait, after the future is done, for its tasks to end.
+    pub fn grace(mut self, grace: Duration) -> LeakCheck {
+        self.grace = Some(grace);
+        self
+    }
+
+    /// Runs `future`, then checks for leaks.
+    ///
+    /// # Panics
+    ///
+    /// With the [`LeakReport`] if tasks are left; outside a tokio runtime.
+    pub async fn run<F: Future>(self, future: F) -> F::Output {
+        match self.try_run(future).await {
+            Ok(output) => output,
+            Err(report) => panic!("{report}"),
+        }
+    }
+
+    /// Runs `future`, then checks for leaks, returning what was found
+    /// instead of panicking.
+    ///
+    /// # Errors
+    ///
+    /// A [`LeakReport`] if any task is left, or a scope dropped during the
+    /// run reported a [`Leak`]. The future's output is dropped then.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    pub async fn try_run<F: Future>(self, future: F) -> Result<F::Output, LeakReport> {
+        let handle = Handle::try_current().unwrap_or_else(|_| {
+            panic!("nursery: no tokio runtime: a leak check must run inside the runtime it checks")
+        });
+        let runtime = handle.id();
+        let baseline = handle.metrics().num_alive_tasks();
+        // Leaks reported on this runtime before the run are not its own.
+        drop(leak::take_leaks(runtime));
+
+        let output = future.await;
+
+        let grace = self.grace.unwrap_or(DEFAULT_GRACE);
+        let started = std::time::Instant::now();
+        let mut leaks = Vec::new();
+        let mut backoff = Duration::from_millis(1);
+        loop {
+            leaks.extend(leak::take_leaks(runtime));
+            let census = leak::census(runtime);
+            let alive = handle.metrics().num_alive_tasks();
+            let unscoped = alive
+                .saturating_sub(baseline)
+                .saturating_sub(census.async_tasks);
+            let waited = started.elapsed();
+            if census.tasks.is_empty() && unscoped == 0 && leaks.is_empty() {
+                return Ok(output);
+            }
+            // Reported leaks are facts: once nothing else is left to wait
+            // for, there is no point in waiting out the window.
+            let only_reported = census.tasks.is_empty() && unscoped == 0;
+            if waited >= grace || only_reported {
+                return Err(LeakReport {
+                    tasks: census.tasks,
+                    leaks,
+                    unscoped,
+                    waited,
+                });
+            }
+            // Let aborted tasks of this runtime run (it may be a current-
+            // thread runtime driven by this very future), then wait a little
+            // in real time: the runtime's clock may be paused.
+            tokio::task::yield_now().await;
+            let _ = leak::real_sleep(backoff.min(grace - waited)).await;
+            backoff = (backoff * 2).min(Duration::from_millis(50));
+        }
+    }
+}
+
+/// What a failed leak check found. Its `Display` is the report a failing
+/// test prints.
+#[derive(Clone, Debug)]
+pub struct LeakReport {
+    tasks: Vec<TaskSnapshot>,
+    leaks: Vec<Leak>,
+    unscoped: usize,
+    waited: Duration,
+}
+
+impl LeakReport {
+    /// Tasks of scopes on the checked runtime still alive at the end.
+    pub fn tasks(&self) -> &[TaskSnapshot] {
+        &self.tasks
+    }
+
+    /// Tasks that outlived a scope dropped during the run by more than its
+    /// leak-grace window (whether or not they have ended since).
+    pub fn leaks(&self) -> &[Leak] {
+        &self.leaks
+    }
+
+    /// Tokio tasks still alive that no scope owns (plain `tokio::spawn`):
+    /// counted from the runtime's metrics, so nothing more is known.
+    pub fn unscoped_tasks(&self) -> usize {
+        self.unscoped
+    }
+}
+
+impl fmt::Display for LeakReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let total = self.tasks.len() + self.leaks.len() + self.unscoped;
+        writeln!(
+            f,
+            "nursery: {total} task{} leaked (waited {} for them to end):",
+            if total == 1 { "" } else { "s" },
+            Age(self.waited)
+        )?;
+        for task in &self.tasks {
+            writeln!(f, "  {task}")?;
+        }
+        for leak in &self.leaks {
+            writeln!(f, "  {leak}")?;
+        }
+        match self.unscoped {
+            0 => Ok(()),
+            n => writeln!(
+                f,
+                "  {n} tokio task{} spawned outside any scope (tokio::spawn) still running: \
+                 no spawn site is known; spawn {} into a scope to see where",
+                if n == 1 { "" } else { "s" },
+                if n == 1 { "it" } else { "them" }
+            ),
+        }
+    }
+}
+
+impl std::error::Error for LeakReport {}
+
+/// Runs the body of a `#[nursery::test]` on the runtime the expansion
+/// built: in a root scope, then the leak check.
+#[doc(hidden)]
+pub async fn run_test<F: Future>(leak_grace: Option<Duration>, body: F) -> F::Output {
+    let mut check = LeakCheck::new();
+    let mut root = crate::Nursery::builder().name("test");
+    if let Some(grace) = leak_grace {
+        check = check.grace(grace);
+        root = root.leak_grace(grace);
+    }
+    let output = check
+        .run(root.scope(|_: Nursery<std::convert::Infallible>| async move { Ok(body.await) }))
+        .await;
+    match output {
+        Ok(output) => output,
+        Err(error) => panic!("nursery::test: the test's root scope ended with {error:?}"),
+    }
+}
