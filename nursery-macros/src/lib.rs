@@ -43,8 +43,10 @@ use proc_macro::TokenStream;
 /// - `worker_threads = N`: the number of worker threads (at least 1), only
 ///   with `flavor = "multi_thread"`. By default, one per CPU.
 /// - `leak_grace = "200ms"`: how long the leak check waits for tasks to end
-///   after the body has returned, before calling them leaks; by default,
-///   the window of `nursery::testing`. A whole number followed by a unit:
+///   after the body has returned, before calling them leaks (default one
+///   second); also the root scope's `leak_grace`, so scopes dropped during
+///   the test report leaks after the same window. A whole number followed
+///   by a unit:
 ///   `ns`, `us`, `ms`, `s`, `m` or `h`.
 /// - `crate = "path"`: where `nursery` is, for crates that re-export it
 ///   under another name (default `::nursery`).

@@ -22,7 +22,7 @@ use std::panic::Location;
 use std::time::Duration;
 
 use tokio::sync::oneshot;
-use tokio::task::AbortHandle;
+use tokio::task::{AbortHandle, Id};
 
 use crate::error::{Name, TaskInfo};
 use crate::scope::Scope;
@@ -120,13 +120,13 @@ impl Registry {
         }
     }
 
-    /// The children not finished yet, and whether each runs on the blocking
-    /// pool.
-    fn live(&self) -> impl Iterator<Item = (&TaskInfo, bool)> + '_ {
+    /// The children not finished yet, with their task ids, and whether
+    /// each runs on the blocking pool.
+    fn live(&self) -> impl Iterator<Item = (&TaskInfo, Id, bool)> + '_ {
         self.entries
             .iter()
             .filter(|entry| !entry.abort.is_finished())
-            .map(|entry| (&entry.info, entry.blocking))
+            .map(|entry| (&entry.info, entry.abort.id(), entry.blocking))
     }
 }
 
@@ -262,10 +262,27 @@ pub struct TaskSnapshot {
     age: Duration,
     state: TaskState,
     scope_path: String,
+    /// The tokio task's id; `None` while queued.
+    id: Option<Id>,
+    /// Scopes opened inside this task.
+    scopes: Vec<ScopeSnapshot>,
 }
 
 impl TaskSnapshot {
-    /// The name given with [`Nursery::spawn_named`](crate::Nursery::spawn_named).
+    fn new(info: &TaskInfo, id: Option<Id>, state: TaskState, path: &str, now: Stamp) -> Self {
+        TaskSnapshot {
+            name: info.name.clone(),
+            location: info.location,
+            age: info.started.until(now),
+            state,
+            scope_path: path.to_owned(),
+            id,
+            scopes: Vec::new(),
+        }
+    }
+
+    /// The name given with [`Nursery::spawn_named`](crate::Nursery::spawn_named)
+    /// or [`Nursery::spawn_blocking_named`](crate::Nursery::spawn_blocking_named).
     pub fn name(&self) -> Option<&str> {
         self.name.as_ref().map(Name::as_str)
     }
@@ -290,13 +307,36 @@ impl TaskSnapshot {
     pub fn scope_path(&self) -> &str {
         &self.scope_path
     }
+
+    /// The scopes open inside this task (in a [`Dump`]; empty in leak
+    /// reports).
+    pub fn scopes(&self) -> &[ScopeSnapshot] {
+        &self.scopes
+    }
+
+    /// The tokio task's id; `None` while queued.
+    pub(crate) fn id(&self) -> Option<Id> {
+        self.id
+    }
+
+    fn write_line(&self, f: &mut fmt::Formatter<'_>, indent: &str) -> fmt::Result {
+        writeln!(
+            f,
+            "{indent}task {} spawned at {}: {}, age {}",
+            DisplayName(self.name()),
+            self.location,
+            self.state,
+            Age(self.age)
+        )
+    }
 }
 
 impl fmt::Display for TaskSnapshot {
+    /// One line: name, spawn location, scope path, state and age.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "task {} spawned at {}, in scope {}, {} for {}",
+            "task {} spawned at {}, in scope {}: {}, age {}",
             DisplayName(self.name()),
             self.location,
             self.scope_path,
@@ -307,7 +347,8 @@ impl fmt::Display for TaskSnapshot {
 }
 
 /// One scope, its tasks and the scopes inside it, as they were when a
-/// [`Dump`] was taken.
+/// [`Dump`] was taken. Printed, it is the indented tree of [`Dump`] from
+/// this scope down.
 #[derive(Clone, Debug)]
 pub struct ScopeSnapshot {
     name: Option<Name>,
@@ -339,35 +380,46 @@ impl ScopeSnapshot {
         self.state
     }
 
-    /// Its own live tasks: running, queued or cancelling.
+    /// Its own live tasks: running, queued or cancelling. The scopes open
+    /// inside each are under [`TaskSnapshot::scopes`].
     pub fn tasks(&self) -> &[TaskSnapshot] {
         &self.tasks
     }
 
-    /// The scopes open inside it (in its body or in its tasks).
+    /// The scopes open in its body (those open inside one of its tasks are
+    /// under that task).
     pub fn scopes(&self) -> &[ScopeSnapshot] {
         &self.scopes
+    }
+
+    /// The first scope named `name` in this subtree (this one included),
+    /// searching depth first.
+    pub fn find(&self, name: &str) -> Option<&ScopeSnapshot> {
+        if self.name() == Some(name) {
+            return Some(self);
+        }
+        let in_tasks = self.tasks.iter().flat_map(|task| &task.scopes);
+        in_tasks
+            .chain(&self.scopes)
+            .find_map(|scope| scope.find(name))
     }
 
     fn write(&self, f: &mut fmt::Formatter<'_>, depth: usize) -> fmt::Result {
         let indent = "  ".repeat(depth);
         writeln!(
             f,
-            "{indent}scope {} opened at {}, {} for {}",
+            "{indent}scope {} opened at {}: {}, age {}",
             DisplayName(self.name()),
             self.location,
             self.state,
             Age(self.age)
         )?;
+        let inner = format!("{indent}  ");
         for task in &self.tasks {
-            writeln!(
-                f,
-                "{indent}  task {} spawned at {}, {} for {}",
-                DisplayName(task.name()),
-                task.location,
-                task.state,
-                Age(task.age)
-            )?;
+            task.write_line(f, &inner)?;
+            for scope in &task.scopes {
+                scope.write(f, depth + 2)?;
+            }
         }
         for scope in &self.scopes {
             scope.write(f, depth + 1)?;
@@ -376,18 +428,30 @@ impl ScopeSnapshot {
     }
 
     fn for_each_task<'a>(&'a self, f: &mut impl FnMut(&'a TaskSnapshot)) {
-        self.tasks.iter().for_each(&mut *f);
+        for task in &self.tasks {
+            f(task);
+            for scope in &task.scopes {
+                scope.for_each_task(f);
+            }
+        }
         for scope in &self.scopes {
             scope.for_each_task(f);
         }
     }
 }
 
+impl fmt::Display for ScopeSnapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write(f, 0)
+    }
+}
+
 /// Every live scope and task of the process: the tree [`dump`] returns.
 ///
-/// Printed, it is an indented tree, every scope before what it contains,
-/// one line per scope or task: name (or `<unnamed>`), where it was opened
-/// or spawned, state and age.
+/// Printed, it is an indented tree, every scope or task before what it
+/// contains, one line each: name (or `<unnamed>`), where it was opened or
+/// spawned, state and age. A scope opened inside a task is shown under
+/// that task; one opened in a scope's body, under the scope.
 ///
 /// # Examples
 ///
@@ -396,9 +460,11 @@ impl ScopeSnapshot {
 /// nursery::Nursery::builder().name("crawl").scope(|n| async move {
 ///     n.spawn_named("fetch", std::future::pending::<Result<(), ()>>());
 ///     let dump = nursery::dump();
-///     let text = dump.to_string();
-///     assert!(text.contains("scope `crawl` opened at"));
-///     assert!(text.contains("  task `fetch` spawned at"));
+///     let crawl = dump.find("crawl").unwrap();
+///     assert_eq!(crawl.tasks()[0].name(), Some("fetch"));
+///     let text = crawl.to_string();
+///     assert!(text.starts_with("scope `crawl` opened at"));
+///     assert!(text.contains("\n  task `fetch` spawned at"));
 ///     n.cancel();
 ///     Ok(())
 /// }).await.unwrap();
@@ -415,8 +481,13 @@ impl Dump {
         &self.scopes
     }
 
-    /// Every task in the tree, each scope's before those of the scopes
-    /// inside it.
+    /// The first scope named `name`, searching each root's tree depth first.
+    pub fn find(&self, name: &str) -> Option<&ScopeSnapshot> {
+        self.scopes.iter().find_map(|scope| scope.find(name))
+    }
+
+    /// Every task in the tree, each before the tasks of the scopes inside
+    /// it.
     pub fn tasks(&self) -> Vec<&TaskSnapshot> {
         let mut tasks = Vec::new();
         for scope in &self.scopes {
@@ -473,26 +544,17 @@ fn snapshot(scope: &Arc<Scope>, now: Stamp, outer_path: &str) -> ScopeSnapshot {
     } else {
         ScopeState::Open
     };
-    let running = if cancelled {
-        TaskState::Cancelling
-    } else {
-        TaskState::Running
-    };
-    let task = |info: &TaskInfo, state| TaskSnapshot {
-        name: info.name.clone(),
-        location: info.location,
-        age: info.started.until(now),
-        state,
-        scope_path: path.clone(),
-    };
-    let mut tasks: Vec<TaskSnapshot> = scope.with_registry(|registry| {
-        registry
-            .live()
-            .map(|(info, _)| task(info, running))
-            .collect()
-    });
-    if let Some(limiter) = scope.core.limiter() {
-        limiter.for_each_queued(|info| tasks.push(task(info, TaskState::Queued)));
+    let mut tasks = live_tasks(scope, now, &path).0;
+    let mut scopes = Vec::new();
+    for inner in scope.inner_scopes() {
+        let snapshot = snapshot(&inner, now, &path);
+        let host = tasks
+            .iter_mut()
+            .find(|task| task.id.is_some() && task.id == inner.host);
+        match host {
+            Some(task) => task.scopes.push(snapshot),
+            None => scopes.push(snapshot),
+        }
     }
     ScopeSnapshot {
         name: scope.name.clone(),
@@ -500,12 +562,34 @@ fn snapshot(scope: &Arc<Scope>, now: Stamp, outer_path: &str) -> ScopeSnapshot {
         age: scope.opened.until(now),
         state,
         tasks,
-        scopes: scope
-            .inner_scopes()
-            .iter()
-            .map(|inner| snapshot(inner, now, &path))
-            .collect(),
+        scopes,
     }
+}
+
+/// A scope's own live tasks (started, then queued), and how many of them
+/// are tokio tasks (not on the blocking pool).
+fn live_tasks(scope: &Scope, now: Stamp, path: &str) -> (Vec<TaskSnapshot>, usize) {
+    let running = if scope.core.is_cancelled() {
+        TaskState::Cancelling
+    } else {
+        TaskState::Running
+    };
+    let mut async_tasks = 0;
+    let mut tasks: Vec<TaskSnapshot> = scope.with_registry(|registry| {
+        registry
+            .live()
+            .map(|(info, id, blocking)| {
+                async_tasks += usize::from(!blocking);
+                TaskSnapshot::new(info, Some(id), running, path, now)
+            })
+            .collect()
+    });
+    if let Some(limiter) = scope.core.limiter() {
+        limiter.for_each_queued(|info| {
+            tasks.push(TaskSnapshot::new(info, None, TaskState::Queued, path, now));
+        });
+    }
+    (tasks, async_tasks)
 }
 
 fn scope_path(outer: &str, name: Option<&Name>) -> String {
@@ -540,34 +624,9 @@ pub(crate) fn census(runtime: tokio::runtime::Id) -> Census {
 
 fn count_live(scope: &Arc<Scope>, now: Stamp, outer_path: &str, census: &mut Census) {
     let path = scope_path(outer_path, scope.name.as_ref());
-    let state = if scope.core.is_cancelled() {
-        TaskState::Cancelling
-    } else {
-        TaskState::Running
-    };
-    scope.with_registry(|registry| {
-        for (info, blocking) in registry.live() {
-            census.async_tasks += usize::from(!blocking);
-            census.tasks.push(TaskSnapshot {
-                name: info.name.clone(),
-                location: info.location,
-                age: info.started.until(now),
-                state,
-                scope_path: path.clone(),
-            });
-        }
-    });
-    if let Some(limiter) = scope.core.limiter() {
-        limiter.for_each_queued(|info| {
-            census.tasks.push(TaskSnapshot {
-                name: info.name.clone(),
-                location: info.location,
-                age: info.started.until(now),
-                state: TaskState::Queued,
-                scope_path: path.clone(),
-            });
-        });
-    }
+    let (tasks, async_tasks) = live_tasks(scope, now, &path);
+    census.tasks.extend(tasks);
+    census.async_tasks += async_tasks;
     for inner in scope.inner_scopes() {
         count_live(&inner, now, &path, census);
     }
@@ -593,9 +652,20 @@ impl Leak {
         &self.task
     }
 
-    /// How long after its scope was dropped it was found still alive.
+    /// How long after its scope was dropped it was found still alive: at
+    /// least the scope's leak-grace window.
     pub fn after(&self) -> Duration {
         self.after
+    }
+
+    /// The runtime its scope ran on.
+    pub fn runtime(&self) -> tokio::runtime::Id {
+        self.runtime
+    }
+
+    /// The tokio task's id, to tell a leak from the same task still alive.
+    pub(crate) fn task_id(&self) -> Option<Id> {
+        self.task.id
     }
 }
 
@@ -603,7 +673,7 @@ impl fmt::Display for Leak {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "task {} spawned at {}, in scope {}, still alive {} after its scope was dropped",
+            "task {} spawned at {}, in scope {}: still alive {} after its scope was dropped",
             DisplayName(self.task.name()),
             self.task.location,
             self.task.scope_path,
@@ -641,16 +711,20 @@ pub fn set_leak_hook(hook: impl Fn(&Leak) + Send + Sync + 'static) {
 }
 
 fn report(leak: Leak) {
+    {
+        let mut kept = static_lock(&LEAKS);
+        if kept.len() == KEPT_LEAKS {
+            kept.pop_front();
+        }
+        kept.push_back(leak.clone());
+    }
     let hook = static_lock(&HOOK).clone();
-    match hook {
+    // A panicking hook must not take the watcher thread down with it: the
+    // leak is kept already, and later checks still run.
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match hook {
         Some(hook) => hook(&leak),
         None => default_report(&leak),
-    }
-    let mut kept = static_lock(&LEAKS);
-    if kept.len() == KEPT_LEAKS {
-        kept.pop_front();
-    }
-    kept.push_back(leak);
+    }));
 }
 
 #[cfg(feature = "tracing")]
@@ -677,23 +751,21 @@ pub(crate) fn take_leaks(runtime: tokio::runtime::Id) -> Vec<Leak> {
 }
 
 /// Checks the dropped `scope` again once `grace` has passed, and reports
-/// its tasks still alive then.
+/// its own tasks still alive then. (A scope dropped inside it was dropped
+/// too, and has a check of its own.)
 pub(crate) fn watch_dropped(scope: Arc<Scope>, grace: Duration) {
-    watcher::schedule(grace, watcher::Job::Dropped(scope, Stamp::now()));
+    let dropped = std::time::Instant::now();
+    watcher::schedule(grace, watcher::Job::Dropped(scope, dropped));
 }
 
-fn check_dropped(scope: &Arc<Scope>, dropped: Stamp) {
-    let now = Stamp::now();
+fn check_dropped(scope: &Arc<Scope>, dropped: std::time::Instant) {
+    let after = dropped.elapsed();
     let runtime = scope.rt.id();
-    let mut census = Census {
-        tasks: Vec::new(),
-        async_tasks: 0,
-    };
-    count_live(scope, now, &scope.path(), &mut census);
-    for task in census.tasks {
+    let (tasks, _) = live_tasks(scope, Stamp::now(), &scope.path());
+    for task in tasks {
         report(Leak {
             task,
-            after: dropped.until(now),
+            after,
             runtime,
         });
     }
@@ -717,12 +789,12 @@ mod watcher {
     use std::sync::OnceLock;
     use std::time::{Duration, Instant};
 
-    use super::{Stamp, check_dropped};
+    use super::check_dropped;
     use crate::scope::Scope;
     use crate::sync::{Arc, StaticCondvar, StaticMutex, static_lock};
 
     pub(super) enum Job {
-        Dropped(Arc<Scope>, Stamp),
+        Dropped(Arc<Scope>, Instant),
         Wake(tokio::sync::oneshot::Sender<()>),
     }
 
@@ -791,12 +863,15 @@ mod watcher {
                         continue;
                     };
                     drop(queue);
-                    match due.job {
-                        Job::Dropped(scope, dropped) => check_dropped(&scope, dropped),
-                        Job::Wake(wake) => {
-                            let _ = wake.send(());
-                        }
-                    }
+                    // Nothing a job does may stop the thread: every later
+                    // check and wait depends on it.
+                    let _ =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match due.job {
+                            Job::Dropped(scope, dropped) => check_dropped(&scope, dropped),
+                            Job::Wake(wake) => {
+                                let _ = wake.send(());
+                            }
+                        }));
                     queue = static_lock(&watcher.queue);
                 }
                 Some(Reverse(due)) => {

@@ -350,7 +350,41 @@ impl<E: Send + 'static> Nursery<E> {
         F: FnOnce(CancellationToken) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
     {
-        let info = TaskInfo::new(None, Location::caller());
+        self.spawn_blocking_with(f, TaskInfo::new(None, Location::caller()))
+    }
+
+    /// Like [`spawn_blocking`](Nursery::spawn_blocking), with a name that
+    /// shows in [`JoinError`] messages, leak reports and task dumps.
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() {
+    /// nursery::scope(|n| async move {
+    ///     let handle = n.spawn_blocking_named("checksum", |_token| Ok::<_, ()>(42));
+    ///     assert_eq!(handle.name(), Some("checksum"));
+    ///     assert_eq!(handle.await.unwrap(), 42);
+    ///     Ok(())
+    /// }).await.unwrap();
+    /// # }
+    /// ```
+    #[track_caller]
+    pub fn spawn_blocking_named<F, T>(
+        &self,
+        name: impl Into<Cow<'static, str>>,
+        f: F,
+    ) -> TaskHandle<T>
+    where
+        F: FnOnce(CancellationToken) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+    {
+        let info = TaskInfo::new(Some(Name::new(name.into())), Location::caller());
+        self.spawn_blocking_with(f, info)
+    }
+
+    fn spawn_blocking_with<F, T>(&self, f: F, info: TaskInfo) -> TaskHandle<T>
+    where
+        F: FnOnce(CancellationToken) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+    {
         if let Err(kind) = self.scope.enter() {
             return TaskHandle::refused(refused(kind), info);
         }

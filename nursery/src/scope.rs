@@ -223,9 +223,10 @@ impl Builder {
 
     /// How long the children of a dropped scope (G7) may take to end after
     /// being aborted before they are reported as leaks (see
-    /// [`set_leak_hook`](crate::set_leak_hook)). Also the window
-    /// [`testing::assert_no_leaks`](crate::testing::assert_no_leaks) waits.
-    /// Default: the enclosing scope's; one second outside any scope.
+    /// [`set_leak_hook`](crate::set_leak_hook)). Default: the enclosing
+    /// scope's; one second outside any scope. (`#[nursery::test]`'s
+    /// `leak_grace` option sets both this, for the test's root scope, and
+    /// the window of its final leak check.)
     ///
     /// A child usually ends within microseconds of its abort; one that does
     /// not is stuck in a blocking call or a loop that never yields.
@@ -335,9 +336,10 @@ pub(crate) struct Scope {
     /// ancestors'.
     pub(crate) deadline: Option<Instant>,
     pub(crate) name: Option<Name>,
-    /// Where and when the scope was opened.
+    /// Where and when the scope was opened, and in which tokio task.
     pub(crate) location: &'static Location<'static>,
     pub(crate) opened: Stamp,
+    pub(crate) host: Option<tokio::task::Id>,
     /// How long children get to stop by themselves once cancelled.
     grace: Duration,
     /// How long children of a dropped scope get before they are leaks.
@@ -390,6 +392,7 @@ impl Scope {
             name: config.name.clone(),
             location,
             opened: Stamp::now(),
+            host: tokio::task::try_id(),
             grace: config
                 .grace
                 .or(parent.as_ref().map(|parent| parent.grace))

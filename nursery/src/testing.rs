@@ -11,6 +11,12 @@
 //! Tests run in parallel (cargo's default) do not see each other's tasks:
 //! each `#[tokio::test]` or `#[nursery::test]` has its own runtime, and a
 //! check looks only at the runtime it runs on.
+//!
+//! Plain tokio tasks have no registry entry: they are counted from the
+//! runtime's metrics, against the count when the check started. A task that
+//! was running before the check and ends during it therefore hides one new
+//! task left running; with `#[nursery::test]`, which starts on a fresh
+//! runtime, the starting count is zero.
 
 use std::fmt;
 use std::future::Future;
@@ -150,12 +156,7 @@ impl LeakCheck {
             // for, there is no point in waiting out the window.
             let only_reported = census.tasks.is_empty() && unscoped == 0;
             if waited >= grace || only_reported {
-                return Err(LeakReport {
-                    tasks: census.tasks,
-                    leaks,
-                    unscoped,
-                    waited,
-                });
+                return Err(LeakReport::new(census.tasks, leaks, unscoped, waited));
             }
             // Let aborted tasks of this runtime run (it may be a current-
             // thread runtime driven by this very future), then wait a little
@@ -178,15 +179,40 @@ pub struct LeakReport {
 }
 
 impl LeakReport {
+    fn new(
+        tasks: Vec<TaskSnapshot>,
+        mut leaks: Vec<Leak>,
+        unscoped: usize,
+        waited: Duration,
+    ) -> Self {
+        // A task still alive is listed once, under `tasks`, even if its
+        // dropped scope has reported it as a leak already.
+        let alive: Vec<_> = tasks.iter().filter_map(TaskSnapshot::id).collect();
+        leaks.retain(|leak| leak.task_id().is_none_or(|id| !alive.contains(&id)));
+        LeakReport {
+            tasks,
+            leaks,
+            unscoped,
+            waited,
+        }
+    }
+
     /// Tasks of scopes on the checked runtime still alive at the end.
     pub fn tasks(&self) -> &[TaskSnapshot] {
         &self.tasks
     }
 
     /// Tasks that outlived a scope dropped during the run by more than its
-    /// leak-grace window (whether or not they have ended since).
+    /// leak-grace window and have ended since (those still alive are in
+    /// [`tasks`](LeakReport::tasks)).
     pub fn leaks(&self) -> &[Leak] {
         &self.leaks
+    }
+
+    /// How long the check waited, after the future was done, for the tasks
+    /// to end.
+    pub fn waited(&self) -> Duration {
+        self.waited
     }
 
     /// Tokio tasks still alive that no scope owns (plain `tokio::spawn`):
@@ -199,24 +225,34 @@ impl LeakReport {
 impl fmt::Display for LeakReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let total = self.tasks.len() + self.leaks.len() + self.unscoped;
+        let (tasks, them) = if total == 1 {
+            ("task", "it")
+        } else {
+            ("tasks", "them")
+        };
         writeln!(
             f,
-            "nursery: {total} task{} leaked (waited {} for them to end):",
-            if total == 1 { "" } else { "s" },
+            "nursery: {total} {tasks} leaked (waited {} for {them} to end)",
             Age(self.waited)
         )?;
-        for task in &self.tasks {
-            writeln!(f, "  {task}")?;
+        if !self.tasks.is_empty() {
+            writeln!(f, "still alive:")?;
+            for task in &self.tasks {
+                writeln!(f, "  {task}")?;
+            }
         }
-        for leak in &self.leaks {
-            writeln!(f, "  {leak}")?;
+        if !self.leaks.is_empty() {
+            writeln!(f, "outlived their dropped scope (ended since):")?;
+            for leak in &self.leaks {
+                writeln!(f, "  {leak}")?;
+            }
         }
         match self.unscoped {
             0 => Ok(()),
             n => writeln!(
                 f,
-                "  {n} tokio task{} spawned outside any scope (tokio::spawn) still running: \
-                 no spawn site is known; spawn {} into a scope to see where",
+                "spawned outside any scope: {n} tokio task{} (tokio::spawn) still running; \
+                 no spawn site is known: spawn {} into a scope to see where",
                 if n == 1 { "" } else { "s" },
                 if n == 1 { "it" } else { "them" }
             ),
