@@ -140,6 +140,193 @@ fn crate_value(expr: &Expr) -> syn::Result<Path> {
     })
 }
 
+// ===== #[nursery] =====
+
+/// The options of `#[nursery(..)]`: each a setting of the scope's
+/// `Builder`, with the span of its value for the generated call.
+pub(crate) struct NurseryArgs {
+    pub(crate) name: Option<(String, Span)>,
+    pub(crate) limit: Option<(usize, Span)>,
+    pub(crate) timeout: Option<(Duration, Span)>,
+    pub(crate) grace: Option<(Duration, Span)>,
+    pub(crate) leak_grace: Option<(Duration, Span)>,
+    /// `collect_errors` (or `collect_errors = true`), with the key's span;
+    /// `None` when absent or `= false`.
+    pub(crate) collect_errors: Option<Span>,
+    pub(crate) rate: Option<(Rate, Span)>,
+    /// `crate = "path"`; `None` means `::nursery`.
+    pub(crate) crate_path: Option<Path>,
+}
+
+/// `rate = "100/s"`: at most `starts` child starts per `per`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Rate {
+    pub(crate) starts: u32,
+    pub(crate) per: Duration,
+}
+
+const NURSERY_KEYS: &str =
+    "`name`, `limit`, `timeout`, `grace`, `leak_grace`, `collect_errors`, `rate` or `crate`";
+
+impl NurseryArgs {
+    /// Parses the tokens inside `#[nursery(..)]`.
+    pub(crate) fn parse(args: TokenStream) -> syn::Result<NurseryArgs> {
+        let mut options = NurseryOptions::default();
+        syn::meta::parser(|meta| options.set(meta)).parse2(args)?;
+        Ok(options.finish())
+    }
+}
+
+/// The options as written, each with the span of its key.
+#[derive(Default)]
+struct NurseryOptions {
+    name: Option<Setting<String>>,
+    limit: Option<Setting<usize>>,
+    timeout: Option<Setting<Duration>>,
+    grace: Option<Setting<Duration>>,
+    leak_grace: Option<Setting<Duration>>,
+    collect_errors: Option<Setting<bool>>,
+    rate: Option<Setting<Rate>>,
+    crate_path: Option<Setting<Path>>,
+}
+
+impl NurseryOptions {
+    fn set(&mut self, meta: ParseNestedMeta<'_>) -> syn::Result<()> {
+        let Some(key) = meta.path.get_ident() else {
+            return Err(unknown_key(&meta.path, NURSERY_KEYS));
+        };
+        match key.to_string().as_str() {
+            "name" => Setting::put(&mut self.name, &meta, name_value),
+            "limit" => Setting::put(&mut self.limit, &meta, limit_value),
+            "timeout" => Setting::put(&mut self.timeout, &meta, |expr| {
+                duration_value("timeout", expr)
+            }),
+            "grace" => Setting::put(&mut self.grace, &meta, |expr| duration_value("grace", expr)),
+            "leak_grace" => Setting::put(&mut self.leak_grace, &meta, |expr| {
+                duration_value("leak_grace", expr)
+            }),
+            "collect_errors" => Setting::flag(&mut self.collect_errors, &meta),
+            "rate" => Setting::put(&mut self.rate, &meta, rate_value),
+            "crate" => Setting::put(&mut self.crate_path, &meta, crate_value),
+            "deadline" | "cancel_on" => Err(Error::new(
+                key.span(),
+                format!(
+                    "`{key}` takes a value known only at run time, which an attribute cannot \
+                     hold: open a scope with `Nursery::builder().{key}(..)` in the body instead"
+                ),
+            )),
+            _ => Err(unknown_key(&meta.path, NURSERY_KEYS)),
+        }
+    }
+
+    fn finish(self) -> NurseryArgs {
+        fn spanned<T>(setting: Option<Setting<T>>) -> Option<(T, Span)> {
+            setting.map(|setting| (setting.value, setting.value_span))
+        }
+        NurseryArgs {
+            name: spanned(self.name),
+            limit: spanned(self.limit),
+            timeout: spanned(self.timeout),
+            grace: spanned(self.grace),
+            leak_grace: spanned(self.leak_grace),
+            collect_errors: self
+                .collect_errors
+                .filter(|collect| collect.value)
+                .map(|collect| collect.key),
+            rate: spanned(self.rate),
+            crate_path: self.crate_path.map(|path| path.value),
+        }
+    }
+}
+
+fn name_value(expr: &Expr) -> syn::Result<String> {
+    let text = string_value(expr, "expected a string, as in `name = \"crawl\"`")?;
+    let name = text.value();
+    if name.is_empty() {
+        return Err(Error::new(
+            text.span(),
+            "a scope name must not be empty: leave `name` out for an unnamed scope",
+        ));
+    }
+    Ok(name)
+}
+
+fn limit_value(expr: &Expr) -> syn::Result<usize> {
+    let expected = || {
+        Error::new(
+            expr.span(),
+            "expected a whole number of children, as in `limit = 8`",
+        )
+    };
+    let Expr::Lit(syn::ExprLit {
+        lit: Lit::Int(int), ..
+    }) = expr
+    else {
+        return Err(expected());
+    };
+    match int.base10_parse::<usize>() {
+        Ok(0) => Err(Error::new(
+            int.span(),
+            "`limit` must be at least 1: a scope with a limit of 0 could never run a child \
+             (leave `limit` out for no limit)",
+        )),
+        Ok(limit) => Ok(limit),
+        Err(_) => Err(expected()),
+    }
+}
+
+fn rate_value(expr: &Expr) -> syn::Result<Rate> {
+    let text = string_value(
+        expr,
+        "expected a rate in a string, as in `rate = \"100/s\"` or `rate = \"5/100ms\"`",
+    )?;
+    parse_rate(&text.value()).map_err(|message| Error::new(text.span(), message))
+}
+
+// ===== rates =====
+
+const RATE_FORMAT: &str = "a whole number of starts, `/`, then a unit (`ns`, `us`, `ms`, `s`, \
+                           `m`, `h`) or a duration, as in \"100/s\", \"5/100ms\" or \"10/m\"";
+
+/// Parses a rate literal: `"N/unit"` (`"100/s"`: 100 starts per second) or
+/// `"N/duration"` (`"5/100ms"`: 5 starts per 100 milliseconds), with a
+/// whole `N` of at least 1 and a period longer than zero.
+///
+/// The error is a message for the user, naming the accepted forms.
+pub(crate) fn parse_rate(text: &str) -> Result<Rate, String> {
+    let invalid = || format!("invalid rate \"{text}\": expected {RATE_FORMAT}");
+    let Some((starts, period)) = text.split_once('/') else {
+        return Err(invalid());
+    };
+    if starts.is_empty() || !starts.bytes().all(|byte| byte.is_ascii_digit()) {
+        return Err(invalid());
+    }
+    let starts: u32 = starts.parse().map_err(|_| {
+        format!(
+            "rate \"{text}\" allows too many starts: at most {} per period",
+            u32::MAX
+        )
+    })?;
+    if starts == 0 {
+        return Err(format!(
+            "rate \"{text}\" would never start a child: expected at least 1 start per period, \
+             as in \"1/s\" (leave `rate` out for no rate limit)"
+        ));
+    }
+    let per = match period {
+        "ns" | "us" | "ms" | "s" | "m" | "h" => parse_duration(&format!("1{period}")),
+        _ => parse_duration(period),
+    }
+    .map_err(|_| invalid())?;
+    if per.is_zero() {
+        return Err(format!(
+            "rate \"{text}\" has a period of zero: expected a period longer than zero, \
+             as in \"5/100ms\""
+        ));
+    }
+    Ok(Rate { starts, per })
+}
+
 // ===== durations =====
 
 const DURATION_FORMAT: &str =
@@ -219,6 +406,44 @@ impl<T> Setting<T> {
             value,
             key,
             value_span: expr.span(),
+        });
+        Ok(())
+    }
+}
+
+impl Setting<bool> {
+    /// Parses a flag: the key alone means `true`; `= true` and `= false`
+    /// are accepted too, and nothing else.
+    fn flag(slot: &mut Option<Setting<bool>>, meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
+        let key = meta.path.span();
+        let name = path_text(&meta.path);
+        if slot.is_some() {
+            return Err(Error::new(key, format!("`{name}` is given twice")));
+        }
+        let not_a_flag = |span| {
+            let message = format!(
+                "`{name}` is a flag: write `{name}` alone (or `{name} = true` / `{name} = false`)"
+            );
+            Error::new(span, message)
+        };
+        let (value, value_span) = if meta.input.peek(Token![=]) {
+            let expr: Expr = meta.value()?.parse()?;
+            match &expr {
+                Expr::Lit(syn::ExprLit {
+                    lit: Lit::Bool(flag),
+                    ..
+                }) => (flag.value, flag.span),
+                _ => return Err(not_a_flag(expr.span())),
+            }
+        } else if meta.input.is_empty() || meta.input.peek(Token![,]) {
+            (true, key)
+        } else {
+            return Err(not_a_flag(meta.input.span()));
+        };
+        *slot = Some(Setting {
+            value,
+            key,
+            value_span,
         });
         Ok(())
     }
@@ -431,5 +656,209 @@ mod tests {
             error(quote!(flavor = "current_thread", worker_threads = 2)),
             "`worker_threads` needs `flavor = \"multi_thread\"`"
         );
+    }
+
+    // ===== #[nursery] =====
+
+    fn nursery_error(args: TokenStream) -> String {
+        match NurseryArgs::parse(args) {
+            Ok(_) => panic!("the options were accepted"),
+            Err(error) => error.to_string(),
+        }
+    }
+
+    #[test]
+    fn nursery_args_are_all_optional() {
+        let args = NurseryArgs::parse(quote!()).unwrap();
+        assert!(args.name.is_none());
+        assert!(args.limit.is_none());
+        assert!(args.timeout.is_none());
+        assert!(args.grace.is_none());
+        assert!(args.leak_grace.is_none());
+        assert!(args.collect_errors.is_none());
+        assert!(args.rate.is_none());
+        assert!(args.crate_path.is_none());
+    }
+
+    #[test]
+    fn nursery_args_read_every_option() {
+        let args = NurseryArgs::parse(quote!(
+            limit = 8,
+            timeout = "5s",
+            grace = "100ms",
+            leak_grace = "2s",
+            name = "crawl",
+            collect_errors,
+            rate = "100/s",
+            crate = "::re::nursery",
+        ))
+        .unwrap();
+        assert_eq!(args.limit.map(|(limit, _)| limit), Some(8));
+        assert_eq!(args.timeout.map(|(timeout, _)| timeout), Some(5 * SECOND));
+        assert_eq!(
+            args.grace.map(|(grace, _)| grace),
+            Some(Duration::from_millis(100))
+        );
+        assert_eq!(args.leak_grace.map(|(grace, _)| grace), Some(2 * SECOND));
+        assert_eq!(args.name.map(|(name, _)| name).as_deref(), Some("crawl"));
+        assert!(args.collect_errors.is_some());
+        assert_eq!(
+            args.rate.map(|(rate, _)| rate),
+            Some(Rate {
+                starts: 100,
+                per: SECOND
+            })
+        );
+        assert_eq!(path_text(&args.crate_path.unwrap()), "::re::nursery");
+    }
+
+    #[test]
+    fn nursery_args_take_collect_errors_as_a_flag_or_a_bool() {
+        let on = |args| NurseryArgs::parse(args).unwrap().collect_errors.is_some();
+        assert!(on(quote!(collect_errors)));
+        assert!(on(quote!(collect_errors = true)));
+        assert!(!on(quote!(collect_errors = false)));
+        assert!(on(quote!(collect_errors, limit = 2)));
+        let not_a_flag = "`collect_errors` is a flag: write `collect_errors` alone \
+                          (or `collect_errors = true` / `collect_errors = false`)";
+        assert_eq!(nursery_error(quote!(collect_errors = 3)), not_a_flag);
+        assert_eq!(nursery_error(quote!(collect_errors = "yes")), not_a_flag);
+        assert_eq!(nursery_error(quote!(collect_errors(true))), not_a_flag);
+        assert_eq!(
+            nursery_error(quote!(collect_errors, collect_errors = false)),
+            "`collect_errors` is given twice"
+        );
+    }
+
+    #[test]
+    fn nursery_args_allow_a_zero_timeout() {
+        let args = NurseryArgs::parse(quote!(timeout = "0s", grace = "0ms")).unwrap();
+        assert_eq!(
+            args.timeout.map(|(timeout, _)| timeout),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(args.grace.map(|(grace, _)| grace), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn nursery_args_refuse_unknown_and_repeated_keys() {
+        assert_eq!(
+            nursery_error(quote!(workers = 4)),
+            "unknown option `workers`: expected `name`, `limit`, `timeout`, `grace`, \
+             `leak_grace`, `collect_errors`, `rate` or `crate`"
+        );
+        assert_eq!(
+            nursery_error(quote!(flavor = "multi_thread")),
+            "unknown option `flavor`: expected `name`, `limit`, `timeout`, `grace`, \
+             `leak_grace`, `collect_errors`, `rate` or `crate`"
+        );
+        assert_eq!(
+            nursery_error(quote!(timeout = "5s", limit = 8, timeout = "10s")),
+            "`timeout` is given twice"
+        );
+        assert_eq!(
+            nursery_error(quote!(limit)),
+            "`limit` needs a value: `limit = ..`"
+        );
+        assert!(nursery_error(quote!(cancel_on = token)).starts_with(
+            "`cancel_on` takes a value known only at run time, which an attribute cannot hold"
+        ));
+        assert!(
+            nursery_error(quote!(deadline = "5s")).contains("`Nursery::builder().deadline(..)`")
+        );
+    }
+
+    #[test]
+    fn nursery_args_refuse_bad_values() {
+        assert_eq!(
+            nursery_error(quote!(limit = 0)),
+            "`limit` must be at least 1: a scope with a limit of 0 could never run a child \
+             (leave `limit` out for no limit)"
+        );
+        for limit in [quote!("8"), quote!(-1), quote!(2.5), quote!(N)] {
+            assert_eq!(
+                nursery_error(quote!(limit = #limit)),
+                "expected a whole number of children, as in `limit = 8`"
+            );
+        }
+        assert_eq!(
+            nursery_error(quote!(name = "")),
+            "a scope name must not be empty: leave `name` out for an unnamed scope"
+        );
+        assert_eq!(
+            nursery_error(quote!(name = crawl)),
+            "expected a string, as in `name = \"crawl\"`"
+        );
+        assert_eq!(
+            nursery_error(quote!(timeout = 5)),
+            "expected a duration in a string, as in `timeout = \"200ms\"`"
+        );
+        assert!(nursery_error(quote!(grace = "5 s")).starts_with("invalid duration \"5 s\""));
+        assert_eq!(
+            nursery_error(quote!(rate = 100)),
+            "expected a rate in a string, as in `rate = \"100/s\"` or `rate = \"5/100ms\"`"
+        );
+        assert!(nursery_error(quote!(rate = "0/s")).starts_with("rate \"0/s\" would never"));
+    }
+
+    // ===== rates =====
+
+    #[test]
+    fn rate_accepts_a_unit_or_a_duration() {
+        let rate = |starts, per| Ok(Rate { starts, per });
+        assert_eq!(parse_rate("100/s"), rate(100, SECOND));
+        assert_eq!(parse_rate("5/100ms"), rate(5, Duration::from_millis(100)));
+        assert_eq!(parse_rate("10/m"), rate(10, 60 * SECOND));
+        assert_eq!(parse_rate("1/h"), rate(1, 3600 * SECOND));
+        assert_eq!(parse_rate("3/ms"), rate(3, Duration::from_millis(1)));
+        assert_eq!(parse_rate("7/2s"), rate(7, 2 * SECOND));
+        assert_eq!(
+            parse_rate("4294967295/ns"),
+            rate(u32::MAX, Duration::from_nanos(1))
+        );
+    }
+
+    #[test]
+    fn rate_refuses_zero_starts_and_a_zero_period() {
+        assert_eq!(
+            parse_rate("0/s"),
+            Err(
+                "rate \"0/s\" would never start a child: expected at least 1 start per \
+                 period, as in \"1/s\" (leave `rate` out for no rate limit)"
+                    .to_owned()
+            )
+        );
+        assert_eq!(
+            parse_rate("5/0ms"),
+            Err(
+                "rate \"5/0ms\" has a period of zero: expected a period longer than zero, \
+                 as in \"5/100ms\""
+                    .to_owned()
+            )
+        );
+        assert_eq!(
+            parse_rate("4294967296/s"),
+            Err(
+                "rate \"4294967296/s\" allows too many starts: at most 4294967295 per period"
+                    .to_owned()
+            )
+        );
+    }
+
+    #[test]
+    fn rate_refuses_anything_but_starts_slash_period() {
+        for text in [
+            "", "100", "/s", "100/", "100/sec", "100 /s", "100/ s", "1.5/s", "-1/s", "+1/s",
+            "100/s/s", "100per s", "s/100", "1_000/s", "100/S",
+        ] {
+            assert_eq!(
+                parse_rate(text),
+                Err(format!(
+                    "invalid rate \"{text}\": expected a whole number of starts, `/`, then a \
+                     unit (`ns`, `us`, `ms`, `s`, `m`, `h`) or a duration, as in \"100/s\", \
+                     \"5/100ms\" or \"10/m\""
+                )),
+            );
+        }
     }
 }

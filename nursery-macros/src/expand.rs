@@ -1,53 +1,35 @@
-//! Code generation for `#[nursery::test]`: the `async fn` becomes a plain
-//! `#[test]` fn that builds a tokio runtime and blocks on
-//! `__private::run_test`, which runs the body in a root scope and then
-//! checks for leaks.
+//! Code generation for the two attributes.
+//!
+//! - `#[nursery::test]`: the `async fn` becomes a plain `#[test]` fn that
+//!   builds a tokio runtime and blocks on `__private::run_test`, which runs
+//!   the body in a root scope and then checks for leaks.
+//! - `#[nursery(..)]`: the `async fn` keeps its signature less the
+//!   `Nursery` parameter, and its body becomes the body of a scope opened
+//!   by `__private::run_scope`, with a `Builder` set up from the options.
 //!
 //! The generated code names nothing of `nursery` but `__private`, and
 //! nothing of tokio but what `__private::tokio` re-exports.
 
 use std::time::Duration;
 
-use proc_macro2::{Delimiter, Ident, Literal, Span, TokenStream, TokenTree};
+use proc_macro2::{Delimiter, Group, Ident, Literal, Span, TokenStream, TokenTree};
 use quote::{ToTokens, quote, quote_spanned};
 use syn::parse::{Parse, ParseStream};
-use syn::{Attribute, Error, Signature, Visibility, braced, token};
+use syn::punctuated::Punctuated;
+use syn::spanned::Spanned;
+use syn::{
+    Attribute, Error, FnArg, LitStr, PatType, PathArguments, ReturnType, Signature, Type,
+    Visibility, braced, token,
+};
 
-use crate::args::{Flavor, TestArgs};
+use crate::args::{Flavor, NurseryArgs, TestArgs};
 
-/// Expands `#[nursery::test(args)] item`.
-///
-/// On any error the user's item comes back as written (less a second test
-/// attribute), followed by every error as a `compile_error!`: the rest of
-/// the crate still type-checks and the IDE keeps working (as tokio-macros
-/// does).
-pub(crate) fn test(args: TokenStream, item: TokenStream) -> TokenStream {
-    let input: TestFn = match syn::parse2(item.clone()) {
-        Ok(input) => input,
-        Err(error) => return with_error(item, error),
-    };
-    // Every error at once: the options' first, then the function's.
-    match (TestArgs::parse(args), input.check()) {
-        (Ok(args), Ok(())) => input.expand(&args),
-        (Err(mut error), Err(more)) => {
-            error.combine(more);
-            with_error(input.unexpanded(), error)
-        }
-        (Err(error), Ok(())) | (Ok(_), Err(error)) => with_error(input.unexpanded(), error),
-    }
-}
-
-fn with_error(mut item: TokenStream, error: Error) -> TokenStream {
-    item.extend(error.into_compile_error());
-    item
-}
-
-// ===== the test function =====
+// ===== the function item =====
 
 /// An `async fn` item with its body left as tokens: the body is copied into
 /// the expansion untouched, so it need not be parsed (nor even be valid:
 /// rustc reports its own errors there).
-struct TestFn {
+struct FnItem {
     attrs: Vec<Attribute>,
     vis: Visibility,
     sig: Signature,
@@ -58,8 +40,8 @@ struct TestFn {
     body: TokenStream,
 }
 
-impl Parse for TestFn {
-    fn parse(input: ParseStream<'_>) -> syn::Result<TestFn> {
+impl Parse for FnItem {
+    fn parse(input: ParseStream<'_>) -> syn::Result<FnItem> {
         let attrs = input.call(Attribute::parse_outer)?;
         let vis = input.parse()?;
         let sig = input.parse()?;
@@ -67,7 +49,7 @@ impl Parse for TestFn {
         let brace = braced!(content in input);
         let inner_attrs = content.call(Attribute::parse_inner)?;
         let body = content.parse()?;
-        Ok(TestFn {
+        Ok(FnItem {
             attrs,
             vis,
             sig,
@@ -78,9 +60,50 @@ impl Parse for TestFn {
     }
 }
 
-impl TestFn {
+fn with_error(mut item: TokenStream, error: Error) -> TokenStream {
+    item.extend(error.into_compile_error());
+    item
+}
+
+/// One error holding all of `errors`, or `Ok` if there are none.
+fn combined(errors: Vec<Error>) -> syn::Result<()> {
+    let mut errors = errors.into_iter();
+    match errors.next() {
+        None => Ok(()),
+        Some(mut first) => {
+            first.extend(errors);
+            Err(first)
+        }
+    }
+}
+
+// ===== #[nursery::test] =====
+
+/// Expands `#[nursery::test(args)] item`.
+///
+/// On any error the user's item comes back as written (less a second test
+/// attribute), followed by every error as a `compile_error!`: the rest of
+/// the crate still type-checks and the IDE keeps working (as tokio-macros
+/// does).
+pub(crate) fn test(args: TokenStream, item: TokenStream) -> TokenStream {
+    let input: FnItem = match syn::parse2(item.clone()) {
+        Ok(input) => input,
+        Err(error) => return with_error(item, error),
+    };
+    // Every error at once: the options' first, then the function's.
+    match (TestArgs::parse(args), input.check_test()) {
+        (Ok(args), Ok(())) => input.expand_test(&args),
+        (Err(mut error), Err(more)) => {
+            error.combine(more);
+            with_error(input.unexpanded_test(), error)
+        }
+        (Err(error), Ok(())) | (Ok(_), Err(error)) => with_error(input.unexpanded_test(), error),
+    }
+}
+
+impl FnItem {
     /// Refuses what cannot become a test, each error at its token.
-    fn check(&self) -> syn::Result<()> {
+    fn check_test(&self) -> syn::Result<()> {
         let mut errors = Vec::new();
         let sig = &self.sig;
         if sig.asyncness.is_none() {
@@ -109,18 +132,11 @@ impl TestFn {
                 ));
             }
         }
-        let mut errors = errors.into_iter();
-        match errors.next() {
-            None => Ok(()),
-            Some(mut first) => {
-                first.extend(errors);
-                Err(first)
-            }
-        }
+        combined(errors)
     }
 
-    fn expand(self, args: &TestArgs) -> TokenStream {
-        let TestFn {
+    fn expand_test(self, args: &TestArgs) -> TokenStream {
+        let FnItem {
             attrs,
             vis,
             mut sig,
@@ -217,8 +233,8 @@ impl TestFn {
     /// The function as written, for the error path, less any test
     /// attribute: a second one would add errors of its own (`#[test]` on an
     /// `async fn`) or expand into a second test (`#[tokio::test]`).
-    fn unexpanded(&self) -> TokenStream {
-        let TestFn {
+    fn unexpanded_test(&self) -> TokenStream {
+        let FnItem {
             attrs,
             vis,
             sig,
@@ -295,6 +311,319 @@ fn duration(grace: Duration, span: Span) -> TokenStream {
 fn spanned(mut literal: Literal, span: Span) -> Literal {
     literal.set_span(span);
     literal
+}
+
+// ===== #[nursery] =====
+
+/// Expands `#[nursery(args)] item`.
+///
+/// On any error the user's item comes back exactly as written, the
+/// `Nursery` parameter included so that the body still type-checks,
+/// followed by every error as a `compile_error!`.
+pub(crate) fn nursery(args: TokenStream, item: TokenStream) -> TokenStream {
+    let input: FnItem = match syn::parse2(item.clone()) {
+        Ok(input) => input,
+        Err(error) => return with_error(item, error),
+    };
+    // Every error at once: the options' first, then the function's.
+    match (NurseryArgs::parse(args), input.inspect_scope_fn()) {
+        (Ok(args), Ok(nursery)) => input.expand_scope_fn(&args, nursery),
+        (Err(mut error), Err(more)) => {
+            error.combine(more);
+            with_error(item, error)
+        }
+        (Err(error), Ok(_)) | (Ok(_), Err(error)) => with_error(item, error),
+    }
+}
+
+const MUST_RETURN_RESULT: &str = "a `#[nursery]` function must return `Result<T, E>` with \
+                                  `E: From<nursery::Interrupted>`: a timeout or cancellation \
+                                  of its scope is returned as an `E`";
+
+impl FnItem {
+    /// Refuses what cannot run as the body of a scope, each error at its
+    /// token; otherwise returns where the `Nursery` parameter is, if there
+    /// is one.
+    fn inspect_scope_fn(&self) -> syn::Result<Option<usize>> {
+        let mut errors = Vec::new();
+        let sig = &self.sig;
+        if sig.asyncness.is_none() {
+            errors.push(Error::new(
+                sig.fn_token.span,
+                "`#[nursery]` needs an `async fn`: add `async` before `fn`",
+            ));
+        }
+        let mut nursery = None;
+        for (index, arg) in sig.inputs.iter().enumerate() {
+            let FnArg::Typed(arg) = arg else {
+                continue;
+            };
+            if !is_nursery(&arg.ty) {
+                continue;
+            }
+            if nursery.is_some() {
+                errors.push(Error::new_spanned(
+                    arg,
+                    "a second `Nursery` parameter: a `#[nursery]` function opens one scope, \
+                     so it takes at most one (clone it where a second handle is needed)",
+                ));
+            } else {
+                nursery = Some(index);
+            }
+        }
+        match &sig.output {
+            ReturnType::Type(_, ty) if is_result(ty) => {}
+            ReturnType::Type(_, ty) => errors.push(Error::new_spanned(ty, MUST_RETURN_RESULT)),
+            ReturnType::Default => {
+                // From `fn` to the `)` after the parameters: where a return
+                // type would go.
+                let mut head = sig.fn_token.to_token_stream();
+                sig.paren_token.surround(&mut head, |_| {});
+                let message = format!("{MUST_RETURN_RESULT}; add `-> Result<(), E>`");
+                errors.push(Error::new_spanned(head, message));
+            }
+        }
+        combined(errors).map(|()| nursery)
+    }
+
+    /// The function, less its `Nursery` parameter (the one at `nursery`),
+    /// with its body run by `run_scope`:
+    ///
+    /// ```text
+    /// async fn f(args..) -> Result<T, E> {
+    ///     (__private::run_scope)(
+    ///         __private::Nursery::builder().limit(8)..,
+    ///         move |nursery: __private::Nursery<E>| async move {
+    ///             if false {
+    ///                 let returned: Result<T, E> = loop {};
+    ///                 return returned;
+    ///             }
+    ///             let n: Nursery<E> = nursery;
+    ///             body
+    ///         },
+    ///     )
+    ///     .await
+    /// }
+    /// ```
+    fn expand_scope_fn(self, args: &NurseryArgs, nursery: Option<usize>) -> TokenStream {
+        let FnItem {
+            attrs,
+            vis,
+            mut sig,
+            brace,
+            inner_attrs,
+            body,
+        } = self;
+        let nursery_param = nursery.map(|index| remove_param(&mut sig, index));
+        let inner_attrs = inner_attrs.into_iter().map(|mut attr| {
+            attr.style = syn::AttrStyle::Outer;
+            attr
+        });
+
+        // The call to `run_scope` has the span of the function's name:
+        // `run_scope` is `#[track_caller]`, so the scope records the user's
+        // function as its location, and type errors of the call (an `E`
+        // without `From<Interrupted>`) point there too. A user token's span
+        // (not `call_site`, which is the attribute) is what makes
+        // `Location::caller()` name the function.
+        let at = sig.ident.span();
+        let private = match &args.crate_path {
+            Some(path) => quote!(#path::__private),
+            None => quote_spanned!(at=> ::nursery::__private),
+        };
+        let builder = builder(args, &private, at);
+
+        let ReturnType::Type(_, ret) = &sig.output else {
+            unreachable!("inspect_scope_fn refuses a function without a return type");
+        };
+        // The declared return type, as a marker argument before the
+        // closure: `run_scope` then knows `T` and `E` (aliases such as
+        // `anyhow::Result<T>` included) before the body is checked, so a
+        // `Nursery<Other>` parameter is reported at its type ("expected
+        // `Nursery<Other>`, found `Nursery<E>`") rather than as a mismatch
+        // inside `run_scope`.
+        let declared = infer_impl_traits(ret.to_token_stream());
+        let marker = quote_spanned!(at=> #private::returns::<#declared>());
+        // `mixed_site`: the user's body cannot see it, nor clash with it.
+        let handle = Ident::new("nursery", Span::mixed_site());
+        let binding = nursery_param.map(|param| {
+            let PatType { attrs, pat, ty, .. } = param;
+            // At the parameter's type, which a type mismatch then names.
+            let value = Ident::new("nursery", Span::mixed_site().located_at(ty.span()));
+            quote!(#(#attrs)* let #pat: #ty = #value;)
+        });
+        let returns = fake_return(ret);
+        let mut async_body = quote!(async move);
+        brace.surround(&mut async_body, |tokens| {
+            tokens.extend(returns);
+            tokens.extend(binding);
+            body.to_tokens(tokens);
+        });
+
+        // The path in parentheses at the name: the call then starts at the
+        // name even when `crate = ".."` gives the path the span of its
+        // string (where errors about the path then point).
+        let call = quote_spanned! {at=>
+            (#private::run_scope)(#builder, #marker, move |#handle| #async_body).await
+        };
+        let mut expanded = quote! {
+            #(#attrs)*
+            #(#inner_attrs)*
+            #vis #sig
+        };
+        brace.surround(&mut expanded, |tokens| tokens.extend(call));
+        expanded
+    }
+}
+
+/// A `return` of the declared return type that never runs, first in the
+/// body's `async` block: it fixes the block's output type before the body
+/// is checked, so `?` and `return` infer as in the function itself, and a
+/// body of the wrong type is reported at the offending expression
+/// ("expected `u32`, found `&str`"), as it would be without the attribute.
+/// (tracing-attributes does the same for `#[instrument]` on `async fn`.)
+fn fake_return(ret: &Type) -> TokenStream {
+    // `impl Trait` is not allowed in a `let`: the body's value stands in
+    // for it (`_`).
+    let ret = infer_impl_traits(ret.to_token_stream());
+    let value = Ident::new("returned", Span::mixed_site());
+    quote! {
+        #[allow(
+            unreachable_code,
+            clippy::diverging_sub_expression,
+            clippy::empty_loop,
+            clippy::let_unit_value,
+            clippy::needless_return,
+            clippy::unreachable
+        )]
+        if false {
+            let #value: #ret = loop {};
+            return #value;
+        }
+    }
+}
+
+/// `Nursery::builder()` and a call for each option, each call at the
+/// option's value (a method missing from the library, or a panic, points
+/// there).
+fn builder(args: &NurseryArgs, private: &TokenStream, at: Span) -> TokenStream {
+    let NurseryArgs {
+        name,
+        limit,
+        timeout,
+        grace,
+        leak_grace,
+        collect_errors,
+        rate,
+        crate_path: _,
+    } = args;
+    let mut builder = quote_spanned!(at=> #private::Nursery::builder());
+    if let Some((name, span)) = name {
+        let name = LitStr::new(name, *span);
+        builder.extend(quote_spanned!(*span=> .name(#name)));
+    }
+    if let Some((limit, span)) = limit {
+        let limit = spanned(Literal::usize_unsuffixed(*limit), *span);
+        builder.extend(quote_spanned!(*span=> .limit(#limit)));
+    }
+    for (method, setting) in [
+        ("timeout", timeout),
+        ("grace", grace),
+        ("leak_grace", leak_grace),
+    ] {
+        if let Some((value, span)) = setting {
+            let method = Ident::new(method, *span);
+            let value = duration(*value, *span);
+            builder.extend(quote_spanned!(*span=> .#method(#value)));
+        }
+    }
+    if let Some(span) = collect_errors {
+        builder.extend(quote_spanned!(*span=> .collect_errors()));
+    }
+    if let Some((rate, span)) = rate {
+        let starts = spanned(Literal::u32_unsuffixed(rate.starts), *span);
+        let per = duration(rate.per, *span);
+        builder.extend(quote_spanned!(*span=> .rate(#starts, #per)));
+    }
+    builder
+}
+
+/// Takes the parameter at `index` out of the signature.
+fn remove_param(sig: &mut Signature, index: usize) -> PatType {
+    let mut removed = None;
+    let mut kept = Punctuated::new();
+    for (at, arg) in std::mem::take(&mut sig.inputs).into_iter().enumerate() {
+        match arg {
+            FnArg::Typed(param) if at == index => removed = Some(param),
+            arg => kept.push(arg),
+        }
+    }
+    sig.inputs = kept;
+    removed.expect("the `Nursery` parameter is a typed parameter at `index`")
+}
+
+/// `Nursery<E>`, under any path (`nursery::Nursery<E>`): a path type whose
+/// last segment is `Nursery` with one generic argument.
+fn is_nursery(ty: &Type) -> bool {
+    last_segment(ty).is_some_and(|segment| {
+        segment.ident == "Nursery"
+            && matches!(&segment.arguments, PathArguments::AngleBracketed(args) if args.args.len() == 1)
+    })
+}
+
+/// `Result<T, E>` or an alias of it: a path type whose last segment is
+/// `Result` (`io::Result<T>`, `anyhow::Result<T>`, `Result<T, E>`).
+fn is_result(ty: &Type) -> bool {
+    last_segment(ty).is_some_and(|segment| segment.ident == "Result")
+}
+
+fn last_segment(ty: &Type) -> Option<&syn::PathSegment> {
+    match ty {
+        Type::Path(path) => path.path.segments.last(),
+        Type::Group(group) => last_segment(&group.elem),
+        Type::Paren(paren) => last_segment(&paren.elem),
+        _ => None,
+    }
+}
+
+/// `ty` with each `impl Trait` in it replaced by `_`, for a `let` or a
+/// closure parameter, where `impl Trait` is not allowed. The `impl` type
+/// runs to the next `,` or unmatched `>` (`Result<impl Iterator<Item = u8>, E>`);
+/// parenthesised and bracketed groups are handled recursively.
+fn infer_impl_traits(ty: TokenStream) -> TokenStream {
+    let mut out = TokenStream::new();
+    let mut tokens = ty.into_iter().peekable();
+    while let Some(token) = tokens.next() {
+        match token {
+            TokenTree::Ident(ident) if ident == "impl" => {
+                out.extend([TokenTree::Ident(Ident::new("_", ident.span()))]);
+                let mut depth = 0usize;
+                let mut after_dash = false;
+                while let Some(next) = tokens.peek() {
+                    if let TokenTree::Punct(punct) = next {
+                        match punct.as_char() {
+                            ',' if depth == 0 => break,
+                            '>' if depth == 0 && !after_dash => break,
+                            '<' => depth += 1,
+                            '>' if !after_dash => depth -= 1,
+                            _ => {}
+                        }
+                        after_dash = punct.as_char() == '-';
+                    } else {
+                        after_dash = false;
+                    }
+                    tokens.next();
+                }
+            }
+            TokenTree::Group(group) => {
+                let mut inner = Group::new(group.delimiter(), infer_impl_traits(group.stream()));
+                inner.set_span(group.span());
+                out.extend([TokenTree::Group(inner)]);
+            }
+            other => out.extend([other]),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -491,5 +820,266 @@ mod tests {
             "S { x } == s"
         );
         assert_eq!(last(quote!(while c {} Ok(()))), "Ok (())");
+    }
+
+    // ===== #[nursery] =====
+
+    fn expand_nursery(args: TokenStream, item: TokenStream) -> String {
+        nursery(args, item).to_string()
+    }
+
+    /// The fake return the body starts with, for a return type `ret`.
+    fn returns(ret: TokenStream) -> TokenStream {
+        quote! {
+            #[allow(
+                unreachable_code,
+                clippy::diverging_sub_expression,
+                clippy::empty_loop,
+                clippy::let_unit_value,
+                clippy::needless_return,
+                clippy::unreachable
+            )]
+            if false {
+                let returned: #ret = loop {};
+                return returned;
+            }
+        }
+    }
+
+    #[test]
+    fn nursery_runs_the_body_in_a_configured_scope() {
+        let out = expand_nursery(
+            quote!(
+                limit = 8,
+                timeout = "5s",
+                grace = "100ms",
+                leak_grace = "1500ms",
+                name = "crawl",
+                collect_errors,
+                rate = "5/100ms"
+            ),
+            quote! {
+                /// Docs.
+                #[inline]
+                pub(crate) async fn crawl(n: Nursery<MyError>, urls: Vec<Url>) -> Result<Vec<Page>, MyError> {
+                    #![allow(unused)]
+                    Ok(fetch(&n, urls).await?)
+                }
+            },
+        );
+        let returns = returns(quote!(Result<Vec<Page>, MyError>));
+        let expected = quote! {
+            #[doc = r" Docs."]
+            #[inline]
+            #[allow(unused)]
+            pub(crate) async fn crawl(urls: Vec<Url>) -> Result<Vec<Page>, MyError> {
+                (::nursery::__private::run_scope)(
+                    ::nursery::__private::Nursery::builder()
+                        .name("crawl")
+                        .limit(8)
+                        .timeout(::core::time::Duration::new(5, 0))
+                        .grace(::core::time::Duration::new(0, 100000000))
+                        .leak_grace(::core::time::Duration::new(1, 500000000))
+                        .collect_errors()
+                        .rate(5, ::core::time::Duration::new(0, 100000000)),
+                    ::nursery::__private::returns::<Result<Vec<Page>, MyError> >(),
+                    move |nursery| async move {
+                        #returns
+                        let n: Nursery<MyError> = nursery;
+                        Ok(fetch(&n, urls).await?)
+                    }
+                )
+                .await
+            }
+        };
+        assert_eq!(out, expected.to_string());
+    }
+
+    #[test]
+    fn nursery_without_options_or_nursery_parameter_still_opens_a_scope() {
+        let out = expand_nursery(
+            quote!(),
+            quote! {
+                async fn f(x: u32) -> Result<u32, E> { Ok(x) }
+            },
+        );
+        let returns = returns(quote!(Result<u32, E>));
+        let expected = quote! {
+            async fn f(x: u32) -> Result<u32, E> {
+                (::nursery::__private::run_scope)(
+                    ::nursery::__private::Nursery::builder(),
+                    ::nursery::__private::returns::<Result<u32, E> >(),
+                    move |nursery| async move {
+                        #returns
+                        Ok(x)
+                    }
+                )
+                .await
+            }
+        };
+        assert_eq!(out, expected.to_string());
+    }
+
+    #[test]
+    fn nursery_keeps_receivers_generics_and_other_parameters() {
+        let out = expand_nursery(
+            quote!(),
+            quote! {
+                async fn f<'a, T: Send>(&'a mut self, x: &'a T, mut n: nursery::Nursery<E>, y: impl Sized) -> Result<&'a T, E>
+                where
+                    T: Sync,
+                {
+                    Ok(x)
+                }
+            },
+        );
+        let head = quote! {
+            async fn f<'a, T: Send>(&'a mut self, x: &'a T, y: impl Sized) -> Result<&'a T, E>
+            where
+                T: Sync,
+        };
+        assert!(out.starts_with(&format!("{head} {{")), "{out}");
+        assert!(
+            out.contains("let mut n : nursery :: Nursery < E > = nursery ;"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn nursery_leaves_the_error_type_of_a_result_alias_to_inference() {
+        let out = expand_nursery(
+            quote!(),
+            quote! {
+                async fn f(n: Nursery<MyError>) -> io::Result<u32> { Ok(1) }
+            },
+        );
+        assert!(out.contains("move | nursery | async move"), "{out}");
+        assert!(
+            out.contains("let returned : io :: Result < u32 > = loop { } ;"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn nursery_replaces_impl_trait_in_the_return_type() {
+        let out = expand_nursery(
+            quote!(),
+            quote! {
+                async fn f() -> Result<impl Iterator<Item = impl Display>, E> { Ok(None.into_iter()) }
+            },
+        );
+        assert!(
+            out.contains("let returned : Result < _ , E > = loop { } ;"),
+            "{out}"
+        );
+        // The signature keeps it.
+        assert!(
+            out.contains("-> Result < impl Iterator < Item = impl Display > , E >"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn nursery_uses_the_crate_option_as_the_path_to_nursery() {
+        let out = expand_nursery(
+            quote!(crate = "::re::nursery"),
+            quote!(
+                async fn f(n: Nursery<E>) -> Result<(), E> {
+                    Ok(())
+                }
+            ),
+        );
+        assert!(
+            out.contains("(:: re :: nursery :: __private :: run_scope)"),
+            "{out}"
+        );
+        assert!(
+            out.contains(":: re :: nursery :: __private :: Nursery :: builder ()"),
+            "{out}"
+        );
+        assert!(
+            !out.replace(":: re :: nursery", "").contains("nursery ::"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn nursery_on_error_keeps_the_item_as_written_and_adds_every_error() {
+        let item = quote! {
+            fn f(n: Nursery<E>, m: Nursery<E>) -> u32 { 7 }
+        };
+        let out = expand_nursery(quote!(limit = 0), item.clone());
+        assert!(out.starts_with(&item.to_string()), "{out}");
+        for message in [
+            "`limit` must be at least 1",
+            "`#[nursery]` needs an `async fn`",
+            "a second `Nursery` parameter",
+            "must return `Result<T, E>`",
+        ] {
+            assert!(out.contains(message), "{message} missing from {out}");
+        }
+    }
+
+    #[test]
+    fn nursery_refuses_a_missing_return_type() {
+        let out = expand_nursery(
+            quote!(),
+            quote!(
+                async fn f(n: Nursery<E>) {}
+            ),
+        );
+        assert!(out.contains("add `-> Result<(), E>`"), "{out}");
+    }
+
+    #[test]
+    fn nursery_accepts_any_path_ending_in_result() {
+        for ret in [
+            quote!(Result<(), E>),
+            quote!(std::result::Result<(), E>),
+            quote!(anyhow::Result<()>),
+            quote!(crate::Result),
+        ] {
+            let out = expand_nursery(quote!(), quote!(async fn f() -> #ret { Ok(()) }));
+            assert!(!out.contains("compile_error"), "{out}");
+        }
+    }
+
+    #[test]
+    fn nursery_finds_the_nursery_parameter_by_its_type() {
+        let nursery = |ty: TokenStream| is_nursery(&syn::parse2(ty).unwrap());
+        assert!(nursery(quote!(Nursery<E>)));
+        assert!(nursery(quote!(::nursery::Nursery<MyError>)));
+        assert!(nursery(quote!((Nursery<E>))));
+        assert!(!nursery(quote!(Nursery)));
+        assert!(!nursery(quote!(&Nursery<E>)));
+        assert!(!nursery(quote!(Nursery<E, F>)));
+        assert!(!nursery(quote!(Option<Nursery<E>>)));
+    }
+
+    #[test]
+    fn infers_impl_traits() {
+        let infer = |ty: TokenStream| infer_impl_traits(ty).to_string();
+        assert_eq!(
+            infer(quote!(Result<u32, E>)),
+            quote!(Result<u32, E>).to_string()
+        );
+        assert_eq!(
+            infer(quote!(Result<impl Display, E>)),
+            quote!(Result<_, E>).to_string()
+        );
+        assert_eq!(
+            infer(quote!(
+                Result<impl Iterator<Item = impl Fn(u8) -> Vec<u8>> + Send, E>
+            )),
+            quote!(Result<_, E>).to_string()
+        );
+        assert_eq!(
+            infer(quote!(Result<(impl Display, Box<impl Debug>), impl Error>)),
+            quote!(Result<(_, Box<_>), _>).to_string()
+        );
+        assert_eq!(
+            infer(quote!(Result<&'a impl Display>)),
+            quote!(Result<&'a _>).to_string()
+        );
     }
 }

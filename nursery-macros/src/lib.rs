@@ -1,5 +1,5 @@
-//! Attribute macros for the `nursery` crate: `#[nursery::test]` (and
-//! `#[nursery]` to come). Use them through `nursery`, which re-exports
+//! Attribute macros for the `nursery` crate: `#[nursery(..)]` and
+//! `#[nursery::test]`. Use them through `nursery`, which re-exports
 //! them; this crate is pinned to the exact version of `nursery`, and its
 //! expansions call nothing of `nursery` but its hidden `__private` module.
 //!
@@ -13,6 +13,229 @@ mod args;
 mod expand;
 
 use proc_macro::TokenStream;
+
+/// Runs the body of an `async fn` in a scope with the given settings,
+/// handing it the scope's [`Nursery`] as a parameter that callers never see.
+///
+/// ```
+/// # use nursery::{Interrupted, Nursery};
+/// # #[derive(Debug)] struct MyError;
+/// # impl From<Interrupted> for MyError { fn from(_: Interrupted) -> MyError { MyError } }
+/// # async fn fetch(_: String) -> Result<usize, MyError> { Ok(1) }
+/// #[nursery::nursery(limit = 8, timeout = "5s")]
+/// async fn crawl(n: Nursery<MyError>, urls: Vec<String>) -> Result<usize, MyError> {
+///     let pages: Vec<_> = urls.into_iter().map(|url| n.spawn(fetch(url))).collect();
+///     let mut total = 0;
+///     for page in pages {
+///         total += page.await.map_err(|_| MyError)?;
+///     }
+///     Ok(total)
+/// }
+/// // Callers see `async fn crawl(urls: Vec<String>) -> Result<usize, MyError>`.
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// assert_eq!(crawl(vec!["a".into(), "b".into()]).await.unwrap(), 2);
+/// # }
+/// ```
+///
+/// The function keeps its name, visibility, attributes, docs, generics and
+/// `where` clause, and its declared return type; only the `Nursery`
+/// parameter is taken out of the signature. Calling the function opens the
+/// scope (the `Builder` settings below, as with
+/// `Nursery::builder()..scope(..)`), runs the body in it with the nursery
+/// bound to the parameter's pattern, and returns once the body and every
+/// child have finished: all of [`scope`]'s guarantees hold. The scope's
+/// recorded location (in [`dump`] and leak reports) is the function's name.
+///
+/// The function must return `Result<T, E>` (or an alias such as
+/// `anyhow::Result<T>`), with `E: From<`[`Interrupted`]`>`: the scope's
+/// error is handed back as the function's own, the first failure as is
+/// and a timeout or outside cancellation converted from
+/// `Interrupted::TimedOut` or `Interrupted::Cancelled`. Errors suppressed
+/// after the first are dropped; open the scope with
+/// `Nursery::builder()..scope(..)` to see them.
+///
+/// # Where it goes
+///
+/// On free functions, inherent and trait-impl methods (`&self`,
+/// `&mut self`, `self: Box<Self>`), generic functions, and functions taking
+/// borrowed or `impl Trait` arguments. The body may borrow the arguments;
+/// children are `'static` as always. The `Nursery` parameter is the one
+/// whose type is `Nursery<E>` (under any path), with any pattern (`n`,
+/// `mut n`, `_`); it may be left out when the body spawns nothing itself but
+/// should run in a scope (a deadline for everything it awaits, say).
+///
+/// # Importing it
+///
+/// The crate and the attribute share a name: write `#[nursery::nursery(..)]`,
+/// or import it once with `use nursery::nursery;` and write `#[nursery(..)]`.
+/// The import brings only the attribute, so `nursery::Nursery` and other
+/// paths through the crate keep working next to it:
+///
+/// ```
+/// use nursery::{Interrupted, Nursery, nursery};
+/// # #[derive(Debug)] struct MyError;
+/// # impl From<Interrupted> for MyError { fn from(_: Interrupted) -> MyError { MyError } }
+///
+/// #[nursery(name = "sum")]
+/// async fn sum(n: Nursery<MyError>, a: u32, b: u32) -> Result<u32, MyError> {
+///     assert_eq!(n.name(), Some("sum"));
+///     let a = n.spawn(async move { Ok(a) });
+///     Ok(a.await.map_err(|_| MyError)? + b)
+/// }
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// # assert_eq!(sum(1, 2).await.unwrap(), 3);
+/// # }
+/// ```
+///
+/// # Options
+///
+/// All optional, in any order, each at most once:
+/// `#[nursery(limit = 8, timeout = "5s", grace = "100ms", name = "crawl", collect_errors, rate = "100/s")]`.
+/// Each sets the `Builder` method of the same name.
+///
+/// - `name = "crawl"`: the scope's name, for `n.name()`, error messages,
+///   leak reports and dumps. Not empty.
+/// - `limit = 8`: at most this many children run at once; the rest queue
+///   (G8). At least 1.
+/// - `timeout = "5s"`: cancel everything this long after the call; the
+///   function then returns `E::from(Interrupted::TimedOut)`. `"0s"` is
+///   allowed and cancels at once, as `Builder::timeout(Duration::ZERO)` does.
+/// - `grace = "100ms"`: on cancellation, how long children get to finish by
+///   themselves before they are aborted.
+/// - `leak_grace = "1s"`: how long children of a dropped scope may take to
+///   end before they are reported as leaks.
+/// - `collect_errors`: a flag (also `collect_errors = true` or `false`):
+///   failures do not cancel the rest, and the first one is returned once all
+///   have finished.
+/// - `rate = "100/s"`: at most N child starts per period: `"N/unit"` for one
+///   unit (`"100/s"`, `"10/m"`) or `"N/duration"` (`"5/100ms"`); N at least 1.
+/// - `crate = "path"`: where `nursery` is, for crates that re-export it
+///   under another name (default `::nursery`).
+///
+/// Durations are a whole number followed by a unit: `ns`, `us`, `ms`, `s`,
+/// `m` (minutes) or `h`, as in `"200ms"`.
+///
+/// # Examples
+///
+/// Methods, borrowed arguments and generics:
+///
+/// ```
+/// use nursery::{Interrupted, Nursery, nursery};
+/// # #[derive(Debug)] struct MyError;
+/// # impl From<Interrupted> for MyError { fn from(_: Interrupted) -> MyError { MyError } }
+///
+/// struct Index {
+///     words: Vec<String>,
+/// }
+///
+/// impl Index {
+///     /// Counts the words of `text` that are in the index, in parallel.
+///     #[nursery(limit = 4, timeout = "10s")]
+///     pub async fn count(&self, n: Nursery<MyError>, text: &str) -> Result<usize, MyError> {
+///         let handles: Vec<_> = text
+///             .split_whitespace()
+///             .map(|word| {
+///                 let known = self.words.iter().any(|w| w == word);
+///                 n.spawn(async move { Ok(usize::from(known)) })
+///             })
+///             .collect();
+///         let mut count = 0;
+///         for handle in handles {
+///             count += handle.await.map_err(|_| MyError)?;
+///         }
+///         Ok(count)
+///     }
+/// }
+///
+/// #[nursery]
+/// async fn total<I>(n: Nursery<MyError>, items: I) -> Result<u64, MyError>
+/// where
+///     I: IntoIterator<Item = u64>,
+/// {
+///     let handles: Vec<_> = items.into_iter().map(|i| n.spawn(async move { Ok(i) })).collect();
+///     let mut sum = 0;
+///     for handle in handles {
+///         sum += handle.await.map_err(|_| MyError)?;
+///     }
+///     Ok(sum)
+/// }
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let index = Index { words: vec!["scope".into(), "task".into()] };
+/// assert_eq!(index.count("a scope owns each task").await.unwrap(), 2);
+/// assert_eq!(total(1..=4).await.unwrap(), 10);
+/// # }
+/// ```
+///
+/// A timeout reaches the caller as its own error:
+///
+/// ```
+/// use std::time::Duration;
+/// use nursery::{Interrupted, Nursery, nursery};
+///
+/// #[derive(Debug, PartialEq)]
+/// enum MyError {
+///     Interrupted(Interrupted),
+/// }
+///
+/// impl From<Interrupted> for MyError {
+///     fn from(interrupted: Interrupted) -> MyError {
+///         MyError::Interrupted(interrupted)
+///     }
+/// }
+///
+/// #[nursery(timeout = "10ms")]
+/// async fn slow(n: Nursery<MyError>) -> Result<(), MyError> {
+///     n.spawn(async {
+///         tokio::time::sleep(Duration::from_secs(60)).await;
+///         Ok(())
+///     });
+///     Ok(())
+/// }
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// assert_eq!(slow().await, Err(MyError::Interrupted(Interrupted::TimedOut)));
+/// # }
+/// ```
+///
+/// # Errors at compile time
+///
+/// Misuse is a compile error at the offending token, with the function left
+/// as written so the rest of the crate still type-checks: a missing
+/// `async`, an unknown or repeated option, a bad value (`limit = 0`,
+/// `timeout = "5 s"`, `rate = "0/s"`, `collect_errors = 3`), a second
+/// `Nursery` parameter, or a return type that is not a `Result`. A
+/// `Nursery<E>` parameter whose `E` is not the function's error type is a
+/// type error at that parameter's type.
+///
+/// ```compile_fail
+/// # use nursery::{Nursery, nursery};
+/// # #[derive(Debug)] struct MyError;
+/// # impl From<nursery::Interrupted> for MyError { fn from(_: nursery::Interrupted) -> MyError { MyError } }
+/// #[nursery(limit = 0)] // error: `limit` must be at least 1
+/// async fn crawl(n: Nursery<MyError>) -> Result<(), MyError> {
+///     Ok(())
+/// }
+/// # fn main() {}
+/// ```
+///
+/// ```compile_fail
+/// # use nursery::{Nursery, nursery};
+/// # #[derive(Debug)] struct MyError;
+/// # impl From<nursery::Interrupted> for MyError { fn from(_: nursery::Interrupted) -> MyError { MyError } }
+/// #[nursery]
+/// async fn crawl(n: Nursery<MyError>) -> u32 { // error: must return `Result<T, E>`
+///     7
+/// }
+/// # fn main() {}
+/// ```
+///
+/// [`Nursery`]: ../nursery/struct.Nursery.html
+/// [`Interrupted`]: ../nursery/enum.Interrupted.html
+/// [`scope`]: ../nursery/fn.scope.html
+/// [`dump`]: ../nursery/fn.dump.html
+#[proc_macro_attribute]
+pub fn nursery(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand::nursery(args.into(), item.into()).into()
+}
 
 /// Runs an `async fn` test on a fresh tokio runtime, inside a root scope,
 /// and fails it if any task it started outlives it.

@@ -6,7 +6,7 @@ use std::fmt;
 use std::panic::Location;
 
 use crate::leak::Stamp;
-use crate::sync::SharedStr;
+use crate::sync::SharedName;
 
 /// Why a scope did not return its body's value.
 ///
@@ -206,27 +206,18 @@ impl<E> From<Interrupted> for Error<E> {
 
 // ===== TaskInfo =====
 
-/// A task's name: borrowed for the common `&'static str` case, shared
-/// otherwise, so cloning it never allocates.
+/// A task's or scope's name: one pointer, so an unnamed task's bookkeeping
+/// stays small; cloning it never allocates (naming one allocates once).
 #[derive(Clone)]
-pub(crate) enum Name {
-    Static(&'static str),
-    Shared(SharedStr),
-}
+pub(crate) struct Name(SharedName);
 
 impl Name {
     pub(crate) fn new(name: Cow<'static, str>) -> Name {
-        match name {
-            Cow::Borrowed(name) => Name::Static(name),
-            Cow::Owned(name) => Name::Shared(name.into()),
-        }
+        Name(SharedName::new(name))
     }
 
     pub(crate) fn as_str(&self) -> &str {
-        match self {
-            Name::Static(name) => name,
-            Name::Shared(name) => name,
-        }
+        &self.0
     }
 }
 

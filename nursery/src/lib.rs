@@ -38,33 +38,41 @@
 #![warn(missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
 #![forbid(unsafe_code)]
 
+mod bulk;
 mod context;
 mod error;
 mod leak;
 mod limit;
 mod nursery;
+mod pipeline;
 mod scope;
 mod shared;
 mod sync;
 mod task;
 pub mod testing;
 
+pub use crate::bulk::{MapUnordered, for_each, map, map_unordered, race};
 pub use crate::context::{cancelled, check, deadline};
 pub use crate::error::{Error, Interrupted, JoinError, SpawnError};
 pub use crate::leak::{
     Dump, Leak, ScopeSnapshot, ScopeState, TaskSnapshot, TaskState, dump, set_leak_hook,
 };
 pub use crate::nursery::{Nursery, Ready};
+pub use crate::pipeline::Pipeline;
 pub use crate::scope::{Builder, scope};
 pub use crate::task::TaskHandle;
-// `#[nursery::test]`. Its docs are written in `nursery-macros`: a doc
-// comment here would be put in front of them.
-pub use nursery_macros::test;
+// `#[nursery(..)]` and `#[nursery::test]`. Their docs are written in
+// `nursery-macros`: a doc comment here would be put in front of them. The
+// attribute shares the crate's name but lives in the macro namespace, so
+// `use nursery::nursery;` brings in the attribute alone.
+pub use nursery_macros::{nursery, test};
 
 /// What the macros' expansions call. Not part of the API: it changes
 /// whenever the macros do, which are pinned to this exact version.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::nursery::Nursery;
+    pub use crate::scope::{returns, run_scope};
     pub use crate::testing::run_test;
     pub use tokio;
 }
@@ -74,6 +82,6 @@ pub mod __private {
 #[cfg(nursery_loom)]
 #[doc(hidden)]
 pub mod __loom {
-    pub use crate::limit::{Admission, Job, Limiter};
+    pub use crate::limit::{Admission, Job, Limiter, Rate};
     pub use crate::shared::{Cancelling, Cause, Core, Outcome, Payload, Refusal};
 }

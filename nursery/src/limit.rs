@@ -1,12 +1,15 @@
-//! The concurrency limit: a weighted budget with a FIFO queue of children
-//! waiting for it.
+//! The concurrency limit (a weighted budget) and start-rate pacing, with the
+//! FIFO queue of children waiting for them.
 //!
 //! Queued children are not tokio tasks yet: a queued child is the boxed
 //! future and its hand-off channel, nothing more (G8). When a running child
 //! finishes it hands its weight to the head of the queue directly, so a
-//! queued child never waits for a wake-up of the scope.
+//! queued child never waits for a wake-up of the scope. Only a child held
+//! back by the rate waits for a timer, which the scope future keeps.
 //!
 //! Plain data over [`crate::sync`]: no tokio types, so loom can drive it.
+//! Time comes in as nanoseconds since the scope opened, read by the caller
+//! from tokio's clock (so paused-clock tests see exact start times).
 
 // `pub` so that the loom models in `nursery-tests` can reach these types
 // through `nursery::__loom` (built only with `--cfg nursery_loom`).
@@ -30,18 +33,31 @@ pub trait Job: Send {
     }
 }
 
-/// A weighted budget shared by the children of one scope.
+/// At most `starts` child starts in any window of `per` nanoseconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rate {
+    /// Starts allowed per window; at least 1.
+    pub starts: usize,
+    /// The window, in nanoseconds; at least 1.
+    pub per: u64,
+}
+
+/// A weighted budget and an optional start rate, shared by the children of
+/// one scope.
 ///
 /// # Invariants
 ///
 /// - `in_use <= limit`, and `in_use` is the sum of the weights of the
 ///   children that were admitted and have not released yet.
+/// - With a rate, no window of `per` nanoseconds holds more than `starts`
+///   admissions: `recent` keeps the admission times of the last window.
 /// - The queue is strictly FIFO: a job is started only from the front, so a
 ///   heavy job cannot be overtaken forever by light ones.
 /// - Once `closed`, nothing is admitted or popped again: a cancelled scope
 ///   starts none of its queued children.
 pub struct Limiter {
     limit: usize,
+    rate: Option<Rate>,
     state: Mutex<State>,
 }
 
@@ -49,6 +65,9 @@ struct State {
     in_use: usize,
     closed: bool,
     queue: VecDeque<Queued>,
+    /// With a rate: the times of the admissions in the current window,
+    /// oldest first (at most `rate.starts`).
+    recent: VecDeque<u64>,
 }
 
 struct Queued {
@@ -59,7 +78,8 @@ struct Queued {
 /// What [`Limiter::admit_or_queue`] did with a job.
 #[allow(missing_debug_implementations)] // holds `dyn Job`
 pub enum Admission {
-    /// The job was queued; it starts when weight is released.
+    /// The job was queued; it starts when weight is released (or, with a
+    /// rate, when [`Limiter::next_due`] comes).
     Queued,
     /// There was room after all: the job is handed back to be started now.
     Run(Box<dyn Job>),
@@ -70,56 +90,91 @@ pub enum Admission {
 // ===== impl Limiter =====
 
 impl Limiter {
-    /// A budget of `limit` (at least 1), all free.
-    pub fn new(limit: usize) -> Limiter {
+    /// A budget of `limit` (at least 1; `usize::MAX` for none), all free,
+    /// and an optional start rate.
+    pub fn new(limit: usize, rate: Option<Rate>) -> Limiter {
         debug_assert!(limit > 0, "the builder rejects a limit of 0");
+        debug_assert!(rate.is_none_or(|rate| rate.starts > 0 && rate.per > 0));
         Limiter {
             limit,
+            rate,
             state: Mutex::new(State {
                 in_use: 0,
                 closed: false,
                 queue: VecDeque::new(),
+                recent: VecDeque::new(),
             }),
         }
     }
 
-    /// Takes `weight` from the budget if it fits now and nobody is queued
-    /// ahead. This is the fast path: no allocation.
-    pub fn try_acquire(&self, weight: usize) -> bool {
-        let mut state = lock(&self.state);
-        state.try_take(self.limit, weight)
+    /// The budget, if there is one (there is none when only a rate is set).
+    pub fn limit(&self) -> Option<usize> {
+        (self.limit != usize::MAX).then_some(self.limit)
     }
 
-    /// Queues `job`, unless the budget has room by now (then it is handed
-    /// back to run) or the limiter is closed.
-    pub fn admit_or_queue(&self, weight: usize, job: Box<dyn Job>) -> Admission {
+    /// Whether starts are paced: the caller must then pass the time, and
+    /// keep a timer for [`Limiter::next_due`].
+    pub fn is_paced(&self) -> bool {
+        self.rate.is_some()
+    }
+
+    /// Takes `weight` from the budget if it fits now, the rate allows a
+    /// start at `now` and nobody is queued ahead. This is the fast path: no
+    /// allocation.
+    pub fn try_acquire(&self, weight: usize, now: u64) -> bool {
+        let mut state = lock(&self.state);
+        state.queue.is_empty() && state.try_take(self, weight, now)
+    }
+
+    /// Queues `job`, unless it can start by now (then it is handed back to
+    /// run) or the limiter is closed.
+    pub fn admit_or_queue(&self, weight: usize, job: Box<dyn Job>, now: u64) -> Admission {
         let mut state = lock(&self.state);
         if state.closed {
             return Admission::Closed(job);
         }
-        if state.try_take(self.limit, weight) {
+        if state.queue.is_empty() && state.try_take(self, weight, now) {
             return Admission::Run(job);
         }
         state.queue.push_back(Queued { weight, job });
         Admission::Queued
     }
 
-    /// Gives `weight` back and starts every queued job that now fits, in
-    /// FIFO order. Each job is started outside the lock.
-    pub fn release(&self, weight: usize) {
+    /// Gives `weight` back (0 to only start what the rate now allows) and
+    /// starts every queued job that can start at `now`, in FIFO order. Each
+    /// job is started outside the lock.
+    pub fn release(&self, weight: usize, now: u64) {
         let mut returned = weight;
         loop {
             let next = {
                 let mut state = lock(&self.state);
                 state.in_use -= returned;
                 returned = 0;
-                state.pop_fitting(self.limit)
+                state.pop_startable(self, now)
             };
             match next {
                 Some(job) => job.start(),
                 None => return,
             }
         }
+    }
+
+    /// When the rate will let the head of the queue start, if the rate (and
+    /// not the budget) is what holds it back: the time for the scope's timer.
+    /// `None` if nothing is queued, the budget holds the head back, or the
+    /// head could start at `now` (call [`Limiter::release`] with 0).
+    pub fn next_due(&self, now: u64) -> Option<u64> {
+        let rate = self.rate?;
+        let mut state = lock(&self.state);
+        if state.closed {
+            return None;
+        }
+        let weight = state.queue.front()?.weight;
+        if weight > self.limit - state.in_use {
+            return None;
+        }
+        state.forget_before(rate, now);
+        (state.recent.len() >= rate.starts).then(|| state.recent[0] + rate.per)
     }
 
     /// Calls `f` with each queued child, front first, under the lock: `f`
@@ -147,6 +202,7 @@ impl fmt::Debug for Limiter {
         let state = lock(&self.state);
         f.debug_struct("Limiter")
             .field("limit", &self.limit)
+            .field("rate", &self.rate)
             .field("in_use", &state.in_use)
             .field("queued", &state.queue.len())
             .field("closed", &state.closed)
@@ -157,23 +213,40 @@ impl fmt::Debug for Limiter {
 // ===== impl State =====
 
 impl State {
-    fn try_take(&mut self, limit: usize, weight: usize) -> bool {
-        if self.closed || !self.queue.is_empty() || self.in_use + weight > limit {
+    /// Admits a child of `weight` at `now` if the budget and the rate allow.
+    fn try_take(&mut self, limiter: &Limiter, weight: usize, now: u64) -> bool {
+        // `in_use <= limit` always, so this cannot overflow, even when
+        // `limit` is `usize::MAX` (a rate without a limit).
+        if self.closed || weight > limiter.limit - self.in_use {
             return false;
+        }
+        if let Some(rate) = limiter.rate {
+            self.forget_before(rate, now);
+            if self.recent.len() >= rate.starts {
+                return false;
+            }
+            self.recent.push_back(now);
         }
         self.in_use += weight;
         true
     }
 
-    fn pop_fitting(&mut self, limit: usize) -> Option<Box<dyn Job>> {
-        if self.closed {
-            return None;
-        }
+    fn pop_startable(&mut self, limiter: &Limiter, now: u64) -> Option<Box<dyn Job>> {
         let weight = self.queue.front()?.weight;
-        if self.in_use + weight > limit {
+        if !self.try_take(limiter, weight, now) {
             return None;
         }
-        self.in_use += weight;
         self.queue.pop_front().map(|queued| queued.job)
+    }
+
+    /// Drops the admissions that have left the window ending at `now`.
+    fn forget_before(&mut self, rate: Rate, now: u64) {
+        while self
+            .recent
+            .front()
+            .is_some_and(|&start| start.saturating_add(rate.per) <= now)
+        {
+            self.recent.pop_front();
+        }
     }
 }

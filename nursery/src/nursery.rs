@@ -250,7 +250,7 @@ impl<E: Send + 'static> Nursery<E> {
         T: Send + 'static,
     {
         let info = TaskInfo::new(None, Location::caller());
-        self.spawn_future(future, info)
+        self.spawn_future(future, 1, info)
     }
 
     /// Like [`spawn`](Nursery::spawn), with a name that shows in
@@ -272,7 +272,58 @@ impl<E: Send + 'static> Nursery<E> {
         T: Send + 'static,
     {
         let info = TaskInfo::new(Some(Name::new(name.into())), Location::caller());
-        self.spawn_future(future, info)
+        self.spawn_future(future, 1, info)
+    }
+
+    /// Spawns a child that takes `weight` of the scope's
+    /// [`limit`](Builder::limit) while it runs (x/sync/semaphore's weighted
+    /// semaphore): a child of weight 3 in a scope with `limit(8)` leaves room
+    /// for 5 more of weight 1. Queued children still start in FIFO order, so
+    /// a heavy child is not starved by light ones. Without a limit the
+    /// weight changes nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() {
+    /// // At most 4 GiB of buffers at once: each child weighs its size.
+    /// let sizes = [3, 1, 2, 4];
+    /// nursery::Nursery::builder().limit(4).scope(|n| async move {
+    ///     for gib in sizes {
+    ///         n.spawn_weighted(gib, async move { Ok::<_, std::io::Error>(gib) });
+    ///     }
+    ///     Ok(())
+    /// }).await.unwrap();
+    /// # }
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// If `weight` is 0, or larger than the scope's limit: such a child
+    /// could never run (Go's weighted semaphore would wait forever).
+    #[track_caller]
+    pub fn spawn_weighted<F, T>(&self, weight: usize, future: F) -> TaskHandle<T>
+    where
+        F: Future<Output = Result<T, E>> + Send + 'static,
+        T: Send + 'static,
+    {
+        assert!(
+            weight > 0,
+            "nursery: spawn_weighted(0, ..): a child's weight must be at least 1"
+        );
+        let weight = match self.scope.core.limiter().and_then(|limiter| limiter.limit()) {
+            Some(limit) => {
+                assert!(
+                    weight <= limit,
+                    "nursery: spawn_weighted({weight}, ..) in a scope with limit({limit}): \
+                     a child heavier than the limit could never run"
+                );
+                weight
+            }
+            // No budget to weigh against: every child counts as one.
+            None => 1,
+        };
+        self.spawn_future(future, weight, TaskInfo::new(None, Location::caller()))
     }
 
     /// Spawns a child only if it can start now; otherwise hands the future
@@ -389,7 +440,7 @@ impl<E: Send + 'static> Nursery<E> {
             return TaskHandle::refused(refused(kind), info);
         }
         let child = Blocking::new(f, self.scope.token.clone(), Guard::new(self.scope.clone()));
-        self.admit(child, info)
+        self.admit(child, 1, info)
     }
 
     /// Spawns a child and waits until it reports that it is ready (Trio's
@@ -463,7 +514,7 @@ impl<E: Send + 'static> Nursery<E> {
         })
     }
 
-    fn spawn_future<F, T>(&self, future: F, info: TaskInfo) -> TaskHandle<T>
+    fn spawn_future<F, T>(&self, future: F, weight: usize, info: TaskInfo) -> TaskHandle<T>
     where
         F: Future<Output = Result<T, E>> + Send + 'static,
         T: Send + 'static,
@@ -472,11 +523,11 @@ impl<E: Send + 'static> Nursery<E> {
             return TaskHandle::refused(refused(kind), info);
         }
         let child = Child::new(future, Guard::new(self.scope.clone()));
-        self.admit(child, info)
+        self.admit(child, weight, info)
     }
 
-    fn admit<C: Start>(&self, child: C, info: TaskInfo) -> TaskHandle<C::Value> {
-        match Scope::admit(&self.scope, child, 1, info, WhenFull::Queue) {
+    fn admit<C: Start>(&self, child: C, weight: usize, info: TaskInfo) -> TaskHandle<C::Value> {
+        match Scope::admit(&self.scope, child, weight, info, WhenFull::Queue) {
             Ok(handle) => handle,
             Err(_) => unreachable!("nursery: a queueing spawn is never refused for room"),
         }

@@ -4,6 +4,7 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::future::{Future, poll_fn};
+use std::marker::PhantomData;
 use std::panic::Location;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::pin::pin;
@@ -18,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::context;
 use crate::error::{Error, Interrupted, Name, SpawnErrorKind, TaskInfo};
 use crate::leak::{self, DisplayName, Registry, ScopeList, Stamp};
-use crate::limit::Admission;
+use crate::limit::{Admission, Rate};
 use crate::nursery::Nursery;
 use crate::shared::{Cancelling, Cause, Core, Outcome, Payload, Refusal};
 use crate::sync::{Arc, AtomicBool, AtomicUsize, Mutex, Ordering, lock};
@@ -136,6 +137,7 @@ pub struct Builder {
     deadline: Option<Instant>,
     grace: Option<Duration>,
     leak_grace: Option<Duration>,
+    rate: Option<Rate>,
     fail_fast: bool,
     cancel_on: Option<CancellationToken>,
 }
@@ -153,6 +155,7 @@ impl Builder {
             deadline: None,
             grace: None,
             leak_grace: None,
+            rate: None,
             fail_fast: true,
             cancel_on: None,
         }
@@ -188,6 +191,62 @@ impl Builder {
             "nursery: Builder::limit(0): a scope needs a limit of at least 1 (leave it unset for no limit)"
         );
         self.limit = Some(limit);
+        self
+    }
+
+    /// Starts at most `starts` children in any window of `per` (the Go
+    /// seed's rate limiter): the first `starts` start at once, the next ones
+    /// as earlier starts leave the window. Children beyond it wait in the
+    /// same FIFO queue as under a [`limit`](Builder::limit), without tokio
+    /// tasks; [`Nursery::try_spawn`] hands them back. Times come from
+    /// tokio's clock, so tests with a paused clock see exact start times.
+    ///
+    /// Combined with a limit, a child starts when both allow it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// use std::time::Duration;
+    /// use tokio::time::Instant;
+    ///
+    /// let opened = Instant::now();
+    /// let started = nursery::Nursery::builder()
+    ///     .rate(2, Duration::from_secs(1)) // 2 per second
+    ///     .scope(|n| async move {
+    ///         let handles: Vec<_> = (0..5)
+    ///             .map(|_| n.spawn(async { Ok::<_, ()>(Instant::now()) }))
+    ///             .collect();
+    ///         let mut started = Vec::new();
+    ///         for handle in handles {
+    ///             started.push((handle.await.unwrap() - opened).as_secs());
+    ///         }
+    ///         Ok(started)
+    ///     })
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!(started, [0, 0, 1, 1, 2]);
+    /// # }
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// If `starts` is 0 or `per` is zero: such a rate could never start a
+    /// child.
+    #[track_caller]
+    pub fn rate(mut self, starts: u32, per: Duration) -> Builder {
+        assert!(
+            starts > 0,
+            "nursery: Builder::rate(0, ..): a rate must allow at least one start per period"
+        );
+        assert!(
+            !per.is_zero(),
+            "nursery: Builder::rate(.., Duration::ZERO): a rate needs a period longer than zero"
+        );
+        self.rate = Some(Rate {
+            starts: usize::try_from(starts).unwrap_or(usize::MAX),
+            per: u64::try_from(per.as_nanos()).unwrap_or(u64::MAX),
+        });
         self
     }
 
@@ -302,6 +361,21 @@ impl Builder {
     {
         run(self, body, Location::caller())
     }
+
+    /// [`Builder::scope`] with the location to record for the scope: that
+    /// of the user's call into a helper (`map`, `race`, ...) that opens it.
+    pub(crate) fn scope_at<F, Fut, T, E>(
+        self,
+        body: F,
+        location: &'static Location<'static>,
+    ) -> impl Future<Output = Result<T, Error<E>>>
+    where
+        F: FnOnce(Nursery<E>) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        E: Send + 'static,
+    {
+        run(self, body, location)
+    }
 }
 
 impl Default for Builder {
@@ -319,6 +393,7 @@ impl fmt::Debug for Builder {
             .field("deadline", &self.deadline)
             .field("grace", &self.grace)
             .field("leak_grace", &self.leak_grace)
+            .field("rate", &self.rate)
             .field("fail_fast", &self.fail_fast)
             .field("cancel_on", &self.cancel_on.is_some())
             .finish()
@@ -340,6 +415,8 @@ pub(crate) struct Scope {
     pub(crate) location: &'static Location<'static>,
     pub(crate) opened: Stamp,
     pub(crate) host: Option<tokio::task::Id>,
+    /// The scope's zero on tokio's clock, for the rate's times.
+    epoch: Instant,
     /// How long children get to stop by themselves once cancelled.
     grace: Duration,
     /// How long children of a dropped scope get before they are leaks.
@@ -385,7 +462,7 @@ impl Scope {
         // it cancels this scope through the token.
         let timed = own.filter(|&own| inherited.is_none_or(|inherited| own < inherited));
         let scope = Scope {
-            core: Core::new(config.fail_fast, config.limit),
+            core: Core::new(config.fail_fast, config.limit, config.rate),
             token,
             rt,
             deadline: earliest(own, inherited),
@@ -393,6 +470,7 @@ impl Scope {
             location,
             opened: Stamp::now(),
             host: tokio::task::try_id(),
+            epoch: Instant::now(),
             grace: config
                 .grace
                 .or(parent.as_ref().map(|parent| parent.grace))
@@ -442,7 +520,8 @@ impl Scope {
             let handle = child.spawn_on(scope, &info);
             return Ok(TaskHandle::running(handle, info));
         };
-        if limiter.try_acquire(weight) {
+        let now = scope.clock();
+        if limiter.try_acquire(weight, now) {
             child.guard_mut().admitted(weight);
             let handle = child.spawn_on(scope, &info);
             return Ok(TaskHandle::running(handle, info));
@@ -451,7 +530,9 @@ impl Scope {
             return Err(child);
         }
         let (queued, handle_rx) = Queued::new(child, weight, info.clone());
-        match limiter.admit_or_queue(weight, Box::new(queued)) {
+        match limiter.admit_or_queue(weight, Box::new(queued), now) {
+            // Held back by the rate, perhaps: the scope keeps the timer.
+            Admission::Queued if limiter.is_paced() => scope.core.wake(),
             Admission::Queued => {}
             // Room was made meanwhile: start it now; its handle is already
             // in the channel when this returns.
@@ -460,6 +541,55 @@ impl Scope {
             Admission::Closed(job) => drop(job),
         }
         Ok(TaskHandle::queued(handle_rx, info))
+    }
+
+    /// Starts the queued children the rate now allows, and keeps `timer` set
+    /// for the next one it holds back.
+    fn pace(&self, mut timer: std::pin::Pin<&mut Option<Sleep>>, cx: &mut std::task::Context<'_>) {
+        let Some(limiter) = self.core.limiter().filter(|limiter| limiter.is_paced()) else {
+            return;
+        };
+        let mut fired = false;
+        loop {
+            // Start whatever the rate allows by now (the budget permitting),
+            // then wait for the next start it holds back.
+            let now = self.clock();
+            limiter.release(0, now);
+            let Some(due) = limiter.next_due(now) else {
+                timer.set(None);
+                return;
+            };
+            if due <= now {
+                continue;
+            }
+            if fired {
+                // The timer fired a hair before the clock agrees: look again
+                // on the next poll rather than spin.
+                cx.waker().wake_by_ref();
+                return;
+            }
+            let at = self.epoch + Duration::from_nanos(due);
+            match timer.as_mut().as_pin_mut() {
+                Some(sleep) if sleep.deadline() == at => {}
+                _ => timer.set(Some(sleep_until(at))),
+            }
+            if !poll_once(timer.as_mut(), cx) {
+                return;
+            }
+            timer.set(None);
+            fired = true;
+        }
+    }
+
+    /// Nanoseconds since the scope opened, on tokio's clock, for a paced
+    /// limiter; 0 (and no clock read) otherwise.
+    fn clock(&self) -> u64 {
+        match self.core.limiter() {
+            Some(limiter) if limiter.is_paced() => {
+                u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+            }
+            _ => 0,
+        }
     }
 
     /// Records a started child, so it can be aborted and reported.
@@ -496,7 +626,11 @@ impl Scope {
     pub(crate) fn child_exited(&self, weight: usize) {
         if weight > 0 {
             if let Some(limiter) = self.core.limiter() {
-                limiter.release(weight);
+                limiter.release(weight, self.clock());
+                if limiter.is_paced() {
+                    // The next start may now wait for the rate's timer.
+                    self.core.wake();
+                }
             }
         }
         self.exit();
@@ -779,6 +913,7 @@ where
     let mut token_cancelled = pin!(scope.token.clone().cancelled_owned());
     let mut outside_cancelled = pin!(config.cancel_on.map(CancellationToken::cancelled_owned));
     let mut grace_timer = pin!(None::<Sleep>);
+    let mut pace_timer = pin!(None::<Sleep>);
 
     let mut cancel_seen = false;
     let mut value = None;
@@ -862,6 +997,7 @@ where
             grace_timer.set(None);
             scope.abort_all();
         }
+        scope.pace(pace_timer.as_mut(), cx);
 
         if matches!(*body, Slot::Dropped) && scope.core.try_close() {
             Poll::Ready(())
@@ -915,4 +1051,35 @@ fn finish<T, E: 'static>(outcome: Outcome, value: Option<T>) -> Result<T, Error<
             unreachable!("nursery: a failed scope holds its error or panic")
         }
     }
+}
+
+// ===== for the `#[nursery]` expansion =====
+
+/// Runs the body of a `#[nursery]` function in a scope built by `builder`,
+/// turning the scope's error into the function's own (`E: From<Interrupted>`).
+/// `returns` carries the function's declared return type, so `T` and `E`
+/// are known before the body closure is checked. The scope's location is
+/// the caller's: the span the expansion gives the call, in the user's
+/// function.
+#[doc(hidden)]
+#[track_caller]
+pub fn run_scope<F, Fut, T, E>(
+    builder: Builder,
+    returns: PhantomData<fn() -> Result<T, E>>,
+    body: F,
+) -> impl Future<Output = Result<T, E>>
+where
+    F: FnOnce(Nursery<E>) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    E: From<Interrupted> + Send + 'static,
+{
+    let _ = returns;
+    let scope = builder.scope(body);
+    async move { scope.await.map_err(Error::into_error) }
+}
+
+/// The marker `run_scope` takes: the declared return type `R`.
+#[doc(hidden)]
+pub fn returns<R>() -> PhantomData<fn() -> R> {
+    PhantomData
 }

@@ -15,7 +15,7 @@ use std::any::Any;
 use std::fmt;
 use std::task::Waker;
 
-use crate::limit::Limiter;
+use crate::limit::{Limiter, Rate};
 use crate::sync::{AtomicUsize, Mutex, Ordering, lock};
 
 /// An error or panic payload on its way to the scope. Errors are boxed so
@@ -127,12 +127,15 @@ pub struct Core {
 // ===== impl Core =====
 
 impl Core {
-    /// A core for an open scope: its own unit counted, nothing else.
-    pub fn new(fail_fast: bool, limit: Option<usize>) -> Core {
+    /// A core for an open scope: its own unit counted, nothing else. A
+    /// limiter exists if there is a limit or a rate.
+    pub fn new(fail_fast: bool, limit: Option<usize>, rate: Option<Rate>) -> Core {
+        let limiter = (limit.is_some() || rate.is_some())
+            .then(|| Limiter::new(limit.unwrap_or(usize::MAX), rate));
         Core {
             state: AtomicUsize::new(ONE),
             fail_fast,
-            limit: limit.map(Limiter::new),
+            limit: limiter,
             waker: Mutex::new(None),
             outcome: Mutex::new(Outcome::default()),
         }
@@ -369,7 +372,8 @@ impl Core {
         self.wake();
     }
 
-    fn wake(&self) {
+    /// Wakes the scope future, if it has polled.
+    pub fn wake(&self) {
         // Woken outside the lock would need a clone; waking a tokio waker by
         // reference only schedules the task, so holding the lock is fine.
         if let Some(waker) = &*lock(&self.waker) {

@@ -21,9 +21,10 @@ pub(crate) use loom::sync::{
 /// types cannot: it always uses std.
 pub(crate) use std::sync::{Condvar as StaticCondvar, Mutex as StaticMutex};
 
-/// Immutable shared text (task and scope names). It carries no
-/// synchronisation of its own beyond the refcount, so it is never modelled.
-pub(crate) type SharedStr = std::sync::Arc<str>;
+/// Immutable shared text (task and scope names), behind a thin pointer. It
+/// carries no synchronisation of its own beyond the refcount, so it is never
+/// modelled.
+pub(crate) type SharedName = std::sync::Arc<std::borrow::Cow<'static, str>>;
 
 /// Locks a process-wide `mutex`, ignoring poisoning (see [`lock`]).
 pub(crate) fn static_lock<T>(mutex: &StaticMutex<T>) -> std::sync::MutexGuard<'_, T> {

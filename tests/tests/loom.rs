@@ -40,7 +40,7 @@ fn join(core: &Core) {
 #[test]
 fn last_child_exit_races_scope_wait() {
     loom::model(|| {
-        let core = Arc::new(Core::new(true, None));
+        let core = Arc::new(Core::new(true, None, None));
         let effects = Arc::new(AtomicUsize::new(0));
         core.enter().expect("an open scope admits children");
         core.enter().expect("an open scope admits children");
@@ -73,7 +73,7 @@ fn last_child_exit_races_scope_wait() {
 #[test]
 fn two_failures_one_error_one_suppressed() {
     loom::model(|| {
-        let core = Arc::new(Core::new(true, None));
+        let core = Arc::new(Core::new(true, None, None));
         core.enter().unwrap();
         core.enter().unwrap();
         let children: Vec<_> = (0..2usize)
@@ -113,7 +113,7 @@ fn two_failures_one_error_one_suppressed() {
 #[test]
 fn cancel_races_completion() {
     loom::model(|| {
-        let core = Arc::new(Core::new(true, None));
+        let core = Arc::new(Core::new(true, None, None));
         core.enter().unwrap();
         let canceller = {
             let core = core.clone();
@@ -175,9 +175,9 @@ impl Drop for Probe {
 #[test]
 fn queued_child_handoff_races_cancel() {
     loom::model(|| {
-        let core = Arc::new(Core::new(true, Some(1)));
+        let core = Arc::new(Core::new(true, Some(1), None));
         let limiter = core.limiter().unwrap();
-        assert!(limiter.try_acquire(1), "the first child runs");
+        assert!(limiter.try_acquire(1, 0), "the first child runs");
         let started = Arc::new(AtomicUsize::new(0));
         let dropped_unstarted = Arc::new(AtomicUsize::new(0));
         let probe = Box::new(Probe {
@@ -186,13 +186,13 @@ fn queued_child_handoff_races_cancel() {
             did_start: false,
         });
         assert!(matches!(
-            limiter.admit_or_queue(1, probe),
+            limiter.admit_or_queue(1, probe, 0),
             Admission::Queued
         ));
 
         let finishing = {
             let core = core.clone();
-            thread::spawn(move || core.limiter().unwrap().release(1))
+            thread::spawn(move || core.limiter().unwrap().release(1, 0))
         };
         let cancelling = {
             let core = core.clone();
@@ -207,7 +207,7 @@ fn queued_child_handoff_races_cancel() {
         let dropped = dropped_unstarted.load(Ordering::Relaxed);
         assert_eq!(started + dropped, 1, "started {started}, dropped {dropped}");
         // Closed for good: even with room, nothing is admitted any more.
-        assert!(!core.limiter().unwrap().try_acquire(1));
+        assert!(!core.limiter().unwrap().try_acquire(1, 0));
     });
 }
 
@@ -217,7 +217,7 @@ fn queued_child_handoff_races_cancel() {
 #[test]
 fn spawn_races_close() {
     loom::model(|| {
-        let core = Arc::new(Core::new(true, None));
+        let core = Arc::new(Core::new(true, None, None));
         let child_ran = Arc::new(AtomicBool::new(false));
         let spawner = {
             let core = core.clone();
@@ -252,8 +252,8 @@ fn spawn_races_close() {
 #[test]
 fn dropped_inner_scope_releases_parent_once() {
     loom::model(|| {
-        let parent = Arc::new(Core::new(true, None));
-        let inner = Arc::new(Core::new(true, None));
+        let parent = Arc::new(Core::new(true, None, None));
+        let inner = Arc::new(Core::new(true, None, None));
         inner.enter().unwrap();
         let child = {
             let parent = parent.clone();

@@ -1,0 +1,509 @@
+//! Fan-out and fan-in: `map`, `for_each`, `map_unordered` and `race`, each
+//! one call on top of a scope, so none can leak a task or lose an error.
+//!
+//! `map` and `for_each` are pull-based: they run `limit` worker tasks that
+//! pull the next item when they are free (Go's worker pool), so a million
+//! items cost memory for `limit` tasks, not a million, and no tokio task is
+//! spawned per item. Each helper opens its own scope inside the current
+//! one: cancelling the enclosing scope, its deadline and fail-fast apply.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::future::{Future, poll_fn};
+use std::panic::Location;
+use std::pin::{Pin, pin};
+use std::task::{Context, Poll};
+
+use futures_core::Stream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+
+use crate::error::Error;
+use crate::nursery::Nursery;
+use crate::scope::Builder;
+use crate::sync::{Arc, Mutex, lock};
+
+/// Runs `f` on every item, at most `limit` at a time, and returns the
+/// results in input order (the Go seed's batch checker writing into a
+/// pre-sized slice by index).
+///
+/// `limit` worker tasks pull items one at a time from the iterator as they
+/// become free, so at most `limit` calls of `f` are in flight and the
+/// iterator is consumed lazily. Fail-fast: the first error cancels the
+/// rest and is returned; a panic in `f` is re-raised once every worker has
+/// stopped. The work runs in a scope inside the current one, so the
+/// enclosing scope's cancellation and deadline apply.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main] async fn main() {
+/// let lengths = nursery::map(["a", "bb", "ccc"], 2, |word| async move {
+///     Ok::<_, std::io::Error>(word.len())
+/// })
+/// .await
+/// .unwrap();
+/// assert_eq!(lengths, [1, 2, 3]);
+/// # }
+/// ```
+///
+/// # Errors
+///
+/// [`Error::Failed`] with the first error (and any that arrived while the
+/// rest were being cancelled); [`Error::TimedOut`] or [`Error::Cancelled`]
+/// when the enclosing scope's deadline passes or it is cancelled.
+///
+/// # Panics
+///
+/// If `limit` is 0. Re-raises a panic of `f` or of the iterator.
+#[track_caller]
+pub fn map<I, F, Fut, T, E>(
+    items: I,
+    limit: usize,
+    f: F,
+) -> impl Future<Output = Result<Vec<T>, Error<E>>> + Send
+where
+    I: IntoIterator,
+    I::IntoIter: Send + 'static,
+    I::Item: Send + 'static,
+    F: Fn(I::Item) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<T, E>> + Send + 'static,
+    T: Send + 'static,
+    E: Send + 'static,
+{
+    check_limit("map", limit);
+    let location = Location::caller();
+    let pool = Pool::new(items, limit, f);
+    async move {
+        let parts = pool
+            .run(location, "map", |item, f| async move { f(item).await })
+            .await?;
+        let total = parts.iter().map(Vec::len).sum();
+        let mut slots: Vec<Option<T>> = Vec::with_capacity(total);
+        slots.resize_with(total, || None);
+        for (index, value) in parts.into_iter().flatten() {
+            slots[index] = Some(value);
+        }
+        Ok(slots
+            .into_iter()
+            .map(|value| value.expect("nursery::map: every index was filled once"))
+            .collect())
+    }
+}
+
+/// Runs `f` on every item, at most `limit` at a time; [`map`] without the
+/// results.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main] async fn main() {
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use std::sync::Arc;
+///
+/// let seen = Arc::new(AtomicUsize::new(0));
+/// let counter = seen.clone();
+/// nursery::for_each(1..=100, 8, move |i| {
+///     let counter = counter.clone();
+///     async move {
+///         counter.fetch_add(i, Ordering::Relaxed);
+///         Ok::<_, std::io::Error>(())
+///     }
+/// })
+/// .await
+/// .unwrap();
+/// assert_eq!(seen.load(Ordering::Relaxed), 5050);
+/// # }
+/// ```
+///
+/// # Errors
+///
+/// As [`map`].
+///
+/// # Panics
+///
+/// If `limit` is 0. Re-raises a panic of `f` or of the iterator.
+#[track_caller]
+pub fn for_each<I, F, Fut, E>(
+    items: I,
+    limit: usize,
+    f: F,
+) -> impl Future<Output = Result<(), Error<E>>> + Send
+where
+    I: IntoIterator,
+    I::IntoIter: Send + 'static,
+    I::Item: Send + 'static,
+    F: Fn(I::Item) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), E>> + Send + 'static,
+    E: Send + 'static,
+{
+    check_limit("for_each", limit);
+    let location = Location::caller();
+    let pool = Pool::new(items, limit, f);
+    async move {
+        pool.run(location, "for_each", |item, f| async move { f(item).await })
+            .await
+            .map(drop)
+    }
+}
+
+#[track_caller]
+fn check_limit(helper: &str, limit: usize) {
+    assert!(
+        limit > 0,
+        "nursery::{helper}(.., 0, ..): the limit must be at least 1"
+    );
+}
+
+/// The worker pool behind [`map`] and [`for_each`]: `workers` tasks pulling
+/// numbered items from one shared iterator.
+struct Pool<It, F> {
+    items: Arc<Mutex<Numbered<It>>>,
+    workers: usize,
+    f: Arc<F>,
+}
+
+struct Numbered<It> {
+    next: usize,
+    items: It,
+}
+
+impl<It: Iterator, F> Pool<It, F> {
+    fn new<I: IntoIterator<IntoIter = It>>(items: I, limit: usize, f: F) -> Self {
+        let items = items.into_iter();
+        // No more workers than items, when the iterator knows its length.
+        let workers = items.size_hint().1.map_or(limit, |most| most.min(limit));
+        Pool {
+            items: Arc::new(Mutex::new(Numbered { next: 0, items })),
+            workers,
+            f: Arc::new(f),
+        }
+    }
+
+    /// Runs the workers in a scope; each returns its `(index, value)`
+    /// results.
+    async fn run<T, E, Call, CallFut>(
+        self,
+        location: &'static Location<'static>,
+        name: &'static str,
+        call: Call,
+    ) -> Result<Vec<Vec<(usize, T)>>, Error<E>>
+    where
+        It: Send + 'static,
+        It::Item: Send + 'static,
+        F: Send + Sync + 'static,
+        Call: Fn(It::Item, Arc<F>) -> CallFut + Clone + Send + 'static,
+        CallFut: Future<Output = Result<T, E>> + Send,
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        let Pool { items, workers, f } = self;
+        if workers == 0 {
+            return Ok(Vec::new());
+        }
+        Builder::new()
+            .name(name)
+            .scope_at(
+                move |n: Nursery<E>| async move {
+                    let handles: Vec<_> = (0..workers)
+                        .map(|_| {
+                            let (items, f, call) = (items.clone(), f.clone(), call.clone());
+                            n.spawn_named(name, async move {
+                                let mut done = Vec::new();
+                                // Once the scope is cancelled (during a grace
+                                // period, say) no new item is taken.
+                                while crate::check().is_ok() {
+                                    let Some((index, item)) = next(&items) else {
+                                        break;
+                                    };
+                                    done.push((index, call(item, f.clone()).await?));
+                                }
+                                Ok(done)
+                            })
+                        })
+                        .collect();
+                    let mut parts = Vec::with_capacity(workers);
+                    for handle in handles {
+                        match handle.await {
+                            Ok(part) => parts.push(part),
+                            // A worker failed or panicked: the scope is
+                            // cancelling this body; its outcome says why.
+                            Err(_) => std::future::pending::<()>().await,
+                        }
+                    }
+                    Ok(parts)
+                },
+                location,
+            )
+            .await
+    }
+}
+
+/// The next item and its index, or `None` when the iterator is done.
+fn next<It: Iterator>(items: &Mutex<Numbered<It>>) -> Option<(usize, It::Item)> {
+    let mut items = lock(items);
+    let item = items.items.next()?;
+    let index = items.next;
+    items.next += 1;
+    Some((index, item))
+}
+
+// ===== race =====
+
+/// Runs every future as a child and returns the first `Ok`; the others are
+/// cancelled at once (Go's "whichever responds first"). If none succeeds,
+/// every error comes back: the first as `error`, the rest as `suppressed`.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// use std::time::Duration;
+///
+/// let replica = |name: &'static str, ms: u64| async move {
+///     tokio::time::sleep(Duration::from_millis(ms)).await;
+///     Ok::<_, String>(name)
+/// };
+/// let fastest = nursery::race([replica("a", 30), replica("b", 10), replica("c", 20)])
+///     .await
+///     .unwrap();
+/// assert_eq!(fastest, "b");
+/// # }
+/// ```
+///
+/// # Errors
+///
+/// [`Error::Failed`] with every error when all fail, in the order they
+/// failed; [`Error::TimedOut`] or [`Error::Cancelled`] from the enclosing
+/// scope.
+///
+/// # Panics
+///
+/// If `futures` is empty: no future could win. Re-raises a panic of any of
+/// them.
+#[track_caller]
+pub fn race<I, Fut, T, E>(futures: I) -> impl Future<Output = Result<T, Error<E>>> + Send
+where
+    I: IntoIterator<Item = Fut>,
+    Fut: Future<Output = Result<T, E>> + Send + 'static,
+    T: Send + 'static,
+    E: Send + 'static,
+{
+    let futures: Vec<Fut> = futures.into_iter().collect();
+    assert!(
+        !futures.is_empty(),
+        "nursery::race: no futures to race; at least one is needed"
+    );
+    let location = Location::caller();
+    async move {
+        let raced = Builder::new()
+            .name("race")
+            .scope_at(
+                |n: Nursery<Infallible>| async move {
+                    let (results_tx, mut results) = mpsc::unbounded_channel();
+                    for future in futures {
+                        let results_tx = results_tx.clone();
+                        n.spawn_named("race", async move {
+                            let _ = results_tx.send(future.await);
+                            Ok(())
+                        });
+                    }
+                    drop(results_tx);
+                    let mut errors = Vec::new();
+                    while let Some(result) = results.recv().await {
+                        match result {
+                            Ok(value) => {
+                                // The rest are not needed: cancelling on
+                                // purpose keeps this body's result (G9).
+                                n.cancel();
+                                return Ok(Ok(value));
+                            }
+                            Err(error) => errors.push(error),
+                        }
+                    }
+                    Ok(Err(errors))
+                },
+                location,
+            )
+            .await;
+        match raced {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(errors)) => {
+                let mut errors = errors.into_iter();
+                let error = errors
+                    .next()
+                    .expect("every future failed, so there are errors");
+                Err(Error::Failed {
+                    error,
+                    suppressed: errors.collect(),
+                })
+            }
+            Err(error) => Err(retype(error)),
+        }
+    }
+}
+
+/// An error of a scope whose children cannot fail, as any error type.
+fn retype<E>(error: Error<Infallible>) -> Error<E> {
+    match error {
+        Error::Failed { error, .. } => match error {},
+        Error::TimedOut => Error::TimedOut,
+        Error::Cancelled => Error::Cancelled,
+    }
+}
+
+// ===== map_unordered =====
+
+/// Runs `f` on every item of `stream`, at most `limit` at a time, and
+/// yields the results in the order they complete (fan-in).
+///
+/// Items are pulled from `stream` only when fewer than `limit` calls are in
+/// flight, and a call whose result the consumer has not taken yet still
+/// counts, so a slow consumer slows the whole fan-out down instead of
+/// piling up results. The work runs in a scope inside the one current at
+/// the first poll; dropping the stream cancels it at once (G7).
+///
+/// Fail-fast: the first error cancels the rest, and the stream ends with
+/// one `Err` carrying it (and any errors that arrived while cancelling, as
+/// `suppressed`), after the results that completed before it. The
+/// enclosing scope's deadline or cancellation ends it with
+/// [`Error::TimedOut`] or [`Error::Cancelled`].
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main] async fn main() {
+/// use futures_util::StreamExt;
+///
+/// let squares = nursery::map_unordered(futures_util::stream::iter(1..=5u64), 2, |i| async move {
+///     Ok::<_, std::io::Error>(i * i)
+/// });
+/// let mut all: Vec<u64> = squares.map(Result::unwrap).collect().await;
+/// all.sort();
+/// assert_eq!(all, [1, 4, 9, 16, 25]);
+/// # }
+/// ```
+///
+/// # Panics
+///
+/// If `limit` is 0. Re-raises a panic of `f` or of `stream` from
+/// `poll_next`, once the rest have stopped.
+#[track_caller]
+pub fn map_unordered<S, F, Fut, T, E>(stream: S, limit: usize, f: F) -> MapUnordered<T, E>
+where
+    S: Stream + Send + 'static,
+    S::Item: Send + 'static,
+    F: Fn(S::Item) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<T, E>> + Send + 'static,
+    T: Send + 'static,
+    E: Send + 'static,
+{
+    check_limit("map_unordered", limit);
+    let location = Location::caller();
+    let (results_tx, results) = mpsc::channel::<(T, OwnedSemaphorePermit)>(limit);
+    let body = move |n: Nursery<E>| async move {
+        let permits = Arc::new(Semaphore::new(limit));
+        let mut stream = pin!(stream);
+        loop {
+            // A permit per call in flight, held until the consumer takes its
+            // result: at most `limit` of them.
+            let Ok(permit) = permits.clone().acquire_owned().await else {
+                break;
+            };
+            if crate::check().is_err() {
+                break;
+            }
+            let Some(item) = poll_fn(|cx| stream.as_mut().poll_next(cx)).await else {
+                break;
+            };
+            let call = f(item);
+            let results_tx = results_tx.clone();
+            n.spawn_named("map_unordered", async move {
+                // A failed (or panicking) call keeps its permit for good: the
+                // scope is about to be cancelled, and no item may start in
+                // the moment before it hears of the failure.
+                let held = Held(Some(permit));
+                let value = call.await?;
+                if let Some(permit) = held.release() {
+                    let _ = results_tx.send((value, permit)).await;
+                }
+                Ok(())
+            });
+        }
+        Ok(())
+    };
+    MapUnordered {
+        scope: Some(Box::pin(
+            Builder::new()
+                .name("map_unordered")
+                .scope_at(body, location),
+        )),
+        results,
+        end: None,
+    }
+}
+
+/// A permit that is forgotten, not returned, unless released on success.
+struct Held(Option<OwnedSemaphorePermit>);
+
+impl Held {
+    fn release(mut self) -> Option<OwnedSemaphorePermit> {
+        self.0.take()
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some(permit) = self.0.take() {
+            permit.forget();
+        }
+    }
+}
+
+/// The scope of a [`map_unordered`], boxed so the stream is `Unpin`.
+type BoxScope<E> = Pin<Box<dyn Future<Output = Result<(), Error<E>>> + Send>>;
+
+/// The stream returned by [`map_unordered`]: results in completion order,
+/// then at most one error.
+#[must_use = "streams do nothing unless polled"]
+pub struct MapUnordered<T, E> {
+    scope: Option<BoxScope<E>>,
+    /// Results with their permits, dropped (freeing a slot) as each result
+    /// is taken.
+    results: mpsc::Receiver<(T, OwnedSemaphorePermit)>,
+    /// The scope's error, once it has returned one: yielded last.
+    end: Option<Error<E>>,
+}
+
+// No field is ever pinned in place: the scope future is pinned in its box.
+impl<T, E> Unpin for MapUnordered<T, E> {}
+
+impl<T, E> Stream for MapUnordered<T, E> {
+    type Item = Result<T, Error<E>>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if let Some(scope) = this.scope.as_mut() {
+            if let Poll::Ready(joined) = scope.as_mut().poll(cx) {
+                this.scope = None;
+                this.end = joined.err();
+            }
+        }
+        match this.results.poll_recv(cx) {
+            Poll::Ready(Some((value, _permit))) => Poll::Ready(Some(Ok(value))),
+            // Every child and the body have dropped their senders, but the
+            // scope has not finished its join: it wakes us when it has.
+            Poll::Ready(None) if this.scope.is_some() => Poll::Pending,
+            // The end: the scope's error, if any, then nothing.
+            Poll::Ready(None) => Poll::Ready(this.end.take().map(Err)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<T, E> fmt::Debug for MapUnordered<T, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MapUnordered")
+            .field("running", &self.scope.is_some())
+            .finish_non_exhaustive()
+    }
+}

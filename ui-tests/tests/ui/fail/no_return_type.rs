@@ -1,0 +1,17 @@
+use nursery::{Interrupted, Nursery};
+
+#[derive(Debug)]
+struct MyError;
+
+impl From<Interrupted> for MyError {
+    fn from(_: Interrupted) -> MyError {
+        MyError
+    }
+}
+
+#[nursery::nursery]
+async fn crawl(n: Nursery<MyError>) {
+    drop(n);
+}
+
+fn main() {}

@@ -1,0 +1,18 @@
+use nursery::{Interrupted, Nursery};
+
+#[derive(Debug)]
+struct MyError;
+
+impl From<Interrupted> for MyError {
+    fn from(_: Interrupted) -> MyError {
+        MyError
+    }
+}
+
+#[nursery::nursery]
+async fn crawl(n: Nursery<MyError>) -> Option<u32> {
+    drop(n);
+    Some(1)
+}
+
+fn main() {}

@@ -1,0 +1,18 @@
+use nursery::{Interrupted, Nursery};
+
+#[derive(Debug)]
+struct MyError;
+
+impl From<Interrupted> for MyError {
+    fn from(_: Interrupted) -> MyError {
+        MyError
+    }
+}
+
+#[nursery::nursery]
+async fn crawl(n: Nursery<MyError>, urls: Vec<String>, m: Nursery<MyError>) -> Result<(), MyError> {
+    drop((n, urls, m));
+    Ok(())
+}
+
+fn main() {}

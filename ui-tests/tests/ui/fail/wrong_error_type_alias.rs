@@ -1,0 +1,20 @@
+use nursery::{Interrupted, Nursery};
+
+#[derive(Debug)]
+struct MyError;
+
+impl From<Interrupted> for MyError {
+    fn from(_: Interrupted) -> MyError {
+        MyError
+    }
+}
+
+type Result<T> = std::result::Result<T, MyError>;
+
+#[nursery::nursery]
+async fn crawl(n: Nursery<String>, urls: Vec<String>) -> Result<()> {
+    drop((n, urls));
+    Ok(())
+}
+
+fn main() {}
