@@ -20,7 +20,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use crate::error::Error;
 use crate::nursery::Nursery;
 use crate::scope::Builder;
-use crate::sync::{Arc, Mutex, lock};
+use crate::sync::{Mutex, StdArc as Arc, lock};
 
 /// Runs `f` on every item, at most `limit` at a time, and returns the
 /// results in input order (the Go seed's batch checker writing into a

@@ -311,7 +311,12 @@ impl<E: Send + 'static> Nursery<E> {
             weight > 0,
             "nursery: spawn_weighted(0, ..): a child's weight must be at least 1"
         );
-        let weight = match self.scope.core.limiter().and_then(|limiter| limiter.limit()) {
+        let weight = match self
+            .scope
+            .core
+            .limiter()
+            .and_then(|limiter| limiter.limit())
+        {
             Some(limit) => {
                 assert!(
                     weight <= limit,

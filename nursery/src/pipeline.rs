@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use crate::error::Error;
 use crate::nursery::Nursery;
 use crate::scope::Builder;
-use crate::sync::Arc;
+use crate::sync::StdArc as Arc;
 
 /// Items on their way between stages, numbered at the source so that
 /// [`Pipeline::ordered`] can restore input order at the end.

@@ -16,6 +16,11 @@ pub(crate) use loom::sync::{
     atomic::{AtomicBool, AtomicUsize, Ordering},
 };
 
+/// Shared values outside the modelled core that tokio APIs take as
+/// `std::sync::Arc` (an owned semaphore permit, say): the bulk helpers' and
+/// pipelines' plumbing. Never loom's.
+pub(crate) use std::sync::Arc as StdArc;
+
 /// Process-wide state outside the modelled core (the list of root scopes,
 /// kept leaks, the leak watcher's queue) lives in statics, which loom's
 /// types cannot: it always uses std.
