@@ -26,7 +26,8 @@ use tokio::task::{AbortHandle, Id};
 
 use crate::error::{Name, TaskInfo};
 use crate::scope::Scope;
-use crate::sync::{Arc, StaticMutex, static_lock};
+use crate::sync::{Arc, StaticMutex, lock, static_lock};
+use crate::task::Current;
 
 // ===== Stamp =====
 
@@ -73,6 +74,10 @@ const MIN_SWEEP: usize = 64;
 pub(crate) struct Registry {
     entries: Vec<Entry>,
     sweep_at: usize,
+    /// The runner tasks of a limited scope (at most `limit` alive), each
+    /// showing the child it is running.
+    runners: Vec<(AbortHandle, Arc<Current>)>,
+    runners_sweep_at: usize,
     aborted: bool,
 }
 
@@ -110,6 +115,8 @@ impl Registry {
         Registry {
             entries: Vec::new(),
             sweep_at: MIN_SWEEP,
+            runners: Vec::new(),
+            runners_sweep_at: MIN_SWEEP,
             aborted: false,
         }
     }
@@ -133,6 +140,18 @@ impl Registry {
         });
     }
 
+    /// Records a runner task of a limited scope.
+    pub(crate) fn push_runner(&mut self, abort: AbortHandle, current: Arc<Current>) {
+        if self.aborted {
+            abort.abort();
+        }
+        if self.runners.len() >= self.runners_sweep_at {
+            self.runners.retain(|(abort, _)| !abort.is_finished());
+            self.runners_sweep_at = (self.runners.len() * 2).max(MIN_SWEEP);
+        }
+        self.runners.push((abort, current));
+    }
+
     /// Aborts every child started so far, and every child registered later.
     pub(crate) fn abort_all(&mut self) {
         if std::mem::replace(&mut self.aborted, true) {
@@ -141,12 +160,17 @@ impl Registry {
         for entry in &self.entries {
             entry.abort.abort();
         }
+        for (abort, _) in &self.runners {
+            abort.abort();
+        }
     }
 
-    /// The children not finished yet, with their task ids, and whether
-    /// each runs on the blocking pool.
-    fn live(&self) -> impl Iterator<Item = (TaskInfo, Id, bool)> + '_ {
-        self.entries
+    /// The tasks not finished yet, with their ids, and whether each runs on
+    /// the blocking pool. A runner waiting for a blocking child (listed on
+    /// its own) shows no child.
+    fn live(&self) -> impl Iterator<Item = (Option<TaskInfo>, Id, bool)> + '_ {
+        let tasks = self
+            .entries
             .iter()
             .filter(|entry| !entry.abort.is_finished())
             .map(|entry| {
@@ -155,8 +179,14 @@ impl Registry {
                     location: entry.location,
                     started: entry.started.started(),
                 };
-                (info, entry.abort.id(), entry.started.blocking())
-            })
+                (Some(info), entry.abort.id(), entry.started.blocking())
+            });
+        let runners = self
+            .runners
+            .iter()
+            .filter(|(abort, _)| !abort.is_finished())
+            .map(|(abort, current)| (lock(current).clone(), abort.id(), false));
+        tasks.chain(runners)
     }
 }
 
@@ -604,9 +634,9 @@ fn live_tasks(scope: &Scope, now: Stamp, path: &str) -> (Vec<TaskSnapshot>, usiz
     let mut tasks: Vec<TaskSnapshot> = scope.with_registry(|registry| {
         registry
             .live()
-            .map(|(info, id, blocking)| {
+            .filter_map(|(info, id, blocking)| {
                 async_tasks += usize::from(!blocking);
-                TaskSnapshot::new(&info, Some(id), running, path, now)
+                info.map(|info| TaskSnapshot::new(&info, Some(id), running, path, now))
             })
             .collect()
     });

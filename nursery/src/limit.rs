@@ -17,19 +17,32 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use crate::error::TaskInfo;
 use crate::sync::{Mutex, lock};
 
-/// A child waiting for room under the limit.
+/// A child of a limited scope: queued until it fits, then run, either on
+/// a task of its own ([`Job::start`]) or in place by a task whose previous
+/// child just ended ([`Job::poll_job`], see [`Limiter::release_and_take`]).
 pub trait Job: Send {
-    /// Starts the child. Called exactly once, outside every lock, after the
-    /// child's weight has been taken from the budget.
-    fn start(self: Box<Self>);
+    /// Starts the child on a task of its own, holding `weight` of the
+    /// budget. Called outside every lock, after the weight was taken.
+    fn start(self: Box<Self>, weight: usize);
+
+    /// Runs the child in place, as a future polled by whoever took it.
+    fn poll_job(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()>;
 
     /// Who the child is, for task dumps and leak reports.
     fn info(&self) -> Option<&TaskInfo> {
         None
+    }
+
+    /// Whether the child runs somewhere else (the blocking pool) while
+    /// `poll_job` waits for it: it then shows up there, not here.
+    fn runs_elsewhere(&self) -> bool {
+        false
     }
 }
 
@@ -141,8 +154,8 @@ impl Limiter {
     }
 
     /// Gives `weight` back (0 to only start what the rate now allows) and
-    /// starts every queued job that can start at `now`, in FIFO order. Each
-    /// job is started outside the lock.
+    /// starts every queued job that can start at `now`, in FIFO order, each
+    /// on a task of its own. Each job is started outside the lock.
     pub fn release(&self, weight: usize, now: u64) {
         let mut returned = weight;
         loop {
@@ -153,10 +166,33 @@ impl Limiter {
                 state.pop_startable(self, now)
             };
             match next {
-                Some(job) => job.start(),
+                Some((weight, job)) => job.start(weight),
                 None => return,
             }
         }
+    }
+
+    /// Gives `weight` back and takes the next queued job that can start at
+    /// `now`, with its weight taken: the caller runs it in place. This is
+    /// how a task whose child ended goes on to the next one without a new
+    /// task. Jobs behind it that fit too (a heavy child gave back room for
+    /// several light ones) are started on tasks of their own.
+    pub fn release_and_take(&self, weight: usize, now: u64) -> Option<(usize, Box<dyn Job>)> {
+        let (taken, more) = {
+            let mut state = lock(&self.state);
+            state.in_use -= weight;
+            let taken = state.pop_startable(self, now);
+            let more = taken.is_some()
+                && state
+                    .queue
+                    .front()
+                    .is_some_and(|next| next.weight <= self.limit - state.in_use);
+            (taken, more)
+        };
+        if more {
+            self.release(0, now);
+        }
+        taken
     }
 
     /// When the rate will let the head of the queue start, if the rate (and
@@ -231,12 +267,14 @@ impl State {
         true
     }
 
-    fn pop_startable(&mut self, limiter: &Limiter, now: u64) -> Option<Box<dyn Job>> {
+    fn pop_startable(&mut self, limiter: &Limiter, now: u64) -> Option<(usize, Box<dyn Job>)> {
         let weight = self.queue.front()?.weight;
         if !self.try_take(limiter, weight, now) {
             return None;
         }
-        self.queue.pop_front().map(|queued| queued.job)
+        self.queue
+            .pop_front()
+            .map(|queued| (queued.weight, queued.job))
     }
 
     /// Drops the admissions that have left the window ending at `now`.

@@ -9,7 +9,6 @@ use std::pin::Pin;
 use std::task::Poll;
 
 use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -17,7 +16,7 @@ use crate::error::{JoinError, Name, Repr, SpawnError, SpawnErrorKind, TaskInfo};
 use crate::scope::{Builder, Scope, WhenFull};
 use crate::shared::Cause;
 use crate::sync::Arc;
-use crate::task::{Blocking, Child, Guard, Output, Start, TaskHandle};
+use crate::task::{Blocking, Child, Guard, Start, TaskHandle};
 
 /// A handle to an open scope: spawn children into it, cancel it, ask about
 /// it. Cheap to clone (one reference count); every clone refers to the same
@@ -560,46 +559,6 @@ impl<E> fmt::Debug for Nursery<E> {
             .field("cancelled", &self.is_cancelled())
             .field("deadline", &self.deadline())
             .finish()
-    }
-}
-
-// ===== Start impls =====
-
-impl<F, T, E> Start for Child<F>
-where
-    F: Future<Output = Result<T, E>> + Send + 'static,
-    T: Send + 'static,
-    E: Send + 'static,
-{
-    type Value = T;
-
-    fn guard_mut(&mut self) -> &mut Guard {
-        Child::guard_mut(self)
-    }
-
-    fn spawn_on(self, scope: &Arc<Scope>, info: &TaskInfo) -> JoinHandle<Output<T>> {
-        let handle = scope.rt.spawn(self);
-        scope.register(handle.abort_handle(), info, false);
-        handle
-    }
-}
-
-impl<F, T, E> Start for Blocking<F>
-where
-    F: FnOnce(CancellationToken) -> Result<T, E> + Send + 'static,
-    T: Send + 'static,
-    E: Send + 'static,
-{
-    type Value = T;
-
-    fn guard_mut(&mut self) -> &mut Guard {
-        Blocking::guard_mut(self)
-    }
-
-    fn spawn_on(self, scope: &Arc<Scope>, info: &TaskInfo) -> JoinHandle<Output<T>> {
-        let handle = scope.rt.spawn_blocking(move || self.run());
-        scope.register(handle.abort_handle(), info, true);
-        handle
     }
 }
 

@@ -23,7 +23,7 @@ use crate::limit::{Admission, Rate};
 use crate::nursery::Nursery;
 use crate::shared::{Cancelling, Cause, Core, Outcome, Payload, Refusal};
 use crate::sync::{Arc, AtomicBool, AtomicUsize, Mutex, Ordering, lock};
-use crate::task::{Queued, Slot, SlotProj, Start, TaskHandle};
+use crate::task::{Current, ResultCell, Runner, Slot, SlotProj, Start, TaskHandle};
 
 /// Opens a scope with the default settings, runs `body` in it, and returns
 /// once the body and every child spawned into the scope have finished.
@@ -509,38 +509,70 @@ impl Scope {
 
     /// Starts an entered child now, or queues it under the limit. Hands the
     /// child back only with [`WhenFull::Refuse`] when the limit is reached.
+    ///
+    /// Without a limit the child gets a task of its own. Under a limit it
+    /// becomes a job: started on a runner task if it fits now, else queued,
+    /// to be run in place by the runner whose child ends next.
     pub(crate) fn admit<C: Start>(
         scope: &Arc<Scope>,
-        mut child: C,
+        child: C,
         weight: usize,
         info: TaskInfo,
         when_full: WhenFull,
     ) -> Result<TaskHandle<C::Value>, C> {
         let Some(limiter) = scope.core.limiter() else {
-            let handle = child.spawn_on(scope, &info);
+            let handle = child.spawn(&info);
             return Ok(TaskHandle::running(handle, info));
         };
         let now = scope.clock();
         if limiter.try_acquire(weight, now) {
-            child.guard_mut().admitted(weight);
-            let handle = child.spawn_on(scope, &info);
-            return Ok(TaskHandle::running(handle, info));
+            let cell = ResultCell::new();
+            let job = child.into_job(cell.clone(), info.clone());
+            Runner::spawn(scope, Box::into_pin(job), weight);
+            return Ok(TaskHandle::cell(cell, info));
         }
         if when_full == WhenFull::Refuse {
             return Err(child);
         }
-        let (queued, handle_rx) = Queued::new(child, weight, info.clone());
-        match limiter.admit_or_queue(weight, Box::new(queued), now) {
+        let cell = ResultCell::new();
+        let job = child.into_job(cell.clone(), info.clone());
+        match limiter.admit_or_queue(weight, job, now) {
             // Held back by the rate, perhaps: the scope keeps the timer.
             Admission::Queued if limiter.is_paced() => scope.core.wake(),
             Admission::Queued => {}
-            // Room was made meanwhile: start it now; its handle is already
-            // in the channel when this returns.
-            Admission::Run(job) => job.start(),
+            // Room was made meanwhile: start it now.
+            Admission::Run(job) => job.start(weight),
             // Cancelled meanwhile: dropping the job resolves the handle.
             Admission::Closed(job) => drop(job),
         }
-        Ok(TaskHandle::queued(handle_rx, info))
+        Ok(TaskHandle::cell(cell, info))
+    }
+
+    /// A runner's child has ended: gives its `weight` back and takes the
+    /// next queued child that can start, to run in place.
+    pub(crate) fn next_job(&self, weight: usize) -> Option<(usize, Box<dyn crate::limit::Job>)> {
+        let limiter = self.core.limiter()?;
+        let next = limiter.release_and_take(weight, self.clock());
+        if next.is_none() && limiter.is_paced() {
+            // The next start may wait for the rate's timer.
+            self.core.wake();
+        }
+        next
+    }
+
+    /// Gives `weight` back, starting queued children on tasks of their own.
+    pub(crate) fn release(&self, weight: usize) {
+        if let Some(limiter) = self.core.limiter() {
+            limiter.release(weight, self.clock());
+            if limiter.is_paced() {
+                self.core.wake();
+            }
+        }
+    }
+
+    /// Records a runner task, whose current child `current` tells.
+    pub(crate) fn register_runner(&self, abort: AbortHandle, current: Arc<Current>) {
+        lock(&self.registry).push_runner(abort, current);
     }
 
     /// Starts the queued children the rate now allows, and keeps `timer` set
@@ -623,16 +655,7 @@ impl Scope {
     }
 
     /// A child's future (or closure) has been dropped.
-    pub(crate) fn child_exited(&self, weight: usize) {
-        if weight > 0 {
-            if let Some(limiter) = self.core.limiter() {
-                limiter.release(weight, self.clock());
-                if limiter.is_paced() {
-                    // The next start may now wait for the rate's timer.
-                    self.core.wake();
-                }
-            }
-        }
+    pub(crate) fn child_exited(&self) {
         self.exit();
     }
 

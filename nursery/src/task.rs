@@ -4,10 +4,9 @@ use std::fmt;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll, Waker, ready};
 
 use pin_project_lite::pin_project;
-use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -15,14 +14,11 @@ use crate::context;
 use crate::error::{JoinError, Repr, TaskInfo};
 use crate::limit::Job;
 use crate::scope::Scope;
-use crate::sync::Arc;
+use crate::sync::{Arc, Mutex, lock};
 
 /// What a child's tokio task returns: its value, or why there is none (the
 /// error itself went to the scope).
 pub(crate) type Output<T> = Result<T, Repr>;
-
-/// Where a queued child's `JoinHandle` arrives once it starts.
-pub(crate) type HandleRx<T> = oneshot::Receiver<JoinHandle<Output<T>>>;
 
 // ===== Guard =====
 
@@ -32,27 +28,18 @@ pub(crate) type HandleRx<T> = oneshot::Receiver<JoinHandle<Output<T>>>;
 pub(crate) struct Guard {
     /// `None` only while lent to the current-scope slot during a poll.
     scope: Option<Arc<Scope>>,
-    /// Weight taken from the scope's limit; 0 until the child is admitted.
-    weight: usize,
 }
 
 impl Guard {
     /// Wraps a unit already counted in with `Scope::enter`.
     pub(crate) fn new(scope: Arc<Scope>) -> Guard {
-        Guard {
-            scope: Some(scope),
-            weight: 0,
-        }
+        Guard { scope: Some(scope) }
     }
 
     pub(crate) fn scope(&self) -> &Arc<Scope> {
         self.scope
             .as_ref()
             .expect("nursery: a child's scope is only lent while it is polled")
-    }
-
-    pub(crate) fn admitted(&mut self, weight: usize) {
-        self.weight = weight;
     }
 
     /// Records the child's result with the scope and turns it into the
@@ -75,16 +62,14 @@ impl Guard {
 impl Drop for Guard {
     fn drop(&mut self) {
         if let Some(scope) = self.scope.take() {
-            scope.child_exited(self.weight);
+            scope.child_exited();
         }
     }
 }
 
 impl fmt::Debug for Guard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Guard")
-            .field("weight", &self.weight)
-            .finish_non_exhaustive()
+        f.debug_struct("Guard").finish_non_exhaustive()
     }
 }
 
@@ -146,8 +131,8 @@ impl<F> Child<F> {
         }
     }
 
-    pub(crate) fn guard_mut(&mut self) -> &mut Guard {
-        &mut self.guard
+    pub(crate) fn scope(&self) -> &Arc<Scope> {
+        self.guard.scope()
     }
 
     /// Hands an unstarted child's future back (`try_spawn` at the limit).
@@ -229,8 +214,8 @@ impl<F> Blocking<F> {
         }
     }
 
-    pub(crate) fn guard_mut(&mut self) -> &mut Guard {
-        &mut self.guard
+    pub(crate) fn scope(&self) -> &Arc<Scope> {
+        self.guard.scope()
     }
 
     pub(crate) fn run<T, E>(mut self) -> Output<T>
@@ -247,59 +232,344 @@ impl<F> Blocking<F> {
     }
 }
 
-// ===== Queued =====
+// ===== starting children =====
 
-/// A child waiting under the limit: the future (or closure) and the channel
-/// that hands its `JoinHandle` to the `TaskHandle` once started.
-pub(crate) struct Queued<C, T> {
-    child: C,
-    weight: usize,
-    info: TaskInfo,
-    handle_tx: oneshot::Sender<JoinHandle<Output<T>>>,
-}
-
-/// How a queued child is started once it has room.
+/// How a child (async or blocking) is started: on a task of its own in a
+/// scope without a limit, or as a [`Job`] run by a runner under one.
 pub(crate) trait Start: Send + Sized + 'static {
     type Value: Send + 'static;
-    fn guard_mut(&mut self) -> &mut Guard;
-    fn spawn_on(self, scope: &Arc<Scope>, info: &TaskInfo) -> JoinHandle<Output<Self::Value>>;
+
+    /// Spawns the child on a task of its own, registered with its scope.
+    fn spawn(self, info: &TaskInfo) -> JoinHandle<Output<Self::Value>>;
+
+    /// The child as a job for a runner, delivering its output to `cell`.
+    fn into_job(self, cell: Arc<ResultCell<Self::Value>>, info: TaskInfo) -> Box<dyn Job>;
 }
 
-impl<C: Start> Queued<C, C::Value> {
-    pub(crate) fn new(
-        child: C,
-        weight: usize,
-        info: TaskInfo,
-    ) -> (Queued<C, C::Value>, HandleRx<C::Value>) {
-        let (handle_tx, handle_rx) = oneshot::channel();
-        let queued = Queued {
-            child,
-            weight,
+impl<F, T, E> Start for Child<F>
+where
+    F: Future<Output = Result<T, E>> + Send + 'static,
+    T: Send + 'static,
+    E: Send + 'static,
+{
+    type Value = T;
+
+    fn spawn(self, info: &TaskInfo) -> JoinHandle<Output<T>> {
+        let scope = self.scope().clone();
+        let handle = scope.rt.spawn(self);
+        scope.register(handle.abort_handle(), info, false);
+        handle
+    }
+
+    fn into_job(self, cell: Arc<ResultCell<T>>, info: TaskInfo) -> Box<dyn Job> {
+        Box::new(AsyncJob {
+            child: self,
             info,
-            handle_tx,
-        };
-        (queued, handle_rx)
+            deliver: Deliver::new(cell),
+        })
     }
 }
 
-impl<C: Start> Job for Queued<C, C::Value> {
-    fn start(self: Box<Self>) {
-        let Queued {
-            mut child,
-            weight,
+impl<F, T, E> Start for Blocking<F>
+where
+    F: FnOnce(CancellationToken) -> Result<T, E> + Send + 'static,
+    T: Send + 'static,
+    E: Send + 'static,
+{
+    type Value = T;
+
+    fn spawn(self, info: &TaskInfo) -> JoinHandle<Output<T>> {
+        let scope = self.scope().clone();
+        let handle = scope.rt.spawn_blocking(move || self.run());
+        scope.register(handle.abort_handle(), info, true);
+        handle
+    }
+
+    fn into_job(self, cell: Arc<ResultCell<T>>, info: TaskInfo) -> Box<dyn Job> {
+        Box::new(BlockingJob {
+            blocking: Some(self),
+            scope: None,
+            running: None,
             info,
-            handle_tx,
-        } = *self;
-        child.guard_mut().admitted(weight);
-        let scope = child.guard_mut().scope().clone();
-        let handle = child.spawn_on(&scope, &info);
-        // If the `TaskHandle` is gone the child still runs: it belongs to
-        // the scope, and the abort handle is registered.
-        let _ = handle_tx.send(handle);
+            deliver: Deliver::new(cell),
+        })
+    }
+}
+
+/// What a joined tokio task's result says, as a child's output.
+fn joined<T>(result: Result<Output<T>, tokio::task::JoinError>) -> Output<T> {
+    match result {
+        Ok(output) => output,
+        // Aborted; or its destructor panicked while being aborted, which
+        // tokio reports as a panic.
+        Err(error) if error.is_panic() => Err(Repr::Panicked),
+        Err(_) => Err(Repr::Cancelled),
+    }
+}
+
+// ===== ResultCell =====
+
+/// Where the output of a child run by a runner goes: shared by the job and
+/// the child's [`TaskHandle`]. One allocation per child, which replaces the
+/// tokio task's own output slot.
+pub(crate) struct ResultCell<T> {
+    state: Mutex<CellState<T>>,
+}
+
+enum CellState<T> {
+    Waiting(Option<Waker>),
+    Ready(Output<T>),
+    Taken,
+}
+
+impl<T> ResultCell<T> {
+    pub(crate) fn new() -> Arc<ResultCell<T>> {
+        Arc::new(ResultCell {
+            state: Mutex::new(CellState::Waiting(None)),
+        })
+    }
+
+    fn deliver(&self, output: Output<T>) {
+        let mut state = lock(&self.state);
+        if let CellState::Waiting(waker) = std::mem::replace(&mut *state, CellState::Ready(output))
+        {
+            drop(state);
+            if let Some(waker) = waker {
+                waker.wake();
+            }
+        }
+    }
+
+    fn poll(&self, cx: &mut Context<'_>) -> Poll<Output<T>> {
+        let mut state = lock(&self.state);
+        match &mut *state {
+            CellState::Waiting(waker) => {
+                match waker {
+                    Some(waker) if waker.will_wake(cx.waker()) => {}
+                    _ => *waker = Some(cx.waker().clone()),
+                }
+                Poll::Pending
+            }
+            CellState::Ready(_) => match std::mem::replace(&mut *state, CellState::Taken) {
+                CellState::Ready(output) => Poll::Ready(output),
+                _ => unreachable!("checked just above"),
+            },
+            CellState::Taken => panic!("TaskHandle polled after completion"),
+        }
+    }
+
+    fn is_done(&self) -> bool {
+        !matches!(*lock(&self.state), CellState::Waiting(_))
+    }
+}
+
+/// Delivers a job's output to its cell, or `Cancelled` if the job is
+/// dropped first (aborted, or dropped from the queue). The last field of a
+/// job, so the child's future is gone before the handle hears.
+struct Deliver<T> {
+    cell: Option<Arc<ResultCell<T>>>,
+}
+
+impl<T> Deliver<T> {
+    fn new(cell: Arc<ResultCell<T>>) -> Deliver<T> {
+        Deliver { cell: Some(cell) }
+    }
+
+    fn output(&mut self, output: Output<T>) {
+        if let Some(cell) = self.cell.take() {
+            cell.deliver(output);
+        }
+    }
+}
+
+impl<T> Drop for Deliver<T> {
+    fn drop(&mut self) {
+        self.output(Err(Repr::Cancelled));
+    }
+}
+
+// ===== jobs =====
+
+pin_project! {
+    /// An async child run by a runner.
+    struct AsyncJob<F, T> {
+        #[pin]
+        child: Child<F>,
+        info: TaskInfo,
+        // Last: reports `Cancelled` after the child has been dropped.
+        deliver: Deliver<T>,
+    }
+}
+
+impl<F, T, E> Job for AsyncJob<F, T>
+where
+    F: Future<Output = Result<T, E>> + Send + 'static,
+    T: Send + 'static,
+    E: Send + 'static,
+{
+    fn start(self: Box<Self>, weight: usize) {
+        let scope = self.child.scope().clone();
+        Runner::spawn(&scope, Box::into_pin(self), weight);
+    }
+
+    fn poll_job(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.project();
+        let output = ready!(this.child.poll(cx));
+        this.deliver.output(output);
+        Poll::Ready(())
     }
 
     fn info(&self) -> Option<&TaskInfo> {
         Some(&self.info)
+    }
+}
+
+/// A blocking child under a limit: a runner starts it on the blocking pool
+/// and holds its slot until it returns.
+struct BlockingJob<F, T> {
+    blocking: Option<Blocking<F>>,
+    /// Kept once the closure has moved to the blocking pool.
+    scope: Option<Arc<Scope>>,
+    running: Option<JoinHandle<Output<T>>>,
+    info: TaskInfo,
+    deliver: Deliver<T>,
+}
+
+// Nothing in it is pinned in place: the closure moves to the blocking pool.
+impl<F, T> Unpin for BlockingJob<F, T> {}
+
+impl<F, T, E> Job for BlockingJob<F, T>
+where
+    F: FnOnce(CancellationToken) -> Result<T, E> + Send + 'static,
+    T: Send + 'static,
+    E: Send + 'static,
+{
+    fn start(self: Box<Self>, weight: usize) {
+        let scope = match (&self.blocking, &self.scope) {
+            (Some(blocking), _) => blocking.scope().clone(),
+            (None, Some(scope)) => scope.clone(),
+            (None, None) => unreachable!("a blocking job knows its scope"),
+        };
+        Runner::spawn(&scope, Box::into_pin(self), weight);
+    }
+
+    fn poll_job(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        if let Some(blocking) = this.blocking.take() {
+            this.scope = Some(blocking.scope().clone());
+            this.running = Some(blocking.spawn(&this.info));
+        }
+        let running = this
+            .running
+            .as_mut()
+            .expect("nursery: a blocking job polled after it completed");
+        let output = joined(ready!(Pin::new(running).poll(cx)));
+        this.running = None;
+        this.deliver.output(output);
+        Poll::Ready(())
+    }
+
+    fn info(&self) -> Option<&TaskInfo> {
+        Some(&self.info)
+    }
+
+    fn runs_elsewhere(&self) -> bool {
+        true
+    }
+}
+
+// ===== Runner =====
+
+/// How many children a runner runs in one poll before it lets other tasks
+/// of its worker thread run.
+const RUNNER_BUDGET: usize = 32;
+
+/// The tokio task of a limited scope: it runs a child, and when that child
+/// ends, the next queued one that fits, in place, with no new task. A
+/// limited scope has at most `limit` of them, so a queued child costs a
+/// box and a result cell, never a tokio task.
+pub(crate) struct Runner {
+    scope: Arc<Scope>,
+    job: Option<Pin<Box<dyn Job>>>,
+    /// Weight held for the current child, given back when it ends.
+    weight: usize,
+    /// Who the current child is, for dumps and leak reports.
+    current: Arc<Current>,
+}
+
+/// The child a runner is running, as its registry entry reads it.
+pub(crate) type Current = Mutex<Option<TaskInfo>>;
+
+impl Runner {
+    /// Spawns a runner for `job`, which holds `weight` of the limit.
+    pub(crate) fn spawn(scope: &Arc<Scope>, job: Pin<Box<dyn Job>>, weight: usize) {
+        let current = Arc::new(Mutex::new(shown(&*job)));
+        let runner = Runner {
+            scope: scope.clone(),
+            job: Some(job),
+            weight,
+            current: current.clone(),
+        };
+        let handle = scope.rt.spawn(runner);
+        scope.register_runner(handle.abort_handle(), current);
+    }
+}
+
+/// What a runner shows for `job`: nothing for a blocking child, which has a
+/// registry entry of its own.
+fn shown(job: &dyn Job) -> Option<TaskInfo> {
+    if job.runs_elsewhere() {
+        None
+    } else {
+        job.info().cloned()
+    }
+}
+
+impl Future for Runner {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        for _ in 0..RUNNER_BUDGET {
+            let Some(job) = this.job.as_mut() else {
+                return Poll::Ready(());
+            };
+            ready!(job.as_mut().poll_job(cx));
+            // The child's future is gone; its unit of the count goes now.
+            this.job = None;
+            let weight = std::mem::take(&mut this.weight);
+            match this.scope.next_job(weight) {
+                Some((weight, job)) => {
+                    *lock(&this.current) = shown(&*job);
+                    this.weight = weight;
+                    this.job = Some(Box::into_pin(job));
+                }
+                None => return Poll::Ready(()),
+            }
+        }
+        // Let the other tasks of this worker run; carry on after them.
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
+impl Drop for Runner {
+    fn drop(&mut self) {
+        // Aborted (or the runtime is going away): the child goes first, then
+        // its weight, which may start the next queued child elsewhere.
+        self.job = None;
+        let weight = std::mem::take(&mut self.weight);
+        if weight > 0 {
+            self.scope.release(weight);
+        }
+    }
+}
+
+impl fmt::Debug for Runner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Runner")
+            .field("weight", &self.weight)
+            .finish_non_exhaustive()
     }
 }
 
@@ -341,8 +611,10 @@ pub struct TaskHandle<T> {
 }
 
 enum HandleState<T> {
+    /// A child on a task of its own.
     Running(JoinHandle<Output<T>>),
-    Queued(HandleRx<T>),
+    /// A child run (or queued to be run) by a runner of a limited scope.
+    Cell(Arc<ResultCell<T>>),
     Done(Option<Repr>),
 }
 
@@ -354,9 +626,9 @@ impl<T> TaskHandle<T> {
         }
     }
 
-    pub(crate) fn queued(handle: HandleRx<T>, info: TaskInfo) -> TaskHandle<T> {
+    pub(crate) fn cell(cell: Arc<ResultCell<T>>, info: TaskInfo) -> TaskHandle<T> {
         TaskHandle {
-            state: HandleState::Queued(handle),
+            state: HandleState::Cell(cell),
             info,
         }
     }
@@ -373,7 +645,7 @@ impl<T> TaskHandle<T> {
     pub fn is_finished(&self) -> bool {
         match &self.state {
             HandleState::Running(handle) => handle.is_finished(),
-            HandleState::Queued(_) => false,
+            HandleState::Cell(cell) => cell.is_done(),
             HandleState::Done(_) => true,
         }
     }
@@ -398,30 +670,15 @@ impl<T> Future for TaskHandle<T> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
-        loop {
-            match &mut this.state {
-                HandleState::Running(handle) => {
-                    let output = match ready!(Pin::new(handle).poll(cx)) {
-                        Ok(output) => output,
-                        // Aborted; or its destructor panicked while being
-                        // aborted, which tokio reports as a panic.
-                        Err(error) if error.is_panic() => Err(Repr::Panicked),
-                        Err(_) => Err(Repr::Cancelled),
-                    };
-                    this.state = HandleState::Done(None);
-                    return Poll::Ready(output.map_err(|repr| this.error(repr)));
-                }
-                HandleState::Queued(handle_rx) => match ready!(Pin::new(handle_rx).poll(cx)) {
-                    Ok(handle) => this.state = HandleState::Running(handle),
-                    // Dropped from the queue: the scope was cancelled.
-                    Err(_) => this.state = HandleState::Done(Some(Repr::Cancelled)),
-                },
-                HandleState::Done(repr) => {
-                    let repr = repr.take().expect("TaskHandle polled after completion");
-                    return Poll::Ready(Err(this.error(repr)));
-                }
+        let output = match &mut this.state {
+            HandleState::Running(handle) => joined(ready!(Pin::new(handle).poll(cx))),
+            HandleState::Cell(cell) => ready!(cell.poll(cx)),
+            HandleState::Done(repr) => {
+                Err(repr.take().expect("TaskHandle polled after completion"))
             }
-        }
+        };
+        this.state = HandleState::Done(None);
+        Poll::Ready(output.map_err(|repr| this.error(repr)))
     }
 }
 
@@ -429,7 +686,7 @@ impl<T> fmt::Debug for TaskHandle<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.state {
             HandleState::Running(_) => "running",
-            HandleState::Queued(_) => "queued",
+            HandleState::Cell(_) => "limited",
             HandleState::Done(_) => "done",
         };
         f.debug_struct("TaskHandle")
