@@ -279,3 +279,55 @@ fn dropped_inner_scope_releases_parent_once() {
         assert_eq!(inner.live(), 0);
     });
 }
+
+/// Invariant: a runner whose child ended takes the next queued child to
+/// run in place while the scope is being cancelled: the child is either
+/// taken (the hand-off came first, and runs) or dropped unstarted by the
+/// cancel, exactly once; the weight taken for it is the budget's.
+#[test]
+fn runner_takes_the_next_child_while_cancel_races() {
+    loom::model(|| {
+        let core = Arc::new(Core::new(true, Some(1), None));
+        let limiter = core.limiter().unwrap();
+        assert!(limiter.try_acquire(1, 0), "the first child runs");
+        let started = Arc::new(AtomicUsize::new(0));
+        let dropped_unstarted = Arc::new(AtomicUsize::new(0));
+        let probe = Box::new(Probe {
+            started: started.clone(),
+            dropped_unstarted: dropped_unstarted.clone(),
+            did_start: false,
+        });
+        assert!(matches!(
+            limiter.admit_or_queue(1, probe, 0),
+            Admission::Queued
+        ));
+
+        let runner = {
+            let core = core.clone();
+            thread::spawn(
+                move || match core.limiter().unwrap().release_and_take(1, 0) {
+                    Some((weight, job)) => {
+                        assert_eq!(weight, 1);
+                        // Run in place: stands for polling it to completion.
+                        job.start(weight);
+                        true
+                    }
+                    None => false,
+                },
+            )
+        };
+        let cancelling = {
+            let core = core.clone();
+            thread::spawn(move || {
+                assert_eq!(core.cancel(Cause::Cancelled), Cancelling::Now);
+                drop(core.close_queue());
+            })
+        };
+        let took = runner.join().unwrap();
+        cancelling.join().unwrap();
+        let started = started.load(Ordering::Relaxed);
+        let dropped = dropped_unstarted.load(Ordering::Relaxed);
+        assert_eq!(started + dropped, 1, "started {started}, dropped {dropped}");
+        assert_eq!(took, started == 1);
+    });
+}
