@@ -124,12 +124,28 @@ impl Registry {
     /// Records a started child. If the scope has already aborted its
     /// children, this one is aborted at once: it started too late to get a
     /// grace period of its own.
-    pub(crate) fn push(&mut self, abort: AbortHandle, info: &TaskInfo, blocking: bool) {
+    ///
+    /// Finished children's entries are swept out when the list has doubled
+    /// since the last sweep, unless `live` (the scope's count of children
+    /// still alive) shows that fewer than half of them could go: then the
+    /// sweep would touch every task for little, and waits for the next
+    /// doubling. A loop that spawns faster than its children finish so
+    /// never pays for sweeps, and the entries of finished children stay
+    /// fewer than the live ones, plus `MIN_SWEEP`.
+    pub(crate) fn push(
+        &mut self,
+        abort: AbortHandle,
+        info: &TaskInfo,
+        blocking: bool,
+        live: impl FnOnce() -> usize,
+    ) {
         if self.aborted {
             abort.abort();
         }
         if self.entries.len() >= self.sweep_at {
-            self.entries.retain(|entry| !entry.abort.is_finished());
+            if live().saturating_mul(2) <= self.entries.len() {
+                self.entries.retain(|entry| !entry.abort.is_finished());
+            }
             self.sweep_at = (self.entries.len() * 2).max(MIN_SWEEP);
         }
         self.entries.push(Entry {

@@ -521,7 +521,7 @@ impl Scope {
         when_full: WhenFull,
     ) -> Result<TaskHandle<C::Value>, C> {
         let Some(limiter) = scope.core.limiter() else {
-            let handle = child.spawn(&info);
+            let handle = child.spawn(scope, &info);
             return Ok(TaskHandle::running(handle, info));
         };
         let now = scope.clock();
@@ -626,7 +626,7 @@ impl Scope {
 
     /// Records a started child, so it can be aborted and reported.
     pub(crate) fn register(&self, abort: AbortHandle, info: &TaskInfo, blocking: bool) {
-        lock(&self.registry).push(abort, info, blocking);
+        lock(&self.registry).push(abort, info, blocking, || self.core.live());
     }
 
     pub(crate) fn with_registry<R>(&self, f: impl FnOnce(&Registry) -> R) -> R {

@@ -60,18 +60,26 @@ impl Guard {
 }
 
 impl Drop for Guard {
+    /// Releases the unit. The guard is its wrapper's last field, so it
+    /// drops after the user's future; if that future's destructor panicked,
+    /// this runs during the unwinding, and the scope learns of the panic
+    /// here (G3) before the unit goes, so it cannot finish without it. The
+    /// payload itself stays with whoever catches the unwinding (tokio: the
+    /// task's `JoinHandle`); the scope re-raises a [`DestructorPanic`].
     fn drop(&mut self) {
         if let Some(scope) = self.scope.take() {
+            if std::thread::panicking() {
+                scope.report_panic(Box::new(DESTRUCTOR_PANIC));
+            }
             scope.child_exited();
         }
     }
 }
 
-impl fmt::Debug for Guard {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Guard").finish_non_exhaustive()
-    }
-}
+/// The payload a scope re-raises when a child's future panicked in its
+/// destructor: that panic's own message was printed by the panic hook when
+/// it happened, and its payload went to the tokio task's `JoinHandle`.
+pub(crate) const DESTRUCTOR_PANIC: &str = "nursery: a child's future panicked in its destructor (its own message was printed when it panicked)";
 
 // ===== Child =====
 
@@ -100,49 +108,32 @@ pin_project! {
     /// with the scope as the current scope, catches its panic, reports its
     /// error, and releases its unit of the count once dropped.
     ///
-    /// The user's future is dropped in place when it completes, and on
-    /// abort by `Child`'s own destructor, inside `catch_unwind`: a panic in
-    /// its destructor goes to the scope like any panic (G3), rather than
-    /// into a `JoinHandle` nobody may read.
+    /// Exactly the user's future and one pointer: no slot, no tag, so a
+    /// child's tokio task is no larger than a bare `tokio::spawn` of the
+    /// same future plus 8 bytes (a tag would push a small future's task
+    /// into tokio's next 128-byte size class). The future is dropped with
+    /// the task, before the guard: the guard releases the unit after it,
+    /// and reports a panic from its destructor (see [`Guard`]'s `Drop`).
     pub(crate) struct Child<F> {
         #[pin]
-        slot: Slot<F>,
+        future: F,
         guard: Guard,
-    }
-
-    impl<F> PinnedDrop for Child<F> {
-        fn drop(this: Pin<&mut Self>) {
-            let this = this.project();
-            if let Err(payload) = this.slot.drop_future() {
-                if let Some(scope) = &this.guard.scope {
-                    scope.report_panic(payload);
-                }
-            }
-            // The guard drops after this, releasing the unit.
-        }
     }
 }
 
 impl<F> Child<F> {
     pub(crate) fn new(future: F, guard: Guard) -> Child<F> {
-        Child {
-            slot: Slot::Live { future },
-            guard,
-        }
+        Child { future, guard }
     }
 
     pub(crate) fn scope(&self) -> &Arc<Scope> {
         self.guard.scope()
     }
 
-    /// Hands an unstarted child's future back (`try_spawn` at the limit).
-    pub(crate) fn into_future(mut self) -> F {
-        match std::mem::replace(&mut self.slot, Slot::Dropped) {
-            Slot::Live { future } => future,
-            Slot::Dropped => unreachable!("an unstarted child still holds its future"),
-        }
-        // `self` drops here: nothing left in the slot; the guard releases
-        // the unit.
+    /// Hands an unstarted child's future back (`try_spawn` at the limit);
+    /// the guard releases the unit.
+    pub(crate) fn into_future(self) -> F {
+        self.future
     }
 }
 
@@ -155,10 +146,7 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Output<T>> {
         let this = self.project();
-        let mut slot = this.slot;
-        let SlotProj::Live { future } = slot.as_mut().project() else {
-            panic!("nursery: a child polled after it completed");
-        };
+        let future = this.future;
         let polled = context::enter(&mut this.guard.scope, || {
             catch_unwind(AssertUnwindSafe(|| future.poll(cx)))
         });
@@ -166,12 +154,6 @@ where
             Ok(Poll::Pending) => return Poll::Pending,
             Ok(Poll::Ready(result)) => Ok(result),
             Err(payload) => Err(payload),
-        };
-        // Drop the finished future now, so a panic in its destructor is
-        // caught like one in its body.
-        let result = match (result, slot.drop_future()) {
-            (result, Ok(())) | (result @ Err(_), Err(_)) => result,
-            (Ok(_), Err(payload)) => Err(payload),
         };
         Poll::Ready(this.guard.settle(result))
     }
@@ -240,7 +222,9 @@ pub(crate) trait Start: Send + Sized + 'static {
     type Value: Send + 'static;
 
     /// Spawns the child on a task of its own, registered with its scope.
-    fn spawn(self, info: &TaskInfo) -> JoinHandle<Output<Self::Value>>;
+    /// `scope` is the child's own scope, lent so that spawning touches no
+    /// reference count beyond the one the child holds.
+    fn spawn(self, scope: &Arc<Scope>, info: &TaskInfo) -> JoinHandle<Output<Self::Value>>;
 
     /// The child as a job for a runner, delivering its output to `cell`.
     fn into_job(self, cell: Arc<ResultCell<Self::Value>>, info: TaskInfo) -> Box<dyn Job>;
@@ -254,8 +238,7 @@ where
 {
     type Value = T;
 
-    fn spawn(self, info: &TaskInfo) -> JoinHandle<Output<T>> {
-        let scope = self.scope().clone();
+    fn spawn(self, scope: &Arc<Scope>, info: &TaskInfo) -> JoinHandle<Output<T>> {
         let handle = scope.rt.spawn(self);
         scope.register(handle.abort_handle(), info, false);
         handle
@@ -278,8 +261,7 @@ where
 {
     type Value = T;
 
-    fn spawn(self, info: &TaskInfo) -> JoinHandle<Output<T>> {
-        let scope = self.scope().clone();
+    fn spawn(self, scope: &Arc<Scope>, info: &TaskInfo) -> JoinHandle<Output<T>> {
         let handle = scope.rt.spawn_blocking(move || self.run());
         scope.register(handle.abort_handle(), info, true);
         handle
@@ -456,8 +438,9 @@ where
     fn poll_job(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
         if let Some(blocking) = this.blocking.take() {
-            this.scope = Some(blocking.scope().clone());
-            this.running = Some(blocking.spawn(&this.info));
+            let scope = blocking.scope().clone();
+            this.running = Some(blocking.spawn(&scope, &this.info));
+            this.scope = Some(scope);
         }
         let running = this
             .running

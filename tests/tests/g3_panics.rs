@@ -312,7 +312,9 @@ async fn g3_panic_while_dropping_the_cancelled_body_still_joins_children() {
 }
 
 /// A child aborted by the cancel panics in its destructor: that panic is a
-/// child's panic like any other and must not be swallowed.
+/// child's panic like any other and must not be swallowed. The scope
+/// re-raises a panic that says so (the original payload goes to tokio, and
+/// its message to the panic hook when it happens).
 #[tokio::test]
 async fn g3_panic_in_an_aborted_childs_destructor_is_not_swallowed() {
     let caught = AssertUnwindSafe(nursery::scope(|n: Nursery<E>| async move {
@@ -331,7 +333,46 @@ async fn g3_panic_in_an_aborted_childs_destructor_is_not_swallowed() {
         Ok(result) => panic!("the destructor panic was swallowed; the scope returned {result:?}"),
         Err(payload) => payload,
     };
-    assert_eq!(payload.downcast_ref::<&str>(), Some(&"child destructor"));
+    assert_destructor_panic(&*payload);
+}
+
+/// A child that completes, and whose future then panics as it is dropped:
+/// the scope re-raises it too, although the child's own result was a
+/// success.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn g3_panic_in_a_finished_childs_destructor_is_not_swallowed() {
+    /// Ready at once; panics when dropped (the field is there for its
+    /// destructor).
+    struct ReadyThenBomb(#[allow(dead_code)] PanicOnDrop);
+    impl std::future::Future for ReadyThenBomb {
+        type Output = Result<u8, E>;
+        fn poll(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Self::Output> {
+            std::task::Poll::Ready(Ok(7))
+        }
+    }
+    let caught = AssertUnwindSafe(nursery::scope(|n: Nursery<E>| async move {
+        let handle = n.spawn(ReadyThenBomb(PanicOnDrop("finished child destructor")));
+        // The child's value arrives; its destructor's panic is the scope's.
+        Ok(handle.await)
+    }))
+    .catch_unwind()
+    .await;
+    let payload = match caught {
+        Ok(result) => panic!("the destructor panic was swallowed; the scope returned {result:?}"),
+        Err(payload) => payload,
+    };
+    assert_destructor_panic(&*payload);
+}
+
+fn assert_destructor_panic(payload: &(dyn std::any::Any + Send)) {
+    let message = panic_message(payload);
+    assert!(
+        message.contains("panicked in its destructor"),
+        "unexpected payload: {message:?}"
+    );
 }
 
 /// The body closure itself (before its future) may spawn and then panic:
