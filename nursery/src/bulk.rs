@@ -11,11 +11,11 @@ use std::convert::Infallible;
 use std::fmt;
 use std::future::{Future, poll_fn};
 use std::panic::Location;
-use std::pin::{Pin, pin};
+use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use futures_core::Stream;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::mpsc;
 
 use crate::error::Error;
 use crate::nursery::Nursery;
@@ -356,11 +356,16 @@ fn retype<E>(error: Error<Infallible>) -> Error<E> {
 /// Runs `f` on every item of `stream`, at most `limit` at a time, and
 /// yields the results in the order they complete (fan-in).
 ///
-/// Items are pulled from `stream` only when fewer than `limit` calls are in
-/// flight, and a call whose result the consumer has not taken yet still
-/// counts, so a slow consumer slows the whole fan-out down instead of
-/// piling up results. The work runs in a scope inside the one current at
-/// the first poll; dropping the stream cancels it at once (G7).
+/// `limit` worker tasks (fewer if the stream's size hint says so) take
+/// turns pulling the next item from `stream`, call `f` on it and hand the
+/// result to the stream's consumer through a channel that holds `limit`
+/// results: no tokio task is spawned per item, and the workers keep going
+/// while the consumer sleeps, so it is woken once per batch rather than
+/// once per result. A slow consumer slows the fan-out down: a worker
+/// whose result finds the channel full waits, so at most `limit` calls
+/// are in flight and `limit` results wait to be taken. The work runs in a
+/// scope inside the one current at the first poll; dropping the stream
+/// cancels it at once (G7).
 ///
 /// Fail-fast: the first error cancels the rest, and the stream ends with
 /// one `Err` carrying it (and any errors that arrived while cancelling, as
@@ -399,32 +404,29 @@ where
 {
     check_limit("map_unordered", limit);
     let location = Location::caller();
-    let (results_tx, results) = mpsc::channel::<(T, OwnedSemaphorePermit)>(limit);
+    let (results_tx, results) = mpsc::channel::<T>(limit);
+    let workers = match stream.size_hint() {
+        (_, Some(upper)) => limit.min(upper),
+        (_, None) => limit,
+    };
     let body = move |n: Nursery<E>| async move {
-        let permits = Arc::new(Semaphore::new(limit));
-        let mut stream = pin!(stream);
-        loop {
-            // A permit per call in flight, held until the consumer takes its
-            // result: at most `limit` of them.
-            let Ok(permit) = permits.clone().acquire_owned().await else {
-                break;
-            };
-            if crate::check().is_err() {
-                break;
-            }
-            let Some(item) = poll_fn(|cx| stream.as_mut().poll_next(cx)).await else {
-                break;
-            };
-            let call = f(item);
-            let results_tx = results_tx.clone();
+        // One puller at a time: a stream is polled by one task.
+        let stream = Arc::new(tokio::sync::Mutex::new(Box::pin(stream)));
+        let f = Arc::new(f);
+        for _ in 0..workers {
+            let (stream, f, results_tx) = (stream.clone(), f.clone(), results_tx.clone());
             n.spawn_named("map_unordered", async move {
-                // A failed (or panicking) call keeps its permit for good: the
-                // scope is about to be cancelled, and no item may start in
-                // the moment before it hears of the failure.
-                let held = Held(Some(permit));
-                let value = call.await?;
-                if let Some(permit) = held.release() {
-                    let _ = results_tx.send((value, permit)).await;
+                while crate::check().is_ok() {
+                    let item = {
+                        let mut stream = stream.lock().await;
+                        poll_fn(|cx| stream.as_mut().poll_next(cx)).await
+                    };
+                    let Some(item) = item else { break };
+                    let value = f(item).await?;
+                    if results_tx.send(value).await.is_err() {
+                        // The consumer is gone; the scope is being dropped.
+                        break;
+                    }
                 }
                 Ok(())
             });
@@ -442,23 +444,6 @@ where
     }
 }
 
-/// A permit that is forgotten, not returned, unless released on success.
-struct Held(Option<OwnedSemaphorePermit>);
-
-impl Held {
-    fn release(mut self) -> Option<OwnedSemaphorePermit> {
-        self.0.take()
-    }
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        if let Some(permit) = self.0.take() {
-            permit.forget();
-        }
-    }
-}
-
 /// The scope of a [`map_unordered`], boxed so the stream is `Unpin`.
 type BoxScope<E> = Pin<Box<dyn Future<Output = Result<(), Error<E>>> + Send>>;
 
@@ -467,9 +452,8 @@ type BoxScope<E> = Pin<Box<dyn Future<Output = Result<(), Error<E>>> + Send>>;
 #[must_use = "streams do nothing unless polled"]
 pub struct MapUnordered<T, E> {
     scope: Option<BoxScope<E>>,
-    /// Results with their permits, dropped (freeing a slot) as each result
-    /// is taken.
-    results: mpsc::Receiver<(T, OwnedSemaphorePermit)>,
+    /// Results, as the workers finish them.
+    results: mpsc::Receiver<T>,
     /// The scope's error, once it has returned one: yielded last.
     end: Option<Error<E>>,
 }
@@ -489,7 +473,7 @@ impl<T, E> Stream for MapUnordered<T, E> {
             }
         }
         match this.results.poll_recv(cx) {
-            Poll::Ready(Some((value, _permit))) => Poll::Ready(Some(Ok(value))),
+            Poll::Ready(Some(value)) => Poll::Ready(Some(Ok(value))),
             // Every child and the body have dropped their senders, but the
             // scope has not finished its join: it wakes us when it has.
             Poll::Ready(None) if this.scope.is_some() => Poll::Pending,
