@@ -358,12 +358,13 @@ fn retype<E>(error: Error<Infallible>) -> Error<E> {
 ///
 /// `limit` worker tasks (fewer if the stream's size hint says so) take
 /// turns pulling the next item from `stream`, call `f` on it and hand the
-/// result to the stream's consumer through a channel that holds `limit`
-/// results: no tokio task is spawned per item, and the workers keep going
-/// while the consumer sleeps, so it is woken once per batch rather than
-/// once per result. A slow consumer slows the fan-out down: a worker
-/// whose result finds the channel full waits, so at most `limit` calls
-/// are in flight and `limit` results wait to be taken. The work runs in a
+/// result to the stream's consumer through a channel that holds
+/// `max(limit, 32)` results: no tokio task is spawned per item, and the
+/// workers keep going while the consumer sleeps, so it is woken once per
+/// batch rather than once per result. A slow consumer slows the fan-out
+/// down: a worker whose result finds the channel full waits, so at most
+/// `limit` calls are in flight and `max(limit, 32)` results wait to be
+/// taken. The work runs in a
 /// scope inside the one current at the first poll; dropping the stream
 /// cancels it at once (G7).
 ///
@@ -404,7 +405,7 @@ where
 {
     check_limit("map_unordered", limit);
     let location = Location::caller();
-    let (results_tx, results) = mpsc::channel::<T>(limit);
+    let (results_tx, results) = mpsc::channel::<T>(limit.max(RESULTS_BUFFER));
     let workers = match stream.size_hint() {
         (_, Some(upper)) => limit.min(upper),
         (_, None) => limit,
@@ -443,6 +444,11 @@ where
         end: None,
     }
 }
+
+/// The fewest results a [`map_unordered`] holds for its consumer: with a
+/// consumer on another thread, each wake-up of it costs microseconds, and
+/// a buffer of `limit` (2, say) would pay one per couple of results.
+const RESULTS_BUFFER: usize = 32;
 
 /// The scope of a [`map_unordered`], boxed so the stream is `Unpin`.
 type BoxScope<E> = Pin<Box<dyn Future<Output = Result<(), Error<E>>> + Send>>;

@@ -947,14 +947,15 @@ async fn map_unordered_runs_at_most_limit_calls_at_once() {
 }
 
 // The doc of `map_unordered`: "at most `limit` calls are in flight and
-// `limit` results wait to be taken": a slow consumer holds the fan-out
-// back, so items are pulled at most twice the limit ahead of it.
+// `max(limit, 32)` results wait to be taken": a slow consumer holds the
+// fan-out back, so items are pulled at most that far ahead of it.
 #[tokio::test]
-async fn map_unordered_pulls_at_most_twice_limit_items_ahead_of_a_slow_consumer() {
+async fn map_unordered_pulls_a_bounded_number_of_items_ahead_of_a_slow_consumer() {
     const LIMIT: usize = 2;
+    const BUFFER: usize = 32;
     let pulled = Arc::new(AtomicUsize::new(0));
     let counter = pulled.clone();
-    let items = stream::iter(0..20u32).inspect(move |_| {
+    let items = stream::iter(0..200u32).inspect(move |_| {
         counter.fetch_add(1, SeqCst);
     });
     let mut results = nursery::map_unordered(items, LIMIT, |i| async move { Ok::<_, E>(i) });
@@ -968,9 +969,9 @@ async fn map_unordered_pulls_at_most_twice_limit_items_ahead_of_a_slow_consumer(
         // A slow consumer: every call that can finish meanwhile does.
         yield_rounds(5).await;
     }
-    assert_eq!(taken, 20);
+    assert_eq!(taken, 200);
     assert!(
-        most_ahead <= 2 * LIMIT,
+        most_ahead <= LIMIT + BUFFER,
         "{most_ahead} items pulled ahead of the consumer with limit {LIMIT}"
     );
     // The workers did run ahead: results waited for the slow consumer.
