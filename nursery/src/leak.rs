@@ -79,6 +79,10 @@ pub(crate) struct Registry {
     runners: Vec<(AbortHandle, Arc<Current>)>,
     runners_sweep_at: usize,
     aborted: bool,
+    /// Children recorded so far (tasks of their own, blocking ones
+    /// included): what `Nursery::stats` reports as spawned in a scope
+    /// without a limiter. Counted under the lock every spawn takes anyway.
+    pushed: usize,
 }
 
 /// 32 bytes on 64-bit targets: DESIGN.md allows a child 64 bytes of
@@ -118,7 +122,21 @@ impl Registry {
             runners: Vec::new(),
             runners_sweep_at: MIN_SWEEP,
             aborted: false,
+            pushed: 0,
         }
+    }
+
+    /// A registry for a scope that has closed: no entries, the count kept.
+    pub(crate) fn closed(&self) -> Registry {
+        Registry {
+            pushed: self.pushed,
+            ..Registry::new()
+        }
+    }
+
+    /// Children recorded so far.
+    pub(crate) fn pushed(&self) -> usize {
+        self.pushed
     }
 
     /// Records a started child. If the scope has already aborted its
@@ -132,6 +150,7 @@ impl Registry {
             self.entries.retain(|entry| !entry.abort.is_finished());
             self.sweep_at = (self.entries.len() * 2).max(MIN_SWEEP);
         }
+        self.pushed += 1;
         self.entries.push(Entry {
             abort,
             name: info.name.clone(),

@@ -10,6 +10,7 @@ use pin_project_lite::pin_project;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::cause::Who;
 use crate::context;
 use crate::error::{JoinError, Repr, TaskInfo};
 use crate::limit::Job;
@@ -24,16 +25,39 @@ pub(crate) type Output<T> = Result<T, Repr>;
 
 /// A child's unit of its scope's count, released when the child's future
 /// (or blocking closure) has been dropped: it is the last field of the
-/// wrapper, so it drops after the user's future.
+/// wrapper, so it drops after the user's future. It also says who the
+/// child is, for the scope's [`Cause`](crate::Cause) should it fail.
 pub(crate) struct Guard {
     /// `None` only while lent to the current-scope slot during a poll.
     scope: Option<Arc<Scope>>,
+    who: Who,
+    /// The child's `nursery.task` span, a child of its scope's, made at
+    /// spawn time so that it has the right parent whichever thread polls
+    /// the child.
+    #[cfg(feature = "tracing")]
+    span: tracing::Span,
 }
 
 impl Guard {
-    /// Wraps a unit already counted in with `Scope::enter`.
-    pub(crate) fn new(scope: Arc<Scope>) -> Guard {
-        Guard { scope: Some(scope) }
+    /// Wraps a unit already counted in with `Scope::enter`, for the child
+    /// `info`.
+    pub(crate) fn new(scope: Arc<Scope>, info: &TaskInfo) -> Guard {
+        #[cfg(feature = "tracing")]
+        let span = tracing::info_span!(
+            parent: &scope.span,
+            "nursery.task",
+            name = info.name.as_ref().map(|name| name.as_str()),
+            location = %info.location,
+        );
+        Guard {
+            scope: Some(scope),
+            who: Who {
+                name: info.name.clone(),
+                location: info.location,
+            },
+            #[cfg(feature = "tracing")]
+            span,
+        }
     }
 
     pub(crate) fn scope(&self) -> &Arc<Scope> {
@@ -48,22 +72,45 @@ impl Guard {
         match result {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => {
-                self.scope().report_error(Box::new(error), false);
+                #[cfg(feature = "tracing")]
+                crate::observe::child_failed(&self.span, &error, self.scope().display_error);
+                self.scope().report_error(Box::new(error), Some(&self.who));
                 Err(Repr::Failed)
             }
             Err(payload) => {
-                self.scope().report_panic(payload);
+                #[cfg(feature = "tracing")]
+                crate::observe::child_panicked(&self.span, &*payload);
+                self.scope().report_panic(payload, Some(&self.who));
                 Err(Repr::Panicked)
             }
+        }
+    }
+
+    /// Releases the child's unit of the count, once its future is gone.
+    fn release(&mut self) {
+        if let Some(scope) = self.scope.take() {
+            scope.child_exited();
+        }
+    }
+
+    /// The child was dropped before it completed (aborted, or never
+    /// started); `panic` is what its destructor raised, if anything.
+    fn dropped_unfinished(&self, panic: Option<crate::shared::Payload>) {
+        let Some(scope) = &self.scope else { return };
+        match panic {
+            Some(payload) => {
+                #[cfg(feature = "tracing")]
+                crate::observe::child_panicked(&self.span, &*payload);
+                scope.report_panic(payload, Some(&self.who));
+            }
+            None => scope.child_cancelled(),
         }
     }
 }
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        if let Some(scope) = self.scope.take() {
-            scope.child_exited();
-        }
+        self.release();
     }
 }
 
@@ -113,11 +160,16 @@ pin_project! {
     impl<F> PinnedDrop for Child<F> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
-            if let Err(payload) = this.slot.drop_future() {
-                if let Some(scope) = &this.guard.scope {
-                    scope.report_panic(payload);
-                }
+            if matches!(*this.slot, Slot::Dropped) {
+                // Completed (or handed back unstarted by `try_spawn`).
+                return;
             }
+            let dropped = {
+                #[cfg(feature = "tracing")]
+                let _entered = this.guard.span.enter();
+                this.slot.drop_future()
+            };
+            this.guard.dropped_unfinished(dropped.err());
             // The guard drops after this, releasing the unit.
         }
     }
@@ -159,7 +211,10 @@ where
         let SlotProj::Live { future } = slot.as_mut().project() else {
             panic!("nursery: a child polled after it completed");
         };
-        let polled = context::enter(&mut this.guard.scope, || {
+        let guard = this.guard;
+        #[cfg(feature = "tracing")]
+        let _entered = guard.span.enter();
+        let polled = context::enter(&mut guard.scope, || {
             catch_unwind(AssertUnwindSafe(|| future.poll(cx)))
         });
         let result = match polled {
@@ -173,7 +228,14 @@ where
             (result, Ok(())) | (result @ Err(_), Err(_)) => result,
             (Ok(_), Err(payload)) => Err(payload),
         };
-        Poll::Ready(this.guard.settle(result))
+        let output = guard.settle(result);
+        #[cfg(feature = "tracing")]
+        drop(_entered);
+        // The future is gone: its unit goes now, before whoever runs the
+        // child hands the output on, so a caller that has awaited the
+        // handle finds the child ended in `Nursery::stats`.
+        guard.release();
+        Poll::Ready(output)
     }
 }
 
@@ -198,9 +260,8 @@ impl<F> Drop for Blocking<F> {
         // Never started (aborted first): drop the closure, catching a panic
         // from its captures' destructors.
         if let Some(f) = self.f.take() {
-            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| drop(f))) {
-                self.guard.scope().report_panic(payload);
-            }
+            let dropped = catch_unwind(AssertUnwindSafe(|| drop(f)));
+            self.guard.dropped_unfinished(dropped.err());
         }
     }
 }
@@ -225,6 +286,8 @@ impl<F> Blocking<F> {
     {
         let f = self.f.take().expect("a blocking child runs once");
         let token = self.token.clone();
+        #[cfg(feature = "tracing")]
+        let _entered = self.guard.span.enter();
         let result = context::enter(&mut self.guard.scope, || {
             catch_unwind(AssertUnwindSafe(|| f(token)))
         });
@@ -256,7 +319,13 @@ where
 
     fn spawn(self, info: &TaskInfo) -> JoinHandle<Output<T>> {
         let scope = self.scope().clone();
+        #[cfg(not(tokio_unstable))]
         let handle = scope.rt.spawn(self);
+        #[cfg(tokio_unstable)]
+        let handle = tokio::task::Builder::new()
+            .name(&console_name(info))
+            .spawn_on(self, &scope.rt)
+            .expect("nursery: tokio's task builder could not spawn a child");
         scope.register(handle.abort_handle(), info, false);
         handle
     }
@@ -280,7 +349,13 @@ where
 
     fn spawn(self, info: &TaskInfo) -> JoinHandle<Output<T>> {
         let scope = self.scope().clone();
+        #[cfg(not(tokio_unstable))]
         let handle = scope.rt.spawn_blocking(move || self.run());
+        #[cfg(tokio_unstable)]
+        let handle = tokio::task::Builder::new()
+            .name(&console_name(info))
+            .spawn_blocking_on(move || self.run(), &scope.rt)
+            .expect("nursery: tokio's task builder could not spawn a blocking child");
         scope.register(handle.abort_handle(), info, true);
         handle
     }
@@ -293,6 +368,17 @@ where
             info,
             deliver: Deliver::new(cell),
         })
+    }
+}
+
+/// The name a child's tokio task gets under `--cfg tokio_unstable`, for
+/// tokio-console: the child's own name, else where it was spawned (tokio
+/// would show a location inside nursery).
+#[cfg(tokio_unstable)]
+fn console_name(info: &TaskInfo) -> String {
+    match &info.name {
+        Some(name) => name.as_str().to_owned(),
+        None => format!("nursery task at {}", info.location),
     }
 }
 
@@ -510,7 +596,16 @@ impl Runner {
             weight,
             current: current.clone(),
         };
+        #[cfg(not(tokio_unstable))]
         let handle = scope.rt.spawn(runner);
+        #[cfg(tokio_unstable)]
+        let handle = tokio::task::Builder::new()
+            .name(&format!(
+                "nursery runner of scope {}",
+                crate::leak::DisplayName(scope.name.as_ref().map(|name| name.as_str()))
+            ))
+            .spawn_on(runner, &scope.rt)
+            .expect("nursery: tokio's task builder could not spawn a runner");
         scope.register_runner(handle.abort_handle(), current);
     }
 }
