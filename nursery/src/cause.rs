@@ -147,7 +147,10 @@ impl fmt::Display for Cause {
         let task = |f: &mut fmt::Formatter<'_>, task: &Option<Arc<str>>, location, what| match task
         {
             Some(name) => write!(f, "task `{name}` spawned at {location} {what}"),
-            None => write!(f, "a task (or the body) at {location} {what}"),
+            None => write!(
+                f,
+                "an unnamed task (or the scope's body) at {location} {what}"
+            ),
         };
         match self {
             Cause::TimedOut => f.write_str("the deadline passed"),

@@ -111,7 +111,7 @@ pub fn cancelled() -> impl Future<Output = Cause> + Send + 'static {
                 scope.token.cancelled().await;
                 // The token fires after the scope has recorded its cause;
                 // a token cancelled directly reads as an outside cancel.
-                scope.cause().unwrap_or(Cause::Cancelled)
+                scope.cause_once_fired()
             }
             None => std::future::pending().await,
         }
@@ -123,7 +123,10 @@ pub fn cancelled() -> impl Future<Output = Cause> + Send + 'static {
 /// waiting: for code that notices a cancel some other way (a
 /// [`check`] that failed, an aborted operation) and wants to say why.
 ///
-/// Costs one atomic load while the scope runs undisturbed.
+/// Costs one atomic load while the scope runs undisturbed. A token
+/// cancelled directly ([`Nursery::token`](crate::Nursery::token)) shows here
+/// once the scope has noticed it, at its next poll, as for [`check`];
+/// [`Nursery::cancel`](crate::Nursery::cancel) shows at once.
 ///
 /// # Examples
 ///

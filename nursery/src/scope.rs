@@ -835,22 +835,26 @@ impl Scope {
     }
 
     /// Why the scope was cancelled, if it was: see [`crate::cause`]. One
-    /// atomic load while it was not.
+    /// atomic load while it was not. A token cancelled directly counts
+    /// once the scope has noticed it (at its next poll), as for
+    /// [`crate::check`].
     pub(crate) fn cause(&self) -> Option<PublicCause> {
-        if self.core.is_cancelled() {
-            // Written before the flag was set; `Cancelled` only for a
-            // dropped scope, whose core closes without a cause of its own.
-            return Some(lock(&self.why).clone().unwrap_or(PublicCause::Cancelled));
+        if !self.core.is_cancelled() {
+            return None;
         }
-        // The token cancelled directly: the scope learns of it at its next
-        // poll, but the cause is already known.
-        if self.token.is_cancelled() {
-            return Some(match self.inherited_cause() {
+        // Written before the flag was set.
+        Some(lock(&self.why).clone().unwrap_or(PublicCause::Cancelled))
+    }
+
+    /// Why the scope was cancelled, once its token has fired: the recorded
+    /// cause, or, for a token cancelled directly that the scope has not
+    /// noticed yet, what the scope will record.
+    pub(crate) fn cause_once_fired(&self) -> PublicCause {
+        self.cause()
+            .unwrap_or_else(|| match self.inherited_cause() {
                 Cause::TimedOut => PublicCause::TimedOut,
                 _ => PublicCause::Cancelled,
-            });
-        }
-        None
+            })
     }
 
     /// A child was dropped before it completed.
