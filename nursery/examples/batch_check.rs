@@ -15,6 +15,9 @@
 //! 1. **Every URL gets a row.** A child returns each URL's outcome as its
 //!    value, good status or not, so nothing fails the scope; the body awaits
 //!    the handles in input order and prints status (or error) and latency.
+//!    While it runs, a progress bar (indicatif) shows how many are done, how
+//!    many failed and the rate, when stdout is a terminal; otherwise a plain
+//!    line at each quarter of the batch keeps logs and tests readable.
 //!    Each request's timeout is derived from the scope's deadline
 //!    ([`nursery::deadline`]), so a URL that never answers shows up as timed
 //!    out instead of taking the whole table down with `Error::TimedOut`.
@@ -38,11 +41,11 @@
 
 use std::convert::Infallible;
 use std::fmt;
-use std::io;
+use std::io::{self, IsTerminal, Write};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Empty, Full};
@@ -51,6 +54,7 @@ use hyper::header::{HOST, HeaderValue};
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use nursery::{Builder, JoinError, Nursery};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{Instant, sleep, timeout_at};
@@ -128,7 +132,10 @@ async fn report(targets: &[Target], settings: Settings) -> bool {
 
     println!("1. Every URL gets a row; the children return outcomes, not errors:");
     let started = Instant::now();
-    let all_ok = match check_all(targets, settings).await {
+    let progress = Progress::for_stdout(targets.len());
+    let checked = check_all(targets, settings, &progress).await;
+    progress.finish();
+    let all_ok = match checked {
         Ok(outcomes) => {
             print_table(&outcomes, started.elapsed());
             outcomes.iter().all(Result::is_ok)
@@ -163,6 +170,7 @@ type Outcome = Result<Reply, CheckError>;
 async fn check_all(
     targets: &[Target],
     settings: Settings,
+    progress: &Arc<Progress>,
 ) -> Result<Vec<Outcome>, nursery::Error<CheckError>> {
     // The body runs inline, so it may borrow `targets`; children are 'static
     // and get their own copy.
@@ -173,8 +181,11 @@ async fn check_all(
                 .iter()
                 .map(|target| {
                     let target = target.clone();
+                    let progress = progress.clone();
                     n.spawn_named(target.to_string(), async move {
-                        Ok(check(&target, settings).await)
+                        let outcome = check(&target, settings).await;
+                        progress.record(outcome.is_ok());
+                        Ok(outcome)
                     })
                 })
                 .collect();
@@ -562,6 +573,110 @@ impl Args {
     }
 }
 
+// ===== progress =====
+
+/// Live progress of a pass: done out of total, failures and rate.
+///
+/// On a terminal it is a progress bar, cleared when the pass ends (the
+/// table follows). Anywhere else (a pipe, a log file, a test) it is a plain
+/// line each time another quarter of the batch is done, so the output
+/// stays short and readable.
+struct Progress {
+    total: usize,
+    started: Instant,
+    /// Done and failed so far.
+    counts: Mutex<(usize, usize)>,
+    view: View,
+}
+
+enum View {
+    Bar(ProgressBar),
+    Lines(Mutex<Box<dyn Write + Send>>),
+}
+
+impl Progress {
+    /// A bar if stdout is a terminal, plain lines on stdout otherwise.
+    fn for_stdout(total: usize) -> Arc<Progress> {
+        if io::stdout().is_terminal() {
+            let bar =
+                ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stdout());
+            let style =
+                ProgressStyle::with_template("   [{bar:30}] {pos}/{len} done, {msg} ({elapsed})")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> ");
+            bar.set_style(style);
+            bar.set_message("0 failed, 0/s");
+            Progress::new(total, View::Bar(bar))
+        } else {
+            Progress::lines(total, Box::new(io::stdout()))
+        }
+    }
+
+    /// Plain lines to `out`.
+    fn lines(total: usize, out: Box<dyn Write + Send>) -> Arc<Progress> {
+        Progress::new(total, View::Lines(Mutex::new(out)))
+    }
+
+    fn new(total: usize, view: View) -> Arc<Progress> {
+        Arc::new(Progress {
+            total,
+            started: Instant::now(),
+            counts: Mutex::new((0, 0)),
+            view,
+        })
+    }
+
+    /// One more URL checked; `ok` if it passed.
+    fn record(&self, ok: bool) {
+        // Held while writing, so the lines come out in order.
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        counts.0 += 1;
+        counts.1 += usize::from(!ok);
+        let (done, failed) = *counts;
+        match &self.view {
+            View::Bar(bar) => {
+                bar.inc(1);
+                bar.set_message(format!(
+                    "{failed} failed, {:.0}/s",
+                    rate(done, self.started.elapsed())
+                ));
+            }
+            View::Lines(out) => {
+                if crosses_quarter(done, self.total) {
+                    let line = progress_line(done, self.total, failed, self.started.elapsed());
+                    let mut out = out.lock().unwrap_or_else(|e| e.into_inner());
+                    // Progress is a courtesy: a closed pipe must not stop the checks.
+                    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+                }
+            }
+        }
+    }
+
+    /// The pass is over: the bar makes way for the table.
+    fn finish(&self) {
+        if let View::Bar(bar) = &self.view {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// Whether `done` out of `total` is the first count past another quarter
+/// of the batch (every count, for batches of fewer than four).
+fn crosses_quarter(done: usize, total: usize) -> bool {
+    done == total || (done > 0 && done * 4 / total.max(1) > (done - 1) * 4 / total.max(1))
+}
+
+/// `   progress: 10/40 done, 2 failed, 95/s`
+fn progress_line(done: usize, total: usize, failed: usize, elapsed: Duration) -> String {
+    let rate = rate(done, elapsed);
+    format!("   progress: {done}/{total} done, {failed} failed, {rate:.0}/s")
+}
+
+/// URLs checked per second.
+fn rate(done: usize, elapsed: Duration) -> f64 {
+    done as f64 / elapsed.as_secs_f64().max(1e-3)
+}
+
 // ===== output =====
 
 /// Prints every live scope and task, indented, outermost first.
@@ -850,8 +965,9 @@ mod tests {
             timeout: Duration::from_millis(1500),
             request_timeout: Duration::from_secs(600),
         };
+        let progress = Progress::lines(paths.len(), Box::new(io::sink()));
         let outcomes = against_demo_server(&paths, |targets| async move {
-            check_all(&targets, settings).await
+            check_all(&targets, settings, &progress).await
         })
         .await
         .expect("pass one records failures as outcomes; the scope itself succeeds");
@@ -952,6 +1068,87 @@ mod tests {
         );
         // Nothing was cancelled.
         assert_eq!((pass.started, pass.finished), (paths.len(), paths.len()));
+    }
+
+    /// A `Write` whose bytes the test reads back.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn off_a_terminal_progress_is_a_plain_line_per_quarter_of_the_batch() {
+        // 8 URLs, 3 failing: a line at 2, 4, 6 and 8 done, in that order
+        // whatever order the requests finish in.
+        let paths = [
+            "/ok/1",
+            "/fail/500",
+            "/slow/30",
+            "/ok/4",
+            "/fail/404",
+            "/slow/10",
+            "/fail/503",
+            "/ok/8",
+        ];
+        let settings = Settings {
+            limit: 3,
+            timeout: Duration::from_secs(600),
+            request_timeout: Duration::from_secs(600),
+        };
+        let captured = Captured::default();
+        let progress = Progress::lines(paths.len(), Box::new(captured.clone()));
+        let outcomes = against_demo_server(&paths, |targets| async move {
+            check_all(&targets, settings, &progress).await
+        })
+        .await
+        .unwrap();
+        assert_eq!(outcomes.iter().filter(|o| o.is_err()).count(), 3);
+
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        let mut last_failed = 0;
+        for (line, done) in lines.iter().zip([2, 4, 6, 8]) {
+            // No escape codes, no carriage returns: a log line.
+            assert!(
+                line.chars().all(|c| c.is_ascii_graphic() || c == ' '),
+                "{line:?}"
+            );
+            let rest = line
+                .strip_prefix(&format!("   progress: {done}/8 done, "))
+                .unwrap_or_else(|| panic!("{line:?}"));
+            let (failed, rate) = rest.split_once(" failed, ").unwrap();
+            let failed: usize = failed.parse().unwrap();
+            assert!(failed >= last_failed && failed <= 3, "{line:?}");
+            last_failed = failed;
+            let rate = rate.strip_suffix("/s").unwrap();
+            rate.parse::<u64>().unwrap();
+        }
+        assert_eq!(last_failed, 3, "the last line counts every failure");
+    }
+
+    #[test]
+    fn progress_lines_come_at_each_quarter_and_at_the_end() {
+        let at = |total: usize| -> Vec<usize> {
+            (1..=total)
+                .filter(|&done| crosses_quarter(done, total))
+                .collect()
+        };
+        assert_eq!(at(40), [10, 20, 30, 40]);
+        assert_eq!(at(7), [2, 4, 6, 7]);
+        assert_eq!(at(3), [1, 2, 3]);
+        assert_eq!(
+            progress_line(10, 40, 2, Duration::from_millis(500)),
+            "   progress: 10/40 done, 2 failed, 20/s"
+        );
     }
 
     #[test]

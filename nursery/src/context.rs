@@ -10,6 +10,7 @@ use std::future::Future;
 
 use tokio::time::Instant;
 
+use crate::cause::Cause;
 use crate::error::Interrupted;
 use crate::scope::Scope;
 use crate::sync::Arc;
@@ -60,44 +61,92 @@ pub(crate) fn current() -> Option<Arc<Scope>> {
     with_current(|scope| scope.cloned())
 }
 
-/// Waits until the current scope is cancelled: a sibling failed, the
-/// deadline passed, the parent was cancelled or someone called
-/// [`Nursery::cancel`](crate::Nursery::cancel).
+/// Waits until the current scope is cancelled, and says why: a sibling
+/// failed or panicked, the deadline passed, the scope was cancelled from
+/// outside, or someone called [`Nursery::cancel`](crate::Nursery::cancel)
+/// (see [`Cause`]).
 ///
 /// The scope is the one current when `cancelled()` is called: the one that
 /// runs this task or body. Outside any scope the future never completes, as
 /// Go's `context.Background().Done()` never closes.
 ///
+/// A child sees the cancel only if it still runs when the token fires:
+/// without a [`grace`](crate::Builder::grace) period, a failure (or
+/// `n.cancel()`) aborts the running children at once, and they are dropped
+/// where they wait.
+///
 /// # Examples
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-/// let result = nursery::scope(|n| async move {
-///     n.spawn(async {
-///         tokio::select! {
-///             _ = nursery::cancelled() => Ok("stopped cleanly"),
-///             _ = std::future::pending::<()>() => unreachable!(),
-///         }
-///     });
-///     n.cancel();
-///     Ok::<_, ()>("body's result")
-/// })
-/// .await;
-/// assert_eq!(result, Ok("body's result"));
+/// use std::time::Duration;
+/// use nursery::Cause;
+///
+/// let result = nursery::Nursery::builder()
+///     .grace(Duration::from_secs(1))
+///     .scope(|n| async move {
+///         let child = n.spawn(async {
+///             tokio::select! {
+///                 cause = nursery::cancelled() => Ok(cause),
+///                 _ = std::future::pending::<()>() => unreachable!(),
+///             }
+///         });
+///         tokio::task::yield_now().await; // let the child start waiting
+///         n.cancel();
+///         Ok::<_, ()>(child.await.unwrap())
+///     })
+///     .await;
+/// assert_eq!(result, Ok(Cause::Requested));
 /// # }
 /// ```
 ///
 /// # Cancel safety
 ///
 /// Cancel safe: dropping the future loses nothing.
-pub fn cancelled() -> impl Future<Output = ()> + Send + 'static {
-    let token = with_current(|scope| scope.map(|scope| scope.token.clone()));
+pub fn cancelled() -> impl Future<Output = Cause> + Send + 'static {
+    let scope = current();
     async move {
-        match token {
-            Some(token) => token.cancelled_owned().await,
+        match scope {
+            Some(scope) => {
+                scope.token.cancelled().await;
+                // The token fires after the scope has recorded its cause;
+                // a token cancelled directly reads as an outside cancel.
+                scope.cause_once_fired()
+            }
             None => std::future::pending().await,
         }
     }
+}
+
+/// Why the current scope was cancelled, or `None` while it has not been
+/// (and outside any scope). The answer [`cancelled`] resolves to, without
+/// waiting: for code that notices a cancel some other way (a
+/// [`check`] that failed, an aborted operation) and wants to say why.
+///
+/// Costs one atomic load while the scope runs undisturbed. A token
+/// cancelled directly ([`Nursery::token`](crate::Nursery::token)) shows here
+/// once the scope has noticed it, at its next poll, as for [`check`];
+/// [`Nursery::cancel`](crate::Nursery::cancel) shows at once.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use nursery::Cause;
+///
+/// assert_eq!(nursery::cause(), None);
+/// nursery::scope(|n| async move {
+///     assert_eq!(nursery::cause(), None);
+///     n.cancel();
+///     assert_eq!(nursery::cause(), Some(Cause::Requested));
+///     Ok::<_, ()>(())
+/// })
+/// .await
+/// .unwrap();
+/// # }
+/// ```
+pub fn cause() -> Option<Cause> {
+    with_current(|scope| scope.and_then(|scope| scope.cause()))
 }
 
 /// Returns `Err` if the current scope has been cancelled, saying whether

@@ -24,6 +24,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::{AbortHandle, Id};
 
+use crate::cause::Who;
 use crate::error::{Name, TaskInfo};
 use crate::scope::Scope;
 use crate::sync::{Arc, StaticMutex, lock, static_lock};
@@ -79,6 +80,10 @@ pub(crate) struct Registry {
     runners: Vec<(AbortHandle, Arc<Current>)>,
     runners_sweep_at: usize,
     aborted: bool,
+    /// Children recorded so far (tasks of their own, blocking ones
+    /// included): what `Nursery::stats` reports as spawned in a scope
+    /// without a limiter. Counted under the lock every spawn takes anyway.
+    pushed: usize,
 }
 
 /// 32 bytes on 64-bit targets: DESIGN.md allows a child 64 bytes of
@@ -118,7 +123,21 @@ impl Registry {
             runners: Vec::new(),
             runners_sweep_at: MIN_SWEEP,
             aborted: false,
+            pushed: 0,
         }
+    }
+
+    /// A registry for a scope that has closed: no entries, the count kept.
+    pub(crate) fn closed(&self) -> Registry {
+        Registry {
+            pushed: self.pushed,
+            ..Registry::new()
+        }
+    }
+
+    /// Children recorded so far.
+    pub(crate) fn pushed(&self) -> usize {
+        self.pushed
     }
 
     /// Records a started child. If the scope has already aborted its
@@ -148,12 +167,29 @@ impl Registry {
             }
             self.sweep_at = (self.entries.len() * 2).max(MIN_SWEEP);
         }
+        self.pushed += 1;
         self.entries.push(Entry {
             abort,
             name: info.name.clone(),
             location: info.location,
             started: Kind::new(info.started, blocking),
         });
+    }
+
+    /// Who the task `id` is, if it is one of this scope's children (or a
+    /// runner, running one of them).
+    pub(crate) fn who(&self, id: Id) -> Option<Who> {
+        if let Some(entry) = self.entries.iter().find(|entry| entry.abort.id() == id) {
+            return Some(Who {
+                name: entry.name.clone(),
+                location: entry.location,
+            });
+        }
+        let (_, current) = self.runners.iter().find(|(abort, _)| abort.id() == id)?;
+        lock(current).as_ref().map(|info| Who {
+            name: info.name.clone(),
+            location: info.location,
+        })
     }
 
     /// Records a runner task of a limited scope.

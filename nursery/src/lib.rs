@@ -31,28 +31,46 @@
 //! # }
 //! ```
 //!
-//! Inside a child or body, [`cancelled`], [`check`] and [`deadline`] speak
-//! of the current scope, the way Go code asks its `ctx`.
+//! Inside a child or body, [`cancelled`], [`cause`], [`check`] and
+//! [`deadline`] speak of the current scope, the way Go code asks its `ctx`;
+//! [`Nursery::stats`] counts what a scope's children did.
+//!
+//! # Cargo features
+//!
+//! - `tracing` (off by default): every scope runs in a `nursery.scope` span
+//!   and every child in a `nursery.task` span parented to its scope's, so a
+//!   subscriber sees the real tree of scopes and tasks across worker
+//!   threads; events say when a scope is cancelled (and why), a child fails
+//!   or panics, or a leak is found.
+//!
+//! Built with `RUSTFLAGS="--cfg tokio_unstable"`, children are spawned
+//! through tokio's task builder with their names, so tokio-console shows
+//! them by name (see the README).
 
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
 #![forbid(unsafe_code)]
 
 mod bulk;
+mod cause;
 mod context;
 mod error;
 mod leak;
 mod limit;
 mod nursery;
+#[cfg(feature = "tracing")]
+mod observe;
 mod pipeline;
 mod scope;
 mod shared;
+mod stats;
 mod sync;
 mod task;
 pub mod testing;
 
 pub use crate::bulk::{MapUnordered, for_each, map, map_unordered, race};
-pub use crate::context::{cancelled, check, deadline};
+pub use crate::cause::Cause;
+pub use crate::context::{cancelled, cause, check, deadline};
 pub use crate::error::{Error, Interrupted, JoinError, SpawnError};
 pub use crate::leak::{
     Dump, Leak, ScopeSnapshot, ScopeState, TaskSnapshot, TaskState, dump, set_leak_hook,
@@ -60,6 +78,7 @@ pub use crate::leak::{
 pub use crate::nursery::{Nursery, Ready};
 pub use crate::pipeline::Pipeline;
 pub use crate::scope::{Builder, scope};
+pub use crate::stats::Stats;
 pub use crate::task::TaskHandle;
 // `#[nursery(..)]` and `#[nursery::test]`. Their docs are written in
 // `nursery-macros`: a doc comment here would be put in front of them. The

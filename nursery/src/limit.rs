@@ -81,6 +81,10 @@ struct State {
     /// With a rate: the times of the admissions in the current window,
     /// oldest first (at most `rate.starts`).
     recent: VecDeque<u64>,
+    /// Children handed to the limiter so far (started, queued, or refused
+    /// by a closed limiter): what `Nursery::stats` reports as spawned.
+    /// Counted under the lock every spawn takes anyway.
+    spawned: usize,
 }
 
 struct Queued {
@@ -116,6 +120,7 @@ impl Limiter {
                 closed: false,
                 queue: VecDeque::new(),
                 recent: VecDeque::new(),
+                spawned: 0,
             }),
         }
     }
@@ -136,13 +141,16 @@ impl Limiter {
     /// allocation.
     pub fn try_acquire(&self, weight: usize, now: u64) -> bool {
         let mut state = lock(&self.state);
-        state.queue.is_empty() && state.try_take(self, weight, now)
+        let taken = state.queue.is_empty() && state.try_take(self, weight, now);
+        state.spawned += usize::from(taken);
+        taken
     }
 
     /// Queues `job`, unless it can start by now (then it is handed back to
     /// run) or the limiter is closed.
     pub fn admit_or_queue(&self, weight: usize, job: Box<dyn Job>, now: u64) -> Admission {
         let mut state = lock(&self.state);
+        state.spawned += 1;
         if state.closed {
             return Admission::Closed(job);
         }
@@ -211,6 +219,13 @@ impl Limiter {
         }
         state.forget_before(rate, now);
         (state.recent.len() >= rate.starts).then(|| state.recent[0] + rate.per)
+    }
+
+    /// Children handed to the limiter so far, and how many of them wait in
+    /// its queue now.
+    pub fn spawned_and_queued(&self) -> (usize, usize) {
+        let state = lock(&self.state);
+        (state.spawned, state.queue.len())
     }
 
     /// Calls `f` with each queued child, front first, under the lock: `f`

@@ -16,14 +16,20 @@ use tokio::task::AbortHandle;
 use tokio::time::{Instant, Sleep, sleep, sleep_until};
 use tokio_util::sync::CancellationToken;
 
+use crate::cause::{Cause as PublicCause, Who};
 use crate::context;
 use crate::error::{Error, Interrupted, Name, SpawnErrorKind, TaskInfo};
 use crate::leak::{self, DisplayName, Registry, ScopeList, Stamp};
 use crate::limit::{Admission, Rate};
 use crate::nursery::Nursery;
 use crate::shared::{Cancelling, Cause, Core, Outcome, Payload, Refusal};
+use crate::stats::Stats;
 use crate::sync::{Arc, AtomicBool, AtomicUsize, Mutex, Ordering, lock};
 use crate::task::{Current, ResultCell, Runner, Slot, SlotProj, Start, TaskHandle};
+
+/// How many times a failing child looks for its own registry record (see
+/// `Scope::current_child`) before it gives up on naming itself.
+const REGISTRATION_WAIT: usize = 10_000;
 
 /// Opens a scope with the default settings, runs `body` in it, and returns
 /// once the body and every child spawned into the scope have finished.
@@ -140,7 +146,12 @@ pub struct Builder {
     rate: Option<Rate>,
     fail_fast: bool,
     cancel_on: Option<CancellationToken>,
+    display_error: Option<DisplayError>,
 }
+
+/// Formats an error of the type given to [`Builder::trace_errors`], if the
+/// error has that type.
+pub(crate) type DisplayError = fn(&dyn std::any::Any) -> Option<String>;
 
 /// How long children of a dropped scope may take to end before they count
 /// as leaks, unless set.
@@ -158,6 +169,7 @@ impl Builder {
             rate: None,
             fail_fast: true,
             cancel_on: None,
+            display_error: None,
         }
     }
 
@@ -340,6 +352,45 @@ impl Builder {
         self
     }
 
+    /// With the `tracing` feature, puts the `Display` text of the errors
+    /// that children return into their `nursery: task failed` events, for a
+    /// scope whose error type is `E`. Inner scopes inherit it. Without the
+    /// feature it does nothing.
+    ///
+    /// The events always carry the error's type name, and the text of the
+    /// common error types (`String`, `&str`, `std::io::Error`, boxed
+    /// `std::error::Error`s); other types are shown once named here. A
+    /// scope's error type is only `Send + 'static`, and Rust cannot ask
+    /// "is it `Display`?" without a bound on every spawn.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// #[derive(Debug)]
+    /// struct Refused(u16);
+    /// impl std::fmt::Display for Refused {
+    ///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    ///         write!(f, "refused with {}", self.0)
+    ///     }
+    /// }
+    ///
+    /// let result = nursery::Nursery::builder()
+    ///     .trace_errors::<Refused>() // events say "refused with 503"
+    ///     .scope(|n| async move {
+    ///         n.spawn(async { Err::<(), _>(Refused(503)) });
+    ///         Ok(())
+    ///     })
+    ///     .await;
+    /// assert!(result.is_err());
+    /// # }
+    /// ```
+    pub fn trace_errors<E: fmt::Display + 'static>(mut self) -> Builder {
+        self.display_error =
+            Some(|error| error.downcast_ref::<E>().map(|error: &E| error.to_string()));
+        self
+    }
+
     /// Opens the scope with these settings and runs `body` in it; see
     /// [`scope`](crate::scope()) for the guarantees.
     ///
@@ -396,6 +447,7 @@ impl fmt::Debug for Builder {
             .field("rate", &self.rate)
             .field("fail_fast", &self.fail_fast)
             .field("cancel_on", &self.cancel_on.is_some())
+            .field("trace_errors", &self.display_error.is_some())
             .finish()
     }
 }
@@ -436,6 +488,18 @@ pub(crate) struct Scope {
     /// the token, so none of them starts a child after the cancel.
     scopes: Mutex<ScopeList>,
     registry: Mutex<Registry>,
+    /// Why the scope was cancelled, as its tasks see it: written once the
+    /// core has decided (under the core's outcome lock, before the scope
+    /// reads as cancelled anywhere), so a reader that sees the scope
+    /// cancelled finds it. Nothing is written while the scope runs
+    /// undisturbed.
+    why: Mutex<Option<PublicCause>>,
+    /// The scope's `nursery.scope` span: the parent of its children's spans.
+    #[cfg(feature = "tracing")]
+    pub(crate) span: tracing::Span,
+    /// From [`Builder::trace_errors`], or inherited.
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    pub(crate) display_error: Option<DisplayError>,
 }
 
 /// What to do with a child that does not fit under the limit now.
@@ -461,11 +525,22 @@ impl Scope {
         // The inherited deadline needs no timer here: the ancestor that owns
         // it cancels this scope through the token.
         let timed = own.filter(|&own| inherited.is_none_or(|inherited| own < inherited));
+        let deadline = earliest(own, inherited);
+        // Parented to the current span: that of the task (or body) the scope
+        // opens in, so nested scopes show as a tree.
+        #[cfg(feature = "tracing")]
+        let span = tracing::info_span!(
+            "nursery.scope",
+            name = config.name.as_ref().map(Name::as_str),
+            limit = config.limit,
+            deadline = deadline.map(|at| tracing::field::debug(at.into_std())),
+            location = %location,
+        );
         let scope = Scope {
             core: Core::new(config.fail_fast, config.limit, config.rate),
             token,
             rt,
-            deadline: earliest(own, inherited),
+            deadline,
             name: config.name.clone(),
             location,
             opened: Stamp::now(),
@@ -479,12 +554,18 @@ impl Scope {
                 .leak_grace
                 .or(parent.as_ref().map(|parent| parent.leak_grace))
                 .unwrap_or(DEFAULT_LEAK_GRACE),
+            display_error: config
+                .display_error
+                .or(parent.as_ref().and_then(|parent| parent.display_error)),
             key: AtomicUsize::new(usize::MAX),
             dropped: AtomicBool::new(false),
             holds_parent: AtomicBool::new(false),
             parent,
             scopes: Mutex::new(ScopeList::default()),
             registry: Mutex::new(Registry::new()),
+            why: Mutex::new(None),
+            #[cfg(feature = "tracing")]
+            span,
         };
         (scope, timed)
     }
@@ -704,19 +785,121 @@ impl Scope {
 
     // ----- failure and cancellation -----
 
-    pub(crate) fn report_error(&self, error: Payload, from_body: bool) {
-        let cancelling = self.core.report_error(error, from_body);
+    /// Records the error of a child (`child`: reported from the child's
+    /// own tokio task) or of the body.
+    pub(crate) fn report_error(&self, error: Payload, child: bool) {
+        let cancelling = self.core.report_error_with(error, !child, |_| {
+            let who = if child { self.current_child() } else { None };
+            self.set_why(PublicCause::failure(false, who.as_ref(), self.location));
+        });
         self.cancelling(cancelling);
     }
 
-    pub(crate) fn report_panic(&self, payload: Payload) {
-        let cancelling = self.core.report_panic(payload);
+    /// Records the panic of a child (`child`: reported from the child's
+    /// own tokio task) or of the body.
+    pub(crate) fn report_panic(&self, payload: Payload, child: bool) {
+        let cancelling = self.core.report_panic_with(payload, !child, |_| {
+            let who = if child { self.current_child() } else { None };
+            self.set_why(PublicCause::failure(true, who.as_ref(), self.location));
+        });
         self.cancelling(cancelling);
     }
 
+    /// Who the child running on the current tokio task is, from the
+    /// registry: looked up only for the failure that fixes the cause (once
+    /// a scope), so that children need not carry their name and location.
+    /// The registry's lock is taken inside the outcome's, never the other
+    /// way round.
+    ///
+    /// A child on a worker can fail before the thread that spawned it has
+    /// recorded it (it does so right after tokio's `spawn` returns, and a
+    /// spawn from outside the runtime can run at once elsewhere): then
+    /// this waits for the record, yielding the thread, for a bounded time.
+    fn current_child(&self) -> Option<Who> {
+        let id = tokio::task::try_id()?;
+        for _ in 0..REGISTRATION_WAIT {
+            if let Some(who) = lock(&self.registry).who(id) {
+                return Some(who);
+            }
+            std::thread::yield_now();
+        }
+        None
+    }
+
+    /// Cancels the scope for `cause`: a deadline, an outside cancel, a
+    /// request or a drop (not a failure, which is reported).
     pub(crate) fn cancel(&self, cause: Cause) {
-        let cancelling = self.core.cancel(cause);
+        let public = match cause {
+            Cause::TimedOut => PublicCause::TimedOut,
+            Cause::Requested => PublicCause::Requested,
+            _ => PublicCause::Cancelled,
+        };
+        self.cancel_as(cause, public);
+    }
+
+    /// Cancels the scope because the scope around it was cancelled (or its
+    /// token fired): it reads as the outer scope's cause, unless its own
+    /// effective deadline has passed.
+    fn cancel_from_parent(&self) {
+        let cause = self.inherited_cause();
+        let public = match cause {
+            Cause::TimedOut => PublicCause::TimedOut,
+            _ => self
+                .parent
+                .as_ref()
+                .and_then(|parent| parent.cause())
+                .unwrap_or(PublicCause::Cancelled),
+        };
+        self.cancel_as(cause, public);
+    }
+
+    fn cancel_as(&self, cause: Cause, public: PublicCause) {
+        let cancelling = self.core.cancel_with(cause, |_| self.set_why(public));
         self.cancelling(cancelling);
+    }
+
+    /// Called by the core under its outcome lock: takes no other lock.
+    fn set_why(&self, why: PublicCause) {
+        *lock(&self.why) = Some(why);
+    }
+
+    /// Why the scope was cancelled, if it was: see [`crate::cause`]. One
+    /// atomic load while it was not. A token cancelled directly counts
+    /// once the scope has noticed it (at its next poll), as for
+    /// [`crate::check`].
+    pub(crate) fn cause(&self) -> Option<PublicCause> {
+        if !self.core.is_cancelled() {
+            return None;
+        }
+        // Written before the flag was set.
+        Some(lock(&self.why).clone().unwrap_or(PublicCause::Cancelled))
+    }
+
+    /// Why the scope was cancelled, once its token has fired: the recorded
+    /// cause, or, for a token cancelled directly that the scope has not
+    /// noticed yet, what the scope will record.
+    pub(crate) fn cause_once_fired(&self) -> PublicCause {
+        self.cause()
+            .unwrap_or_else(|| match self.inherited_cause() {
+                Cause::TimedOut => PublicCause::TimedOut,
+                _ => PublicCause::Cancelled,
+            })
+    }
+
+    /// A child completed successfully.
+    pub(crate) fn child_succeeded(&self) {
+        self.core.child_succeeded();
+    }
+
+    /// What [`Nursery::stats`] reports.
+    pub(crate) fn stats(&self) -> Stats {
+        let counts = self.core.counts();
+        let live = self.core.live();
+        let (spawned, queued) = match self.core.limiter() {
+            Some(limiter) => limiter.spawned_and_queued(),
+            None => (lock(&self.registry).pushed(), 0),
+        };
+        Stats::new(spawned, queued, live, counts)
     }
 
     /// A cancel was just decided, here or in a child's thread. The queued
@@ -732,11 +915,25 @@ impl Scope {
             if self.grace.is_zero() {
                 self.abort_all();
             }
-            for inner in lock(&self.scopes).open() {
-                inner.cancel(inner.inherited_cause());
+            #[cfg(feature = "tracing")]
+            if let Some(why) = &*lock(&self.why) {
+                tracing::info!(parent: &self.span, cause = %why, "nursery: scope cancelled");
             }
-            self.token.cancel();
+            self.fire();
         }
+    }
+
+    /// Cancels the open inner scopes (their cores, recursively), then fires
+    /// the token. Whoever fires the token first, the thread that decided
+    /// the cancel or the scope future that noticed it, goes through here,
+    /// so a task that sees a token fire finds its scope cancelled, with its
+    /// cause. Idempotent.
+    fn fire(&self) {
+        let inner = lock(&self.scopes).open();
+        for inner in inner {
+            inner.cancel_from_parent();
+        }
+        self.token.cancel();
     }
 
     /// How a cancel that comes from an enclosing scope reads here: a
@@ -755,7 +952,7 @@ impl Scope {
         // A cancel decided before the insert did not see the inner scope:
         // pass it on now. (One decided after it does see it.)
         if self.core.is_cancelled() {
-            inner.cancel(inner.inherited_cause());
+            inner.cancel_from_parent();
         }
         key
     }
@@ -785,7 +982,9 @@ impl Scope {
     /// everything at once, and make the parent wait for the children that
     /// are still being torn down (G1 is transitive). Never blocks.
     fn abandon(&self) {
-        let cancelling = self.core.cancel(Cause::Dropped);
+        let cancelling = self
+            .core
+            .cancel_with(Cause::Dropped, |_| self.set_why(PublicCause::Cancelled));
         // Abort before the token fires, so that no child is woken into its
         // cancellation path by a token it will never get to act on.
         self.abort_tree();
@@ -809,7 +1008,11 @@ impl Scope {
     /// The join is complete: every child has ended, so their bookkeeping
     /// can go now rather than when the last `Nursery` clone is dropped.
     fn closed(&self) {
-        let registry = std::mem::replace(&mut *lock(&self.registry), Registry::new());
+        let registry = {
+            let mut registry = lock(&self.registry);
+            let closed = registry.closed();
+            std::mem::replace(&mut *registry, closed)
+        };
         drop(registry);
     }
 
@@ -863,7 +1066,7 @@ fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
 /// panic: the scope joins, then re-raises it (G1, G3).
 fn drop_body<Fut>(body: std::pin::Pin<&mut Slot<Fut>>, scope: &Scope) {
     if let Err(payload) = body.drop_future() {
-        scope.report_panic(payload);
+        scope.report_panic(payload, false);
     }
 }
 
@@ -916,15 +1119,19 @@ where
     // The body closure runs in the scope too: a panic there (after it has
     // spawned children, say) is the body's panic, re-raised after the join.
     let mut lent = Some(scope.clone());
-    let made = context::enter(&mut lent, || {
-        catch_unwind(AssertUnwindSafe(|| body(Nursery::new(scope.clone()))))
-    });
+    let made = {
+        #[cfg(feature = "tracing")]
+        let _entered = scope.span.enter();
+        context::enter(&mut lent, || {
+            catch_unwind(AssertUnwindSafe(|| body(Nursery::new(scope.clone()))))
+        })
+    };
     // Declared after `open`: dropped before it, so an unfinished body (and
     // any inner scope in it) is torn down before this scope is abandoned.
     let mut body = pin!(match made {
         Ok(future) => Slot::Live { future },
         Err(payload) => {
-            scope.report_panic(payload);
+            scope.report_panic(payload, false);
             Slot::Dropped
         }
     });
@@ -942,6 +1149,10 @@ where
     let mut value = None;
 
     poll_fn(|cx| {
+        // The body, and whatever the scope does on its behalf, runs in the
+        // scope's span.
+        #[cfg(feature = "tracing")]
+        let _entered = scope.span.enter();
         scope.core.register(cx.waker());
 
         if poll_once(deadline_timer.as_mut(), cx) {
@@ -958,7 +1169,7 @@ where
         // cancels the token has its scope cancelled before any child it
         // spawned meanwhile gets to run on this thread.
         if !scope.core.is_cancelled() && token_cancelled.as_mut().poll(cx).is_ready() {
-            scope.cancel(scope.inherited_cause());
+            scope.cancel_from_parent();
         }
 
         let mut body_yielded = false;
@@ -967,7 +1178,7 @@ where
                 if !cancel_seen {
                     cancel_seen = true;
                     // Usually done already by whoever cancelled; idempotent.
-                    scope.token.cancel();
+                    scope.fire();
                     drop(scope.core.close_queue());
                     if grace.is_zero() {
                         scope.abort_all();
@@ -991,7 +1202,7 @@ where
             match polled {
                 Ok(Poll::Pending) => {
                     if !scope.core.is_cancelled() && scope.token.is_cancelled() {
-                        scope.cancel(scope.inherited_cause());
+                        scope.cancel_from_parent();
                     }
                     if cancel_seen || !scope.core.is_cancelled() {
                         break;
@@ -1005,11 +1216,11 @@ where
                 }
                 Ok(Poll::Ready(Err(error))) => {
                     drop_body(body.as_mut(), &scope);
-                    scope.report_error(Box::new(error), true);
+                    scope.report_error(Box::new(error), false);
                 }
                 Err(payload) => {
                     drop_body(body.as_mut(), &scope);
-                    scope.report_panic(payload);
+                    scope.report_panic(payload, false);
                 }
             }
             // The body's result (or the body, on its way) may have cancelled

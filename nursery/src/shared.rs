@@ -80,6 +80,18 @@ pub struct Outcome {
     pub later_panics: usize,
 }
 
+/// How the scope's children ended, as far as the outcome path sees it:
+/// kept beside the [`Outcome`] under its lock, which a failure takes anyway.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Children that returned an error.
+    pub failed: usize,
+    /// Children that panicked.
+    pub panicked: usize,
+    /// Children that completed successfully.
+    pub succeeded: usize,
+}
+
 /// Why [`Core::enter`] refused a child.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Refusal {
@@ -116,12 +128,18 @@ pub enum Cancelling {
 ///   exactly one caller observes the flag at zero and releases the parent.
 /// - `cause`, once set, changes only from `Requested` to an interrupting
 ///   cause; `CANCELLED` is set whenever `cause` is.
+#[repr(C)]
 pub struct Core {
     state: AtomicUsize,
+    /// Children that completed successfully. Beside `state` (`repr(C)`),
+    /// so the one increment of a successful child hits the cache line its
+    /// `exit` writes next anyway; the spawn path never touches it.
+    /// (Cancelled children are the rest, derived.)
+    succeeded: AtomicUsize,
     fail_fast: bool,
     limit: Option<Limiter>,
     waker: Mutex<Option<Waker>>,
-    outcome: Mutex<Outcome>,
+    outcome: Mutex<(Outcome, Counts)>,
 }
 
 // ===== impl Core =====
@@ -134,10 +152,11 @@ impl Core {
             .then(|| Limiter::new(limit.unwrap_or(usize::MAX), rate));
         Core {
             state: AtomicUsize::new(ONE),
+            succeeded: AtomicUsize::new(0),
             fail_fast,
             limit: limiter,
             waker: Mutex::new(None),
-            outcome: Mutex::new(Outcome::default()),
+            outcome: Mutex::new((Outcome::default(), Counts::default())),
         }
     }
 
@@ -273,13 +292,38 @@ impl Core {
 
     /// What fixed the outcome so far.
     pub fn cause(&self) -> Option<Cause> {
-        lock(&self.outcome).cause
+        lock(&self.outcome).0.cause
+    }
+
+    /// How the children ended so far.
+    pub fn counts(&self) -> Counts {
+        let mut counts = lock(&self.outcome).1;
+        // Relaxed: a statistic; the caller orders it against the count
+        // (`live`) itself, and a child bumps it before its `exit`.
+        counts.succeeded = self.succeeded.load(Ordering::Relaxed);
+        counts
+    }
+
+    /// A child completed successfully. Called before its `exit`.
+    pub fn child_succeeded(&self) {
+        // Relaxed: only counted; `exit`'s release publishes it to whoever
+        // observes the child gone.
+        self.succeeded.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Cancels the scope with `cause`, per the outcome rule.
+    /// (What the loom models call; the scope passes a hook.)
+    #[cfg(nursery_loom)]
     pub fn cancel(&self, cause: Cause) -> Cancelling {
+        self.cancel_with(cause, |_| {})
+    }
+
+    /// [`Core::cancel`], calling `fixed` with the cause if this call fixes
+    /// it, under the outcome lock and before any other thread can see the
+    /// scope cancelled: the scope records who caused it there.
+    pub fn cancel_with(&self, cause: Cause, fixed: impl FnOnce(Cause)) -> Cancelling {
         let mut outcome = lock(&self.outcome);
-        let fixes = match outcome.cause {
+        let fixes = match outcome.0.cause {
             None => true,
             Some(Cause::Requested) => cause.interrupts_body(),
             Some(_) => false,
@@ -287,20 +331,38 @@ impl Core {
         if !fixes {
             return Cancelling::No;
         }
-        outcome.cause = Some(cause);
+        outcome.0.cause = Some(cause);
+        fixed(cause);
         drop(outcome);
         self.mark_cancelled();
         Cancelling::Now
     }
 
     /// Records an error from a child (or, with `from_body`, from the body).
+    /// (What the loom models call; the scope passes a hook.)
+    #[cfg(nursery_loom)]
     pub fn report_error(&self, error: Payload, from_body: bool) -> Cancelling {
-        let mut outcome = lock(&self.outcome);
+        self.report_error_with(error, from_body, |_| {})
+    }
+
+    /// [`Core::report_error`], calling `fixed` as [`Core::cancel_with`] does.
+    pub fn report_error_with(
+        &self,
+        error: Payload,
+        from_body: bool,
+        fixed: impl FnOnce(Cause),
+    ) -> Cancelling {
+        let mut guard = lock(&self.outcome);
+        let (outcome, counts) = &mut *guard;
+        if !from_body {
+            counts.failed += 1;
+        }
         let keep = match outcome.cause {
             None if self.fail_fast => {
                 outcome.cause = Some(Cause::Failed);
                 outcome.errors.push(error);
-                drop(outcome);
+                fixed(Cause::Failed);
+                drop(guard);
                 self.mark_cancelled();
                 return Cancelling::Now;
             }
@@ -321,15 +383,32 @@ impl Core {
             outcome.errors.push(error);
         } else {
             // Drop the user's error outside the lock.
-            drop(outcome);
+            drop(guard);
             drop(error);
         }
         Cancelling::No
     }
 
-    /// Records a panic from a child or the body. A panic always cancels.
+    /// Records a panic from a child. A panic always cancels.
+    /// (What the loom models call; the scope passes a hook.)
+    #[cfg(nursery_loom)]
     pub fn report_panic(&self, payload: Payload) -> Cancelling {
-        let mut outcome = lock(&self.outcome);
+        self.report_panic_with(payload, false, |_| {})
+    }
+
+    /// Records a panic from a child (or, with `from_body`, from the body),
+    /// calling `fixed` as [`Core::cancel_with`] does.
+    pub fn report_panic_with(
+        &self,
+        payload: Payload,
+        from_body: bool,
+        fixed: impl FnOnce(Cause),
+    ) -> Cancelling {
+        let mut guard = lock(&self.outcome);
+        let (outcome, counts) = &mut *guard;
+        if !from_body {
+            counts.panicked += 1;
+        }
         let extra = if outcome.panic.is_none() {
             outcome.panic = Some(payload);
             None
@@ -340,8 +419,9 @@ impl Core {
         let cancels = matches!(outcome.cause, None | Some(Cause::Requested));
         if cancels {
             outcome.cause = Some(Cause::Panicked);
+            fixed(Cause::Panicked);
         }
-        drop(outcome);
+        drop(guard);
         drop(extra);
         if cancels {
             self.mark_cancelled();
@@ -354,8 +434,9 @@ impl Core {
     }
 
     /// Takes the outcome; called once, after the join.
+    /// The counts stay.
     pub fn take_outcome(&self) -> Outcome {
-        std::mem::take(&mut *lock(&self.outcome))
+        std::mem::take(&mut lock(&self.outcome).0)
     }
 
     /// Drains the limit queue for good (on cancel): the jobs are returned to

@@ -25,15 +25,37 @@ pub(crate) type Output<T> = Result<T, Repr>;
 /// A child's unit of its scope's count, released when the child's future
 /// (or blocking closure) has been dropped: it is the last field of the
 /// wrapper, so it drops after the user's future.
+///
+/// One pointer (plus the span with the `tracing` feature): who the child
+/// is, for the scope's [`Cause`](crate::Cause) should it fail, is looked
+/// up in the scope's registry by tokio task id on the first failure only.
 pub(crate) struct Guard {
     /// `None` only while lent to the current-scope slot during a poll.
     scope: Option<Arc<Scope>>,
+    /// The child's `nursery.task` span, a child of its scope's, made at
+    /// spawn time so that it has the right parent whichever thread polls
+    /// the child.
+    #[cfg(feature = "tracing")]
+    span: tracing::Span,
 }
 
 impl Guard {
-    /// Wraps a unit already counted in with `Scope::enter`.
-    pub(crate) fn new(scope: Arc<Scope>) -> Guard {
-        Guard { scope: Some(scope) }
+    /// Wraps a unit already counted in with `Scope::enter`, for the child
+    /// `info`.
+    #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
+    pub(crate) fn new(scope: Arc<Scope>, info: &TaskInfo) -> Guard {
+        #[cfg(feature = "tracing")]
+        let span = tracing::info_span!(
+            parent: &scope.span,
+            "nursery.task",
+            name = info.name.as_ref().map(|name| name.as_str()),
+            location = %info.location,
+        );
+        Guard {
+            scope: Some(scope),
+            #[cfg(feature = "tracing")]
+            span,
+        }
     }
 
     pub(crate) fn scope(&self) -> &Arc<Scope> {
@@ -46,16 +68,31 @@ impl Guard {
     /// task's output.
     fn settle<T, E: Send + 'static>(&self, result: std::thread::Result<Result<T, E>>) -> Output<T> {
         match result {
-            Ok(Ok(value)) => Ok(value),
+            Ok(Ok(value)) => {
+                self.scope().child_succeeded();
+                Ok(value)
+            }
             Ok(Err(error)) => {
-                self.scope().report_error(Box::new(error), false);
+                #[cfg(feature = "tracing")]
+                crate::observe::child_failed(&self.span, &error, self.scope().display_error);
+                self.scope().report_error(Box::new(error), true);
                 Err(Repr::Failed)
             }
             Err(payload) => {
-                self.scope().report_panic(payload);
+                #[cfg(feature = "tracing")]
+                crate::observe::child_panicked(&self.span, &*payload);
+                self.scope().report_panic(payload, true);
                 Err(Repr::Panicked)
             }
         }
+    }
+
+    /// A blocking child's closure was dropped unstarted, and its
+    /// destructor panicked.
+    fn destructor_panicked(&self, payload: crate::shared::Payload) {
+        #[cfg(feature = "tracing")]
+        crate::observe::child_panicked(&self.span, &*payload);
+        self.scope().report_panic(payload, true);
     }
 }
 
@@ -65,11 +102,13 @@ impl Drop for Guard {
     /// this runs during the unwinding, and the scope learns of the panic
     /// here (G3) before the unit goes, so it cannot finish without it. The
     /// payload itself stays with whoever catches the unwinding (tokio: the
-    /// task's `JoinHandle`); the scope re-raises a [`DestructorPanic`].
+    /// task's `JoinHandle`); the scope re-raises [`DESTRUCTOR_PANIC`].
     fn drop(&mut self) {
         if let Some(scope) = self.scope.take() {
             if std::thread::panicking() {
-                scope.report_panic(Box::new(DESTRUCTOR_PANIC));
+                #[cfg(feature = "tracing")]
+                crate::observe::child_panicked(&self.span, &DESTRUCTOR_PANIC);
+                scope.report_panic(Box::new(DESTRUCTOR_PANIC), true);
             }
             scope.child_exited();
         }
@@ -147,7 +186,10 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Output<T>> {
         let this = self.project();
         let future = this.future;
-        let polled = context::enter(&mut this.guard.scope, || {
+        let guard = this.guard;
+        #[cfg(feature = "tracing")]
+        let _entered = guard.span.enter();
+        let polled = context::enter(&mut guard.scope, || {
             catch_unwind(AssertUnwindSafe(|| future.poll(cx)))
         });
         let result = match polled {
@@ -155,7 +197,7 @@ where
             Ok(Poll::Ready(result)) => Ok(result),
             Err(payload) => Err(payload),
         };
-        Poll::Ready(this.guard.settle(result))
+        Poll::Ready(guard.settle(result))
     }
 }
 
@@ -181,7 +223,7 @@ impl<F> Drop for Blocking<F> {
         // from its captures' destructors.
         if let Some(f) = self.f.take() {
             if let Err(payload) = catch_unwind(AssertUnwindSafe(|| drop(f))) {
-                self.guard.scope().report_panic(payload);
+                self.guard.destructor_panicked(payload);
             }
         }
     }
@@ -207,6 +249,8 @@ impl<F> Blocking<F> {
     {
         let f = self.f.take().expect("a blocking child runs once");
         let token = self.token.clone();
+        #[cfg(feature = "tracing")]
+        let _entered = self.guard.span.enter();
         let result = context::enter(&mut self.guard.scope, || {
             catch_unwind(AssertUnwindSafe(|| f(token)))
         });
@@ -239,14 +283,20 @@ where
     type Value = T;
 
     fn spawn(self, scope: &Arc<Scope>, info: &TaskInfo) -> JoinHandle<Output<T>> {
+        #[cfg(not(tokio_unstable))]
         let handle = scope.rt.spawn(self);
+        #[cfg(tokio_unstable)]
+        let handle = tokio::task::Builder::new()
+            .name(&console_name(info))
+            .spawn_on(self, &scope.rt)
+            .expect("nursery: tokio's task builder could not spawn a child");
         scope.register(handle.abort_handle(), info, false);
         handle
     }
 
     fn into_job(self, cell: Arc<ResultCell<T>>, info: TaskInfo) -> Box<dyn Job> {
         Box::new(AsyncJob {
-            child: self,
+            child: Slot::Live { future: self },
             info,
             deliver: Deliver::new(cell),
         })
@@ -262,7 +312,13 @@ where
     type Value = T;
 
     fn spawn(self, scope: &Arc<Scope>, info: &TaskInfo) -> JoinHandle<Output<T>> {
+        #[cfg(not(tokio_unstable))]
         let handle = scope.rt.spawn_blocking(move || self.run());
+        #[cfg(tokio_unstable)]
+        let handle = tokio::task::Builder::new()
+            .name(&console_name(info))
+            .spawn_blocking_on(move || self.run(), &scope.rt)
+            .expect("nursery: tokio's task builder could not spawn a blocking child");
         scope.register(handle.abort_handle(), info, true);
         handle
     }
@@ -275,6 +331,17 @@ where
             info,
             deliver: Deliver::new(cell),
         })
+    }
+}
+
+/// The name a child's tokio task gets under `--cfg tokio_unstable`, for
+/// tokio-console: the child's own name, else where it was spawned (tokio
+/// would show a location inside nursery).
+#[cfg(tokio_unstable)]
+fn console_name(info: &TaskInfo) -> String {
+    match &info.name {
+        Some(name) => name.as_str().to_owned(),
+        None => format!("nursery task at {}", info.location),
     }
 }
 
@@ -375,8 +442,11 @@ impl<T> Drop for Deliver<T> {
 pin_project! {
     /// An async child run by a runner.
     struct AsyncJob<F, T> {
+        // Emptied once the child completes, so that its unit of the count
+        // is released before its output is delivered: a caller that has
+        // awaited the handle finds the child ended in `Nursery::stats`.
         #[pin]
-        child: Child<F>,
+        child: Slot<Child<F>>,
         info: TaskInfo,
         // Last: reports `Cancelled` after the child has been dropped.
         deliver: Deliver<T>,
@@ -390,13 +460,23 @@ where
     E: Send + 'static,
 {
     fn start(self: Box<Self>, weight: usize) {
-        let scope = self.child.scope().clone();
+        let scope = match &self.child {
+            Slot::Live { future: child } => child.scope().clone(),
+            Slot::Dropped => unreachable!("a job is started before it runs"),
+        };
         Runner::spawn(&scope, Box::into_pin(self), weight);
     }
 
     fn poll_job(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.project();
-        let output = ready!(this.child.poll(cx));
+        let mut slot = this.child;
+        let SlotProj::Live { future: child } = slot.as_mut().project() else {
+            panic!("nursery: a job polled after it completed");
+        };
+        let output = ready!(child.poll(cx));
+        // A panic from the future's destructor was reported to the scope by
+        // the child's guard, during the unwinding caught here.
+        let _ = slot.drop_future();
         this.deliver.output(output);
         Poll::Ready(())
     }
@@ -493,7 +573,16 @@ impl Runner {
             weight,
             current: current.clone(),
         };
+        #[cfg(not(tokio_unstable))]
         let handle = scope.rt.spawn(runner);
+        #[cfg(tokio_unstable)]
+        let handle = tokio::task::Builder::new()
+            .name(&format!(
+                "nursery runner of scope {}",
+                crate::leak::DisplayName(scope.name.as_ref().map(|name| name.as_str()))
+            ))
+            .spawn_on(runner, &scope.rt)
+            .expect("nursery: tokio's task builder could not spawn a runner");
         scope.register_runner(handle.abort_handle(), current);
     }
 }
