@@ -259,3 +259,24 @@ async fn an_inner_scope_past_its_deadline_reads_as_timed_out() {
     assert_eq!(result, Err(nursery::Error::TimedOut));
     assert_eq!(seen(inner_rx.await.unwrap()).await, Cause::TimedOut);
 }
+
+/// A child spawned from outside the runtime's workers (the test body runs in
+/// `block_on`) can start on a worker and fail before its spawner has
+/// recorded it: the cause must still name it, every time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_that_fails_at_once_is_still_named_in_the_cause() {
+    for round in 0..200 {
+        let (tx, rx) = oneshot::channel();
+        let result = Nursery::builder()
+            .grace(GRACE)
+            .scope(|n: Nursery<String>| async move {
+                let _ = tx.send(watch(&n));
+                n.spawn_named("quick", async { Err::<(), _>("at once".to_string()) });
+                Ok(())
+            })
+            .await;
+        assert!(matches!(result, Err(nursery::Error::Failed { .. })));
+        let cause = seen(rx.await.unwrap()).await;
+        assert_eq!(cause.task(), Some("quick"), "round {round}: {cause:?}");
+    }
+}
