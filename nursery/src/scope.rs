@@ -429,6 +429,9 @@ pub(crate) struct Scope {
     /// When dropped, it took a unit of its parent's count (G1 transitive),
     /// released when its last child ends.
     holds_parent: AtomicBool,
+    /// [`Scope::abort_tree`] has gone through this scope and everything
+    /// open below it: nobody needs to again.
+    tree_aborted: AtomicBool,
     /// The scope that was current when this one opened.
     parent: Option<Arc<Scope>>,
     /// The scopes open inside this one (in its body or its children): a
@@ -482,6 +485,7 @@ impl Scope {
             key: AtomicUsize::new(usize::MAX),
             dropped: AtomicBool::new(false),
             holds_parent: AtomicBool::new(false),
+            tree_aborted: AtomicBool::new(false),
             parent,
             scopes: Mutex::new(ScopeList::default()),
             registry: Mutex::new(Registry::new()),
@@ -728,15 +732,50 @@ impl Scope {
     /// With a grace period the scope future aborts when it ends.
     fn cancelling(&self, cancelling: Cancelling) {
         if cancelling == Cancelling::Now {
-            drop(self.core.close_queue());
-            if self.grace.is_zero() {
-                self.abort_all();
-            }
-            for inner in lock(&self.scopes).open() {
-                inner.cancel(inner.inherited_cause());
-            }
-            self.token.cancel();
+            self.stop_children();
+            self.fire_token();
         }
+    }
+
+    /// Drops the queued children unstarted and, without a grace period,
+    /// aborts the running ones.
+    fn stop_children(&self) {
+        drop(self.core.close_queue());
+        if self.grace.is_zero() {
+            self.abort_all();
+        }
+    }
+
+    /// Cancels every scope open below this one (their cores, to any depth),
+    /// then fires the token, which fires theirs.
+    ///
+    /// # Invariants
+    ///
+    /// A token fires only once the cores of every scope below it are
+    /// cancelled, whichever thread fires it: the one that decided the
+    /// cancel, the scope future that saw it decided, or the one that
+    /// decided a cancel further up. A child woken by a token therefore finds
+    /// its own scope cancelled. So the walk may skip a scope whose token has
+    /// fired (its subtree is done), but not one that is merely cancelled:
+    /// another thread may still be walking below it. An inner scope that
+    /// opens after the walk sees its parent cancelled when it registers.
+    ///
+    /// A loop over a list of scopes still to visit, not a recursion: a
+    /// deep nest of scopes costs no stack. Each list is copied out of its
+    /// lock before anything is cancelled: cancelling a scope may end a
+    /// dropped one, which takes its parent's lock to leave the list.
+    fn fire_token(&self) {
+        let mut below = lock(&self.scopes).open();
+        while let Some(inner) = below.pop() {
+            if inner.core.cancel(inner.inherited_cause()) == Cancelling::Now {
+                inner.stop_children();
+            }
+            if !inner.token.is_cancelled() {
+                below.extend(lock(&inner.scopes).open());
+            }
+        }
+        // tokio-util cancels a token's descendants in a loop as well.
+        self.token.cancel();
     }
 
     /// How a cancel that comes from an enclosing scope reads here: a
@@ -773,12 +812,31 @@ impl Scope {
     /// and in every scope open inside it: they are all about to be dropped
     /// with the scope (G7). The queue is closed first, so that an aborted
     /// child's slot goes to nobody.
+    ///
+    /// Each scope is gone through once: in a deep nest of dropped scopes
+    /// each one's drop would otherwise go through all of those below it
+    /// again, quadratic in the depth. A loop, not a recursion, as in
+    /// [`Scope::fire_token`].
     fn abort_tree(&self) {
+        let mut pending = match self.abort_own() {
+            true => lock(&self.scopes).open(),
+            false => return,
+        };
+        while let Some(inner) = pending.pop() {
+            if inner.abort_own() {
+                pending.extend(lock(&inner.scopes).open());
+            }
+        }
+    }
+
+    /// `abort_tree`'s work on this scope alone, unless done already.
+    fn abort_own(&self) -> bool {
+        if self.tree_aborted.swap(true, Ordering::AcqRel) {
+            return false;
+        }
         drop(self.core.close_queue());
         self.abort_all();
-        for inner in lock(&self.scopes).open() {
-            inner.abort_tree();
-        }
+        true
     }
 
     /// The scope future was dropped before finishing (G7): cancel and abort
@@ -966,14 +1024,16 @@ where
             if scope.core.is_cancelled() {
                 if !cancel_seen {
                     cancel_seen = true;
-                    // Usually done already by whoever cancelled; idempotent.
-                    scope.token.cancel();
+                    // Usually done already by whoever cancelled, maybe
+                    // still under way on another thread; idempotent, and
+                    // in the same order.
                     drop(scope.core.close_queue());
                     if grace.is_zero() {
                         scope.abort_all();
                     } else {
                         grace_timer.set(Some(sleep(grace)));
                     }
+                    scope.fire_token();
                 }
                 if scope.core.cause().is_some_and(Cause::interrupts_body) {
                     drop_body(body.as_mut(), &scope);
