@@ -669,11 +669,21 @@ impl Scope {
         }
     }
 
-    /// The last child of a dropped scope has ended: release the parent it
-    /// held and leave the tree.
+    /// The last child of a dropped scope has ended: hand a panic that
+    /// happened under it to the parent it held, release that parent and
+    /// leave the tree.
+    ///
+    /// A dropped scope never returns, so it cannot re-raise a panic of its
+    /// children; its parent does, as if the panic were its own child's
+    /// (G3): an inner scope dropped because its parent was cancelled (a
+    /// sibling failed, say) may hold a panic that happened before that
+    /// failure. The parent has not joined yet: this scope still holds it.
     fn finish_dropped(&self) {
         if self.holds_parent.swap(false, Ordering::AcqRel) {
             if let Some(parent) = &self.parent {
+                if let Some(payload) = self.core.take_panic() {
+                    parent.report_panic(payload);
+                }
                 parent.exit();
             }
         }
