@@ -712,7 +712,7 @@ impl Scope {
         }
     }
 
-    fn is_registered(&self) -> bool {
+    pub(crate) fn is_registered(&self) -> bool {
         self.key.load(Ordering::Acquire) != usize::MAX
     }
 
