@@ -79,7 +79,9 @@ use crate::task::{Current, ResultCell, Runner, Slot, SlotProj, Start, TaskHandle
 /// # Panics
 ///
 /// Re-raises the first panic of the body or a child, after the join. Panics
-/// if polled outside a tokio runtime.
+/// if polled outside a tokio runtime, and, like any `async fn`'s future, if
+/// polled again after it has completed ("`async fn` resumed after
+/// completion").
 ///
 /// # Cancel safety
 ///
@@ -351,7 +353,8 @@ impl Builder {
     /// # Panics
     ///
     /// Re-raises the first panic of the body or a child, after the join.
-    /// Panics if polled outside a tokio runtime.
+    /// Panics if polled outside a tokio runtime, or polled again after it
+    /// has completed.
     #[track_caller]
     pub fn scope<F, Fut, T, E>(self, body: F) -> impl Future<Output = Result<T, Error<E>>>
     where
