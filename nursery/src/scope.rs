@@ -842,11 +842,15 @@ impl Scope {
         }
     }
 
-    /// `abort_tree`'s work on this scope alone, unless done already.
+    /// `abort_tree`'s work on this scope alone, unless done already. The
+    /// scope is cancelled first (if it was not), so that a child dropped by
+    /// the abort finds its scope cancelled, as after any other cancel; its
+    /// token fires with the dropped scope's, once the walk is done.
     fn abort_own(&self) -> bool {
         if self.tree_aborted.swap(true, Ordering::AcqRel) {
             return false;
         }
+        let _ = self.core.cancel(self.inherited_cause());
         drop(self.core.close_queue());
         self.abort_all();
         true
