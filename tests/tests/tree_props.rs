@@ -19,13 +19,14 @@
 //! - every error returned (as `error` or in `suppressed`, through every
 //!   level of nesting) is one that a child returned, and none twice; an
 //!   error a child returned while its scope was not cancelled is never
-//!   dropped (G2);
+//!   dropped (G2; checked where the order is exact);
 //! - a scope re-raises a panic if and only if one happened under it, and
 //!   the payload is one of those (G3);
 //! - a child's future is dropped unfinished only when its scope has been
 //!   cancelled, and once a child's failure or panic has been recorded,
 //!   every child of that scope or below that starts work afterwards sees
-//!   the cancel (G2, G3, G4); a scope that says it is cancelled refuses
+//!   the cancel (G2, G3, G4; where the order is exact); a scope that says
+//!   it is cancelled refuses
 //!   new children, and nothing spawned into a cancelled scope runs;
 //! - where the tree leaves one outcome possible (no failure, or no cancel
 //!   of any kind), the result is exactly that outcome.
