@@ -867,6 +867,12 @@ pub(crate) fn watch_dropped(scope: Arc<Scope>, grace: Duration) {
 }
 
 fn check_dropped(scope: &Arc<Scope>, dropped: std::time::Instant) {
+    // A dropped scope leaves the tree when its last child has ended, which
+    // is by far the common case by now: then there is nothing to report,
+    // and no path to build (a walk up the tree, as deep as the scope is).
+    if !scope.is_registered() {
+        return;
+    }
     let after = dropped.elapsed();
     let runtime = scope.rt.id();
     let (tasks, _) = live_tasks(scope, Stamp::now(), &scope.path());

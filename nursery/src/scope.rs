@@ -85,7 +85,9 @@ const REGISTRATION_WAIT: usize = 10_000;
 /// # Panics
 ///
 /// Re-raises the first panic of the body or a child, after the join. Panics
-/// if polled outside a tokio runtime.
+/// if polled outside a tokio runtime, and, like any `async fn`'s future, if
+/// polled again after it has completed ("`async fn` resumed after
+/// completion").
 ///
 /// # Cancel safety
 ///
@@ -402,7 +404,8 @@ impl Builder {
     /// # Panics
     ///
     /// Re-raises the first panic of the body or a child, after the join.
-    /// Panics if polled outside a tokio runtime.
+    /// Panics if polled outside a tokio runtime, or polled again after it
+    /// has completed.
     #[track_caller]
     pub fn scope<F, Fut, T, E>(self, body: F) -> impl Future<Output = Result<T, Error<E>>>
     where
@@ -481,6 +484,9 @@ pub(crate) struct Scope {
     /// When dropped, it took a unit of its parent's count (G1 transitive),
     /// released when its last child ends.
     holds_parent: AtomicBool,
+    /// [`Scope::abort_tree`] has gone through this scope and everything
+    /// open below it: nobody needs to again.
+    tree_aborted: AtomicBool,
     /// The scope that was current when this one opened.
     parent: Option<Arc<Scope>>,
     /// The scopes open inside this one (in its body or its children): a
@@ -560,6 +566,7 @@ impl Scope {
             key: AtomicUsize::new(usize::MAX),
             dropped: AtomicBool::new(false),
             holds_parent: AtomicBool::new(false),
+            tree_aborted: AtomicBool::new(false),
             parent,
             scopes: Mutex::new(ScopeList::default()),
             registry: Mutex::new(Registry::new()),
@@ -746,11 +753,23 @@ impl Scope {
         }
     }
 
-    /// The last child of a dropped scope has ended: release the parent it
-    /// held and leave the tree.
+    /// The last child of a dropped scope has ended: hand a panic that
+    /// happened under it to the parent it held, release that parent and
+    /// leave the tree.
+    ///
+    /// A dropped scope never returns, so it cannot re-raise a panic of its
+    /// children; its parent does, as if the panic were its own child's
+    /// (G3): an inner scope dropped because its parent was cancelled (a
+    /// sibling failed, say) may hold a panic that happened before that
+    /// failure. The parent has not joined yet: this scope still holds it.
     fn finish_dropped(&self) {
         if self.holds_parent.swap(false, Ordering::AcqRel) {
             if let Some(parent) = &self.parent {
+                if let Some(payload) = self.core.take_panic() {
+                    // Not a child of the parent's own: reported as the
+                    // parent's body would be (no task to name).
+                    parent.report_panic(payload, false);
+                }
                 parent.exit();
             }
         }
@@ -779,7 +798,7 @@ impl Scope {
         }
     }
 
-    fn is_registered(&self) -> bool {
+    pub(crate) fn is_registered(&self) -> bool {
         self.key.load(Ordering::Acquire) != usize::MAX
     }
 
@@ -841,6 +860,13 @@ impl Scope {
     /// token fired): it reads as the outer scope's cause, unless its own
     /// effective deadline has passed.
     fn cancel_from_parent(&self) {
+        let cancelling = self.cancel_core_from_parent();
+        self.cancelling(cancelling);
+    }
+
+    /// [`cancel_from_parent`](Scope::cancel_from_parent)'s decision alone,
+    /// for the walk below a cancelled scope, which does the rest itself.
+    fn cancel_core_from_parent(&self) -> Cancelling {
         let cause = self.inherited_cause();
         let public = match cause {
             Cause::TimedOut => PublicCause::TimedOut,
@@ -850,7 +876,7 @@ impl Scope {
                 .and_then(|parent| parent.cause())
                 .unwrap_or(PublicCause::Cancelled),
         };
-        self.cancel_as(cause, public);
+        self.core.cancel_with(cause, |_| self.set_why(public))
     }
 
     fn cancel_as(&self, cause: Cause, public: PublicCause) {
@@ -911,28 +937,64 @@ impl Scope {
     /// With a grace period the scope future aborts when it ends.
     fn cancelling(&self, cancelling: Cancelling) {
         if cancelling == Cancelling::Now {
-            drop(self.core.close_queue());
-            if self.grace.is_zero() {
-                self.abort_all();
-            }
+            self.stop_children();
             #[cfg(feature = "tracing")]
-            if let Some(why) = &*lock(&self.why) {
-                tracing::info!(parent: &self.span, cause = %why, "nursery: scope cancelled");
-            }
-            self.fire();
+            self.trace_cancelled();
+            self.fire_token();
         }
     }
 
-    /// Cancels the open inner scopes (their cores, recursively), then fires
-    /// the token. Whoever fires the token first, the thread that decided
-    /// the cancel or the scope future that noticed it, goes through here,
-    /// so a task that sees a token fire finds its scope cancelled, with its
-    /// cause. Idempotent.
-    fn fire(&self) {
-        let inner = lock(&self.scopes).open();
-        for inner in inner {
-            inner.cancel_from_parent();
+    /// Logs the cancel with its cause.
+    #[cfg(feature = "tracing")]
+    fn trace_cancelled(&self) {
+        if let Some(why) = &*lock(&self.why) {
+            tracing::info!(parent: &self.span, cause = %why, "nursery: scope cancelled");
         }
+    }
+
+    /// Drops the queued children unstarted and, without a grace period,
+    /// aborts the running ones.
+    fn stop_children(&self) {
+        drop(self.core.close_queue());
+        if self.grace.is_zero() {
+            self.abort_all();
+        }
+    }
+
+    /// Cancels every scope open below this one (their cores, to any depth,
+    /// each reading as the cause that reached it from above), then fires
+    /// the token, which fires theirs.
+    ///
+    /// # Invariants
+    ///
+    /// A token fires only once the cores of every scope below it are
+    /// cancelled, whichever thread fires it: the one that decided the
+    /// cancel, the scope future that saw it decided, or the one that
+    /// decided a cancel further up. A child woken by a token therefore finds
+    /// its own scope cancelled, with its cause recorded. So the walk may
+    /// skip a scope whose token has fired (its subtree is done), but not one
+    /// that is merely cancelled: another thread may still be walking below
+    /// it. An inner scope that opens after the walk sees its parent
+    /// cancelled when it registers. The walk goes top down, so each scope's
+    /// cause is recorded before those below it read it.
+    ///
+    /// A loop over a list of scopes still to visit, not a recursion: a
+    /// deep nest of scopes costs no stack. Each list is copied out of its
+    /// lock before anything is cancelled: cancelling a scope may end a
+    /// dropped one, which takes its parent's lock to leave the list.
+    fn fire_token(&self) {
+        let mut below = lock(&self.scopes).open();
+        while let Some(inner) = below.pop() {
+            if inner.cancel_core_from_parent() == Cancelling::Now {
+                inner.stop_children();
+                #[cfg(feature = "tracing")]
+                inner.trace_cancelled();
+            }
+            if !inner.token.is_cancelled() {
+                below.extend(lock(&inner.scopes).open());
+            }
+        }
+        // tokio-util cancels a token's descendants in a loop as well.
         self.token.cancel();
     }
 
@@ -970,12 +1032,35 @@ impl Scope {
     /// and in every scope open inside it: they are all about to be dropped
     /// with the scope (G7). The queue is closed first, so that an aborted
     /// child's slot goes to nobody.
+    ///
+    /// Each scope is gone through once: in a deep nest of dropped scopes
+    /// each one's drop would otherwise go through all of those below it
+    /// again, quadratic in the depth. A loop, not a recursion, as in
+    /// [`Scope::fire_token`].
     fn abort_tree(&self) {
+        let mut pending = match self.abort_own() {
+            true => lock(&self.scopes).open(),
+            false => return,
+        };
+        while let Some(inner) = pending.pop() {
+            if inner.abort_own() {
+                pending.extend(lock(&inner.scopes).open());
+            }
+        }
+    }
+
+    /// `abort_tree`'s work on this scope alone, unless done already. The
+    /// scope is cancelled first (if it was not), so that a child dropped by
+    /// the abort finds its scope cancelled, as after any other cancel; its
+    /// token fires with the dropped scope's, once the walk is done.
+    fn abort_own(&self) -> bool {
+        if self.tree_aborted.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        let _ = self.cancel_core_from_parent();
         drop(self.core.close_queue());
         self.abort_all();
-        for inner in lock(&self.scopes).open() {
-            inner.abort_tree();
-        }
+        true
     }
 
     /// The scope future was dropped before finishing (G7): cancel and abort
@@ -1177,14 +1262,16 @@ where
             if scope.core.is_cancelled() {
                 if !cancel_seen {
                     cancel_seen = true;
-                    // Usually done already by whoever cancelled; idempotent.
-                    scope.fire();
+                    // Usually done already by whoever cancelled, maybe
+                    // still under way on another thread; idempotent, and
+                    // in the same order.
                     drop(scope.core.close_queue());
                     if grace.is_zero() {
                         scope.abort_all();
                     } else {
                         grace_timer.set(Some(sleep(grace)));
                     }
+                    scope.fire_token();
                 }
                 if scope.core.cause().is_some_and(Cause::interrupts_body) {
                     drop_body(body.as_mut(), &scope);

@@ -439,6 +439,12 @@ impl Core {
         std::mem::take(&mut lock(&self.outcome).0)
     }
 
+    /// Takes the first panic, if any: a dropped scope hands it to its
+    /// parent once its last child has ended.
+    pub fn take_panic(&self) -> Option<Payload> {
+        lock(&self.outcome).0.panic.take()
+    }
+
     /// Drains the limit queue for good (on cancel): the jobs are returned to
     /// be dropped outside the lock.
     pub fn close_queue(&self) -> Vec<Box<dyn crate::limit::Job>> {

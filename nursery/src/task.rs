@@ -627,9 +627,18 @@ impl Future for Runner {
 
 impl Drop for Runner {
     fn drop(&mut self) {
-        // Aborted (or the runtime is going away): the child goes first, then
-        // its weight, which may start the next queued child elsewhere.
-        self.job = None;
+        // Dropped before its child ended: aborted, or the runtime is going
+        // away. The child goes first, then its weight.
+        let unfinished = self.job.take().is_some();
+        if unfinished {
+            // An abort comes from a cancel, which has closed the queue
+            // already. A runtime shutting down drops its tasks without one:
+            // nothing queued can start on it any more, and starting the next
+            // child would spawn a runner that the closing runtime drops at
+            // once, inside `spawn`, whose drop would start the next one: one
+            // stack frame per queued child, until the stack overflows.
+            drop(self.scope.core.close_queue());
+        }
         let weight = std::mem::take(&mut self.weight);
         if weight > 0 {
             self.scope.release(weight);

@@ -482,3 +482,27 @@ pub fn catch_panic_site<R>(f: impl FnOnce() -> R) -> Result<R, PanicSite> {
         location: location.unwrap_or_default(),
     })
 }
+
+// ===== helpers for tree_props, soak =====
+
+/// The current runtime's tasks still alive, called right after a scope
+/// returned: every child future has been dropped then (G1), but on a
+/// multi-thread runtime the worker that dropped the last one may still be
+/// taking its finished task off the runtime's list, in parallel with the
+/// scope returning. Tokio wakes a `JoinHandle` before that step too, so
+/// even a plain `tokio::spawn` awaited through its handle is counted alive
+/// for a moment (about 3% of the time on the development machine). On a
+/// multi-thread runtime this waits (up to a second, yielding the thread)
+/// for the count to fall to zero by itself; on a current-thread runtime,
+/// where that step ran before the scope's task was polled again, it
+/// returns the count at once.
+pub fn settled_alive_tasks() -> usize {
+    let metrics = tokio::runtime::Handle::current().metrics();
+    if metrics.num_workers() > 1 {
+        let give_up = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        while metrics.num_alive_tasks() != 0 && std::time::Instant::now() < give_up {
+            std::thread::yield_now();
+        }
+    }
+    metrics.num_alive_tasks()
+}

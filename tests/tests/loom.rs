@@ -2,8 +2,13 @@
 //! the scope relies on, explored with loom's own threads.
 //!
 //! Run with
-//! `RUSTFLAGS="--cfg nursery_loom" LOOM_MAX_PREEMPTIONS=2 cargo test -p nursery-tests --release --test loom --target-dir target/loom`.
-//! A deeper run for humans: drop `LOOM_MAX_PREEMPTIONS` (unbounded).
+//! `RUSTFLAGS="--cfg nursery_loom" LOOM_MAX_PREEMPTIONS=2 cargo test -p nursery-tests --release --test loom --target-dir target/loom -- --nocapture`;
+//! each model prints how many interleavings loom explored and how long it
+//! took ("model X: N iterations in T"). CI runs this bound. A deeper run
+//! for humans: `LOOM_MAX_PREEMPTIONS=3`, or no bound at all (see
+//! `docs/design-notes.md` for the figures of each).
+//!
+//! What each model checks is in its doc comment ("Invariant: ...").
 //!
 //! The models drive `nursery::__loom::{Core, Limiter}`, which hold no tokio
 //! types; the scope future is modelled by `loom::future::block_on` over the
@@ -15,11 +20,35 @@
 
 use std::future::poll_fn;
 use std::task::Poll;
+use std::time::Instant;
 
 use loom::sync::Arc;
 use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use loom::thread;
 use nursery::__loom::{Admission, Cancelling, Cause, Core, Job, Refusal};
+
+/// Runs `model` under `loom::model`, counting the interleavings loom
+/// explores, and prints the count and the time taken. A model that loom
+/// explores only once has no race in it: that fails too.
+fn explore(name: &str, model: impl Fn() + Sync + Send + 'static) {
+    // std's atomics, not loom's: the count is outside the model.
+    let iterations = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = iterations.clone();
+    let started = Instant::now();
+    loom::model(move || {
+        counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        model();
+    });
+    let iterations = iterations.load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!(
+        "model {name}: {iterations} iterations in {:.2?}",
+        started.elapsed()
+    );
+    assert!(
+        iterations > 1,
+        "model {name}: loom explored a single interleaving; the model races nothing"
+    );
+}
 
 /// The scope waiting for its join, as the scope future does it: register
 /// the waker, then try to close.
@@ -39,7 +68,7 @@ fn join(core: &Core) {
 /// child's effects once joined.
 #[test]
 fn last_child_exit_races_scope_wait() {
-    loom::model(|| {
+    explore("last_child_exit_races_scope_wait", || {
         let core = Arc::new(Core::new(true, None, None));
         let effects = Arc::new(AtomicUsize::new(0));
         core.enter().expect("an open scope admits children");
@@ -72,7 +101,7 @@ fn last_child_exit_races_scope_wait() {
 /// and neither is lost.
 #[test]
 fn two_failures_one_error_one_suppressed() {
-    loom::model(|| {
+    explore("two_failures_one_error_one_suppressed", || {
         let core = Arc::new(Core::new(true, None, None));
         core.enter().unwrap();
         core.enter().unwrap();
@@ -112,7 +141,7 @@ fn two_failures_one_error_one_suppressed() {
 /// Either way the scope is cancelled and joins.
 #[test]
 fn cancel_races_completion() {
-    loom::model(|| {
+    explore("cancel_races_completion", || {
         let core = Arc::new(Core::new(true, None, None));
         core.enter().unwrap();
         let canceller = {
@@ -143,6 +172,49 @@ fn cancel_races_completion() {
             }
             other => panic!("exactly one of cancel and failure must win: {other:?}"),
         }
+    });
+}
+
+/// Invariant: `Nursery::cancel` racing the last child's successful exit
+/// while the scope starts waiting: the scope is woken by one or the other
+/// (no lost wake-up between the cancel's wake and the exit's), joins only
+/// after the child's effects, and returns the body's own result: the
+/// cancel fixed the outcome as `Requested` and no error appeared.
+#[test]
+fn cancel_races_last_child_success() {
+    explore("cancel_races_last_child_success", || {
+        let core = Arc::new(Core::new(true, None, None));
+        let effects = Arc::new(AtomicUsize::new(0));
+        core.enter().unwrap();
+        let canceller = {
+            let core = core.clone();
+            thread::spawn(move || core.cancel(Cause::Requested))
+        };
+        let child = {
+            let core = core.clone();
+            let effects = effects.clone();
+            thread::spawn(move || {
+                effects.fetch_add(1, Ordering::Relaxed);
+                assert!(!core.exit(), "no parent is held");
+            })
+        };
+        join(&core);
+        assert_eq!(
+            effects.load(Ordering::Relaxed),
+            1,
+            "joined before the child ended"
+        );
+        assert_eq!(
+            canceller.join().unwrap(),
+            Cancelling::Now,
+            "the only cancel"
+        );
+        child.join().unwrap();
+        assert!(core.is_cancelled());
+        assert_eq!(core.live(), 0);
+        let outcome = core.take_outcome();
+        assert_eq!(outcome.cause, Some(Cause::Requested));
+        assert!(outcome.errors.is_empty() && outcome.panic.is_none());
     });
 }
 
@@ -179,7 +251,7 @@ impl Drop for Probe {
 /// drained the queue nothing starts.
 #[test]
 fn queued_child_handoff_races_cancel() {
-    loom::model(|| {
+    explore("queued_child_handoff_races_cancel", || {
         let core = Arc::new(Core::new(true, Some(1), None));
         let limiter = core.limiter().unwrap();
         assert!(limiter.try_acquire(1, 0), "the first child runs");
@@ -221,7 +293,7 @@ fn queued_child_handoff_races_cancel() {
 /// out without touching the parent.
 #[test]
 fn spawn_races_close() {
-    loom::model(|| {
+    explore("spawn_races_close", || {
         let core = Arc::new(Core::new(true, None, None));
         let child_ran = Arc::new(AtomicBool::new(false));
         let spawner = {
@@ -256,7 +328,7 @@ fn spawn_races_close() {
 /// parent's count off its own unit forever: a deadlock).
 #[test]
 fn dropped_inner_scope_releases_parent_once() {
-    loom::model(|| {
+    explore("dropped_inner_scope_releases_parent_once", || {
         let parent = Arc::new(Core::new(true, None, None));
         let inner = Arc::new(Core::new(true, None, None));
         inner.enter().unwrap();
@@ -286,7 +358,7 @@ fn dropped_inner_scope_releases_parent_once() {
 /// cancel, exactly once; the weight taken for it is the budget's.
 #[test]
 fn runner_takes_the_next_child_while_cancel_races() {
-    loom::model(|| {
+    explore("runner_takes_the_next_child_while_cancel_races", || {
         let core = Arc::new(Core::new(true, Some(1), None));
         let limiter = core.limiter().unwrap();
         assert!(limiter.try_acquire(1, 0), "the first child runs");
