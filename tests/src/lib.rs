@@ -509,11 +509,13 @@ pub fn settled_alive_tasks() -> usize {
 
 // ===== the guide and the README, compiled and run as doctests =====
 
-/// Every Rust code block of the guide (`docs/src/*.md`),
+/// Every Rust code block of the guide (`docs/src/*.md`) and of `README.md`,
 /// run by `cargo test -p nursery-tests --doc` (and `cargo test --workspace`)
 /// so that the documentation cannot drift from the code.
 #[cfg(doctest)]
 pub mod guide {
+    #[doc = include_str!("../../README.md")]
+    pub mod readme {}
     #[doc = include_str!("../../docs/src/why.md")]
     pub mod why {}
     #[doc = include_str!("../../docs/src/scopes.md")]
