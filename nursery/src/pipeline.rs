@@ -67,6 +67,18 @@ pub struct Pipeline<T, E> {
 impl<T: Send + 'static, E: Send + 'static> Pipeline<T, E> {
     /// A pipeline whose source yields the items of `items`, pulled lazily
     /// as the first stage takes them.
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() {
+    /// let words = nursery::Pipeline::from_iter(vec!["a", "b"])
+    ///     .stage(1, |word| async move { Ok::<_, ()>(word.to_uppercase()) })
+    ///     .ordered()
+    ///     .collect()
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!(words, ["A", "B"]);
+    /// # }
+    /// ```
     #[allow(clippy::should_implement_trait)] // `FromIterator` cannot ask for `Send + 'static`
     pub fn from_iter<I>(items: I) -> Pipeline<T, E>
     where
@@ -141,6 +153,18 @@ impl<T: Send + 'static, E: Send + 'static> Pipeline<T, E> {
     /// # Panics
     ///
     /// If `workers` is 0.
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() {
+    /// let lengths = nursery::Pipeline::from_iter(["a", "bb"])
+    ///     .stage(2, |word| async move { Ok::<_, ()>(word.len()) })
+    ///     .ordered()
+    ///     .collect()
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!(lengths, [1, 2]);
+    /// # }
+    /// ```
     #[track_caller]
     pub fn stage<U, F, Fut>(self, workers: usize, f: F) -> Pipeline<U, E>
     where
@@ -161,6 +185,18 @@ impl<T: Send + 'static, E: Send + 'static> Pipeline<T, E> {
     /// # Panics
     ///
     /// If `workers` is 0.
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() {
+    /// let numbers = nursery::Pipeline::from_iter(["1", "x", "3"])
+    ///     .filter_map(2, |text| async move { Ok::<_, ()>(text.parse::<u32>().ok()) })
+    ///     .ordered()
+    ///     .collect()
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!(numbers, [1, 3]);
+    /// # }
+    /// ```
     #[track_caller]
     pub fn filter_map<U, F, Fut>(self, workers: usize, f: F) -> Pipeline<U, E>
     where
@@ -175,6 +211,22 @@ impl<T: Send + 'static, E: Send + 'static> Pipeline<T, E> {
     /// Keeps input order: [`collect`](Pipeline::collect) returns the results
     /// in the order their items left the source, whatever the stages'
     /// worker counts. May be called anywhere before `collect`.
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() {
+    /// use std::time::Duration;
+    /// let sorted = nursery::Pipeline::from_iter([30u64, 10, 20])
+    ///     .ordered() // anywhere before `collect`
+    ///     .stage(3, |ms| async move {
+    ///         tokio::time::sleep(Duration::from_millis(ms)).await; // finishes out of order
+    ///         Ok::<_, ()>(ms)
+    ///     })
+    ///     .collect()
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!(sorted, [30, 10, 20]);
+    /// # }
+    /// ```
     pub fn ordered(mut self) -> Pipeline<T, E> {
         self.ordered = true;
         self
@@ -192,6 +244,16 @@ impl<T: Send + 'static, E: Send + 'static> Pipeline<T, E> {
     /// # Panics
     ///
     /// Re-raises a panic of any stage or of the source.
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() {
+    /// let result = nursery::Pipeline::from_iter(1..=100u32)
+    ///     .stage(4, |x| async move { if x == 50 { Err("fifty") } else { Ok(x) } })
+    ///     .collect()
+    ///     .await;
+    /// assert_eq!(result.unwrap_err().error(), Some(&"fifty")); // every stage stopped
+    /// # }
+    /// ```
     #[track_caller]
     pub fn collect(self) -> impl Future<Output = Result<Vec<T>, Error<E>>> + Send {
         let Pipeline { build, ordered } = self;
