@@ -150,9 +150,7 @@ impl<T: Send + 'static, E: Send + 'static> Pipeline<T, E> {
     /// `f` and pass the result on. The stage's output channel holds up to
     /// `workers` results.
     ///
-    /// # Panics
-    ///
-    /// If `workers` is 0.
+    /// # Examples
     ///
     /// ```
     /// # #[tokio::main] async fn main() {
@@ -165,6 +163,10 @@ impl<T: Send + 'static, E: Send + 'static> Pipeline<T, E> {
     /// assert_eq!(lengths, [1, 2]);
     /// # }
     /// ```
+    ///
+    /// # Panics
+    ///
+    /// If `workers` is 0.
     #[track_caller]
     pub fn stage<U, F, Fut>(self, workers: usize, f: F) -> Pipeline<U, E>
     where
@@ -182,9 +184,7 @@ impl<T: Send + 'static, E: Send + 'static> Pipeline<T, E> {
     /// Adds a stage that maps each item to zero or one item (the seed's
     /// filter): `None` drops the item.
     ///
-    /// # Panics
-    ///
-    /// If `workers` is 0.
+    /// # Examples
     ///
     /// ```
     /// # #[tokio::main] async fn main() {
@@ -197,6 +197,10 @@ impl<T: Send + 'static, E: Send + 'static> Pipeline<T, E> {
     /// assert_eq!(numbers, [1, 3]);
     /// # }
     /// ```
+    ///
+    /// # Panics
+    ///
+    /// If `workers` is 0.
     #[track_caller]
     pub fn filter_map<U, F, Fut>(self, workers: usize, f: F) -> Pipeline<U, E>
     where
@@ -235,15 +239,7 @@ impl<T: Send + 'static, E: Send + 'static> Pipeline<T, E> {
     /// Runs the pipeline in a scope inside the current one and collects
     /// what leaves the last stage.
     ///
-    /// # Errors
-    ///
-    /// [`Error::Failed`] with the first error of any stage (and those that
-    /// arrived while the rest were being cancelled); [`Error::TimedOut`] or
-    /// [`Error::Cancelled`] from the enclosing scope.
-    ///
-    /// # Panics
-    ///
-    /// Re-raises a panic of any stage or of the source.
+    /// # Examples
     ///
     /// ```
     /// # #[tokio::main] async fn main() {
@@ -254,6 +250,16 @@ impl<T: Send + 'static, E: Send + 'static> Pipeline<T, E> {
     /// assert_eq!(result.unwrap_err().error(), Some(&"fifty")); // every stage stopped
     /// # }
     /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Failed`] with the first error of any stage (and those that
+    /// arrived while the rest were being cancelled); [`Error::TimedOut`] or
+    /// [`Error::Cancelled`] from the enclosing scope.
+    ///
+    /// # Panics
+    ///
+    /// Re-raises a panic of any stage or of the source.
     #[track_caller]
     pub fn collect(self) -> impl Future<Output = Result<Vec<T>, Error<E>>> + Send {
         let Pipeline { build, ordered } = self;
