@@ -1189,6 +1189,39 @@ fn count_live(scope: &Arc<Scope>, now: Stamp, outer_path: &str, census: &mut Cen
 /// Reported through the hook set with [`set_leak_hook`], and kept for
 /// [`testing::assert_no_leaks`](crate::testing::assert_no_leaks) on the
 /// same runtime.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use std::sync::Mutex;
+/// use std::time::Duration;
+///
+/// static FOUND: Mutex<Vec<nursery::Leak>> = Mutex::new(Vec::new());
+/// nursery::set_leak_hook(|leak| FOUND.lock().unwrap().push(leak.clone()));
+///
+/// let (started, running) = tokio::sync::oneshot::channel();
+/// let scope = nursery::Nursery::builder()
+///     .leak_grace(Duration::from_millis(10))
+///     .scope(|n| async move {
+///         n.spawn_blocking_named("stuck", |_token| {
+///             let _ = started.send(());
+///             std::thread::sleep(Duration::from_millis(300)); // cannot be aborted
+///             Ok::<_, ()>(())
+///         });
+///         let _ = running.await;
+///         std::future::pending::<Result<(), ()>>().await
+///     });
+/// let _ = tokio::time::timeout(Duration::from_millis(10), scope).await; // dropped
+/// let leak = loop {
+///     if let Some(leak) = FOUND.lock().unwrap().first().cloned() {
+///         break leak;
+///     }
+///     tokio::time::sleep(Duration::from_millis(10)).await;
+/// };
+/// // task `stuck` spawned at FILE:LINE:COL, in scope <unnamed>: still alive 10ms after its scope was dropped
+/// println!("{leak}");
+/// assert_eq!(leak.task().name(), Some("stuck"));
+/// # }
+/// ```
 #[derive(Clone, Debug)]
 pub struct Leak {
     task: TaskSnapshot,
@@ -1198,17 +1231,110 @@ pub struct Leak {
 
 impl Leak {
     /// The task, as it was when the leak was found.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::sync::Mutex;
+    /// use std::time::Duration;
+    ///
+    /// static FOUND: Mutex<Vec<nursery::Leak>> = Mutex::new(Vec::new());
+    /// nursery::set_leak_hook(|leak| FOUND.lock().unwrap().push(leak.clone()));
+    ///
+    /// let (started, running) = tokio::sync::oneshot::channel();
+    /// let scope = nursery::Nursery::builder()
+    ///     .leak_grace(Duration::from_millis(10))
+    ///     .scope(|n| async move {
+    ///         n.spawn_blocking_named("stuck", |_token| {
+    ///             let _ = started.send(());
+    ///             std::thread::sleep(Duration::from_millis(300)); // cannot be aborted
+    ///             Ok::<_, ()>(())
+    ///         });
+    ///         let _ = running.await;
+    ///         std::future::pending::<Result<(), ()>>().await
+    ///     });
+    /// let _ = tokio::time::timeout(Duration::from_millis(10), scope).await; // dropped
+    /// let leak = loop {
+    ///     if let Some(leak) = FOUND.lock().unwrap().first().cloned() {
+    ///         break leak;
+    ///     }
+    ///     tokio::time::sleep(Duration::from_millis(10)).await;
+    /// };
+    /// assert_eq!(leak.task().name(), Some("stuck"));
+    /// # }
+    /// ```
     pub fn task(&self) -> &TaskSnapshot {
         &self.task
     }
 
     /// How long after its scope was dropped it was found still alive: at
     /// least the scope's leak-grace window.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::sync::Mutex;
+    /// use std::time::Duration;
+    ///
+    /// static FOUND: Mutex<Vec<nursery::Leak>> = Mutex::new(Vec::new());
+    /// nursery::set_leak_hook(|leak| FOUND.lock().unwrap().push(leak.clone()));
+    ///
+    /// let (started, running) = tokio::sync::oneshot::channel();
+    /// let scope = nursery::Nursery::builder()
+    ///     .leak_grace(Duration::from_millis(10))
+    ///     .scope(|n| async move {
+    ///         n.spawn_blocking_named("stuck", |_token| {
+    ///             let _ = started.send(());
+    ///             std::thread::sleep(Duration::from_millis(300)); // cannot be aborted
+    ///             Ok::<_, ()>(())
+    ///         });
+    ///         let _ = running.await;
+    ///         std::future::pending::<Result<(), ()>>().await
+    ///     });
+    /// let _ = tokio::time::timeout(Duration::from_millis(10), scope).await; // dropped
+    /// let leak = loop {
+    ///     if let Some(leak) = FOUND.lock().unwrap().first().cloned() {
+    ///         break leak;
+    ///     }
+    ///     tokio::time::sleep(Duration::from_millis(10)).await;
+    /// };
+    /// assert!(leak.after() >= Duration::from_millis(10)); // the leak grace
+    /// # }
+    /// ```
     pub fn after(&self) -> Duration {
         self.after
     }
 
     /// The runtime its scope ran on.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::sync::Mutex;
+    /// use std::time::Duration;
+    ///
+    /// static FOUND: Mutex<Vec<nursery::Leak>> = Mutex::new(Vec::new());
+    /// nursery::set_leak_hook(|leak| FOUND.lock().unwrap().push(leak.clone()));
+    ///
+    /// let (started, running) = tokio::sync::oneshot::channel();
+    /// let scope = nursery::Nursery::builder()
+    ///     .leak_grace(Duration::from_millis(10))
+    ///     .scope(|n| async move {
+    ///         n.spawn_blocking_named("stuck", |_token| {
+    ///             let _ = started.send(());
+    ///             std::thread::sleep(Duration::from_millis(300)); // cannot be aborted
+    ///             Ok::<_, ()>(())
+    ///         });
+    ///         let _ = running.await;
+    ///         std::future::pending::<Result<(), ()>>().await
+    ///     });
+    /// let _ = tokio::time::timeout(Duration::from_millis(10), scope).await; // dropped
+    /// let leak = loop {
+    ///     if let Some(leak) = FOUND.lock().unwrap().first().cloned() {
+    ///         break leak;
+    ///     }
+    ///     tokio::time::sleep(Duration::from_millis(10)).await;
+    /// };
+    /// assert_eq!(leak.runtime(), tokio::runtime::Handle::current().id());
+    /// # }
+    /// ```
     pub fn runtime(&self) -> tokio::runtime::Id {
         self.runtime
     }
