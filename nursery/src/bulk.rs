@@ -455,6 +455,23 @@ type BoxScope<E> = Pin<Box<dyn Future<Output = Result<(), Error<E>>> + Send>>;
 
 /// The stream returned by [`map_unordered`]: results in completion order,
 /// then at most one error.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main] async fn main() {
+/// use futures_util::StreamExt;
+///
+/// let mut results = nursery::map_unordered(futures_util::stream::iter(1..=3u32), 2, |i| async move {
+///     if i == 2 { Err("two") } else { Ok(i) }
+/// });
+/// let mut last = None;
+/// while let Some(result) = results.next().await {
+///     last = Some(result); // an `Err` is the last item
+/// }
+/// assert_eq!(last.unwrap().unwrap_err().error(), Some(&"two"));
+/// # }
+/// ```
 #[must_use = "streams do nothing unless polled"]
 pub struct MapUnordered<T, E> {
     scope: Option<BoxScope<E>>,

@@ -312,38 +312,109 @@ impl JoinError {
     }
 
     /// The child returned `Err`; the error went to the scope.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let _ = nursery::scope(|n| async move {
+    ///     let error = n.spawn(async { Err::<(), _>("no") }).await.unwrap_err();
+    ///     assert!(error.is_failed()); // "no" is what the scope returns
+    ///     Ok(())
+    /// }).await;
+    /// # }
+    /// ```
     pub fn is_failed(&self) -> bool {
         self.repr == Repr::Failed
     }
 
     /// The child panicked; the scope re-raises the panic once joined.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use futures_util::FutureExt;
+    /// let outcome = std::panic::AssertUnwindSafe(nursery::scope(|n| async move {
+    ///     let handle = n.spawn(async { panic!("boom") as Result<(), ()> });
+    ///     assert!(handle.await.unwrap_err().is_panic());
+    ///     Ok(())
+    /// })).catch_unwind().await;
+    /// assert!(outcome.is_err()); // the scope re-raised the panic
+    /// # }
+    /// ```
     pub fn is_panic(&self) -> bool {
         self.repr == Repr::Panicked
     }
 
     /// The child was cancelled: aborted, or never started because the scope
     /// was cancelled first.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// nursery::scope(|n| async move {
+    ///     n.cancel();
+    ///     let late = n.spawn(async { Ok(1) }); // never started
+    ///     assert!(late.await.unwrap_err().is_cancelled());
+    ///     Ok::<_, ()>(())
+    /// }).await.unwrap();
+    /// # }
+    /// ```
     pub fn is_cancelled(&self) -> bool {
         self.repr == Repr::Cancelled
     }
 
     /// The child was never started because its scope had already returned.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let n = nursery::scope(|n| async move { Ok::<_, ()>(n.clone()) }).await.unwrap();
+    /// let late = n.spawn(async { Ok(1) }); // the scope has returned
+    /// assert!(late.await.unwrap_err().is_closed());
+    /// # }
+    /// ```
     pub fn is_closed(&self) -> bool {
         self.repr == Repr::Closed
     }
 
     /// The child passed to [`Nursery::start`](crate::Nursery::start)
     /// finished without calling [`Ready::send`](crate::Ready::send).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// nursery::scope(|n| async move {
+    ///     let started = n.start(|_ready: nursery::Ready<u16>| async { Ok(()) }).await;
+    ///     assert!(started.unwrap_err().is_not_ready());
+    ///     Ok::<_, ()>(())
+    /// }).await.unwrap();
+    /// # }
+    /// ```
     pub fn is_not_ready(&self) -> bool {
         self.repr == Repr::NotReady
     }
 
     /// The task's name, if it was given one.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let _ = nursery::scope(|n| async move {
+    ///     let error = n.spawn_named("parse", async { Err::<(), _>(()) }).await.unwrap_err();
+    ///     assert_eq!(error.name(), Some("parse"));
+    ///     Ok(())
+    /// }).await;
+    /// # }
+    /// ```
     pub fn name(&self) -> Option<&str> {
         self.task.name.as_ref().map(Name::as_str)
     }
 
     /// Where the task was spawned.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let _ = nursery::scope(|n| async move {
+    ///     let error = n.spawn(async { Err::<(), _>(()) }).await.unwrap_err();
+    ///     assert_eq!(error.location().file(), file!()); // the `spawn` above
+    ///     Ok(())
+    /// }).await;
+    /// # }
+    /// ```
     pub fn location(&self) -> &'static Location<'static> {
         self.task.location
     }
@@ -410,21 +481,56 @@ impl<F> SpawnError<F> {
     }
 
     /// The scope is at its limit.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// nursery::Nursery::builder().limit(1).scope(|n| async move {
+    ///     n.spawn(async { Ok(()) });
+    ///     assert!(n.try_spawn(async { Ok(()) }).unwrap_err().is_full());
+    ///     Ok::<_, ()>(())
+    /// }).await.unwrap();
+    /// # }
+    /// ```
     pub fn is_full(&self) -> bool {
         self.kind == SpawnErrorKind::Full
     }
 
     /// The scope has been cancelled and starts nothing new.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// nursery::scope(|n| async move {
+    ///     n.cancel();
+    ///     assert!(n.try_spawn(async { Ok(()) }).unwrap_err().is_cancelled());
+    ///     Ok::<_, ()>(())
+    /// }).await.unwrap();
+    /// # }
+    /// ```
     pub fn is_cancelled(&self) -> bool {
         self.kind == SpawnErrorKind::Cancelled
     }
 
     /// The scope has already returned.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let n = nursery::scope(|n| async move { Ok::<_, ()>(n.clone()) }).await.unwrap();
+    /// assert!(n.try_spawn(async { Ok(()) }).unwrap_err().is_closed());
+    /// # }
+    /// ```
     pub fn is_closed(&self) -> bool {
         self.kind == SpawnErrorKind::Closed
     }
 
     /// The future that was not spawned.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let n = nursery::scope(|n| async move { Ok::<_, ()>(n.clone()) }).await.unwrap();
+    /// let refused = n.try_spawn(async { Ok::<_, ()>(7) }).unwrap_err();
+    /// assert_eq!(refused.into_future().await, Ok(7)); // run it here instead
+    /// # }
+    /// ```
     pub fn into_future(self) -> F {
         self.future
     }

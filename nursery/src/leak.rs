@@ -318,6 +318,30 @@ fn roots() -> Vec<Arc<Scope>> {
 // ===== snapshots =====
 
 /// What a task is doing, in a [`Dump`] or a leak report.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// # nursery::Nursery::builder().name("crawl").limit(2).scope(|n| async move {
+/// #     n.spawn_named("fetch", std::future::pending::<Result<(), ()>>());
+/// #     n.spawn_named("opener", async {
+/// #         nursery::Nursery::builder().name("inner").scope(|_inner| std::future::pending::<Result<(), ()>>()).await.map_err(|_| ())
+/// #     });
+/// #     n.spawn_named("waiting", async { Ok(()) }); // queued under the limit
+/// #     for _ in 0..4 { tokio::task::yield_now().await; }
+/// let dump = nursery::dump();
+/// let crawl = dump.find("crawl").unwrap();
+/// let fetch = crawl.tasks().iter().find(|task| task.name() == Some("fetch")).unwrap();
+/// let opener = crawl.tasks().iter().find(|task| task.name() == Some("opener")).unwrap();
+/// let waiting = crawl.tasks().iter().find(|task| task.name() == Some("waiting")).unwrap();
+/// assert_eq!(fetch.state(), nursery::TaskState::Running);
+/// assert_eq!(waiting.state(), nursery::TaskState::Queued);
+/// #     n.cancel();
+/// #     Ok(())
+/// # }).await.unwrap();
+/// # }
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum TaskState {
@@ -340,6 +364,29 @@ impl fmt::Display for TaskState {
 }
 
 /// What a scope is doing, in a [`Dump`].
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// # nursery::Nursery::builder().name("crawl").limit(2).scope(|n| async move {
+/// #     n.spawn_named("fetch", std::future::pending::<Result<(), ()>>());
+/// #     n.spawn_named("opener", async {
+/// #         nursery::Nursery::builder().name("inner").scope(|_inner| std::future::pending::<Result<(), ()>>()).await.map_err(|_| ())
+/// #     });
+/// #     n.spawn_named("waiting", async { Ok(()) }); // queued under the limit
+/// #     for _ in 0..4 { tokio::task::yield_now().await; }
+/// let dump = nursery::dump();
+/// let crawl = dump.find("crawl").unwrap();
+/// let fetch = crawl.tasks().iter().find(|task| task.name() == Some("fetch")).unwrap();
+/// let opener = crawl.tasks().iter().find(|task| task.name() == Some("opener")).unwrap();
+/// assert_eq!(crawl.state(), nursery::ScopeState::Open);
+/// assert_eq!(crawl.state().to_string(), "open");
+/// #     n.cancel();
+/// #     Ok(())
+/// # }).await.unwrap();
+/// # }
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ScopeState {
@@ -363,6 +410,30 @@ impl fmt::Display for ScopeState {
 }
 
 /// One task as it was when a [`Dump`] or a leak report was taken.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// # nursery::Nursery::builder().name("crawl").limit(2).scope(|n| async move {
+/// #     n.spawn_named("fetch", std::future::pending::<Result<(), ()>>());
+/// #     n.spawn_named("opener", async {
+/// #         nursery::Nursery::builder().name("inner").scope(|_inner| std::future::pending::<Result<(), ()>>()).await.map_err(|_| ())
+/// #     });
+/// #     n.spawn_named("waiting", async { Ok(()) }); // queued under the limit
+/// #     for _ in 0..4 { tokio::task::yield_now().await; }
+/// let dump = nursery::dump();
+/// let crawl = dump.find("crawl").unwrap();
+/// let fetch = crawl.tasks().iter().find(|task| task.name() == Some("fetch")).unwrap();
+/// let opener = crawl.tasks().iter().find(|task| task.name() == Some("opener")).unwrap();
+/// // task `fetch` spawned at FILE:LINE:COL: running, age 0ms
+/// println!("{fetch}");
+/// assert_eq!(fetch.scope_path(), "`crawl`");
+/// #     n.cancel();
+/// #     Ok(())
+/// # }).await.unwrap();
+/// # }
+/// ```
 #[derive(Clone, Debug)]
 pub struct TaskSnapshot {
     name: Option<Name>,
@@ -391,33 +462,156 @@ impl TaskSnapshot {
 
     /// The name given with [`Nursery::spawn_named`](crate::Nursery::spawn_named)
     /// or [`Nursery::spawn_blocking_named`](crate::Nursery::spawn_blocking_named).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # nursery::Nursery::builder().name("crawl").limit(2).scope(|n| async move {
+    /// #     n.spawn_named("fetch", std::future::pending::<Result<(), ()>>());
+    /// #     n.spawn_named("opener", async {
+    /// #         nursery::Nursery::builder().name("inner").scope(|_inner| std::future::pending::<Result<(), ()>>()).await.map_err(|_| ())
+    /// #     });
+    /// #     n.spawn_named("waiting", async { Ok(()) }); // queued under the limit
+    /// #     for _ in 0..4 { tokio::task::yield_now().await; }
+    /// # let dump = nursery::dump();
+    /// # let crawl = dump.find("crawl").unwrap();
+    /// # let fetch = crawl.tasks().iter().find(|task| task.name() == Some("fetch")).unwrap();
+    /// # let opener = crawl.tasks().iter().find(|task| task.name() == Some("opener")).unwrap();
+    /// assert_eq!(fetch.name(), Some("fetch"));
+    /// #     n.cancel();
+    /// #     Ok(())
+    /// # }).await.unwrap();
+    /// # }
+    /// ```
     pub fn name(&self) -> Option<&str> {
         self.name.as_ref().map(Name::as_str)
     }
 
     /// Where the task was spawned.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # nursery::Nursery::builder().name("crawl").limit(2).scope(|n| async move {
+    /// #     n.spawn_named("fetch", std::future::pending::<Result<(), ()>>());
+    /// #     n.spawn_named("opener", async {
+    /// #         nursery::Nursery::builder().name("inner").scope(|_inner| std::future::pending::<Result<(), ()>>()).await.map_err(|_| ())
+    /// #     });
+    /// #     n.spawn_named("waiting", async { Ok(()) }); // queued under the limit
+    /// #     for _ in 0..4 { tokio::task::yield_now().await; }
+    /// # let dump = nursery::dump();
+    /// # let crawl = dump.find("crawl").unwrap();
+    /// # let fetch = crawl.tasks().iter().find(|task| task.name() == Some("fetch")).unwrap();
+    /// # let opener = crawl.tasks().iter().find(|task| task.name() == Some("opener")).unwrap();
+    /// println!("`fetch` was spawned at {}", fetch.location());
+    /// #     n.cancel();
+    /// #     Ok(())
+    /// # }).await.unwrap();
+    /// # }
+    /// ```
     pub fn location(&self) -> &'static Location<'static> {
         self.location
     }
 
     /// How long ago the task was spawned (to a few milliseconds).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # nursery::Nursery::builder().name("crawl").limit(2).scope(|n| async move {
+    /// #     n.spawn_named("fetch", std::future::pending::<Result<(), ()>>());
+    /// #     n.spawn_named("opener", async {
+    /// #         nursery::Nursery::builder().name("inner").scope(|_inner| std::future::pending::<Result<(), ()>>()).await.map_err(|_| ())
+    /// #     });
+    /// #     n.spawn_named("waiting", async { Ok(()) }); // queued under the limit
+    /// #     for _ in 0..4 { tokio::task::yield_now().await; }
+    /// # let dump = nursery::dump();
+    /// # let crawl = dump.find("crawl").unwrap();
+    /// # let fetch = crawl.tasks().iter().find(|task| task.name() == Some("fetch")).unwrap();
+    /// # let opener = crawl.tasks().iter().find(|task| task.name() == Some("opener")).unwrap();
+    /// assert!(fetch.age() < std::time::Duration::from_secs(60));
+    /// #     n.cancel();
+    /// #     Ok(())
+    /// # }).await.unwrap();
+    /// # }
+    /// ```
     pub fn age(&self) -> Duration {
         self.age
     }
 
     /// What it was doing.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # nursery::Nursery::builder().name("crawl").limit(2).scope(|n| async move {
+    /// #     n.spawn_named("fetch", std::future::pending::<Result<(), ()>>());
+    /// #     n.spawn_named("opener", async {
+    /// #         nursery::Nursery::builder().name("inner").scope(|_inner| std::future::pending::<Result<(), ()>>()).await.map_err(|_| ())
+    /// #     });
+    /// #     n.spawn_named("waiting", async { Ok(()) }); // queued under the limit
+    /// #     for _ in 0..4 { tokio::task::yield_now().await; }
+    /// # let dump = nursery::dump();
+    /// # let crawl = dump.find("crawl").unwrap();
+    /// # let fetch = crawl.tasks().iter().find(|task| task.name() == Some("fetch")).unwrap();
+    /// # let opener = crawl.tasks().iter().find(|task| task.name() == Some("opener")).unwrap();
+    /// assert_eq!(fetch.state(), nursery::TaskState::Running);
+    /// #     n.cancel();
+    /// #     Ok(())
+    /// # }).await.unwrap();
+    /// # }
+    /// ```
     pub fn state(&self) -> TaskState {
         self.state
     }
 
     /// The names of the scopes it belongs to, outermost first, joined with
     /// ` > ` (`<unnamed>` for a scope without a name).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # nursery::Nursery::builder().name("crawl").limit(2).scope(|n| async move {
+    /// #     n.spawn_named("fetch", std::future::pending::<Result<(), ()>>());
+    /// #     n.spawn_named("opener", async {
+    /// #         nursery::Nursery::builder().name("inner").scope(|_inner| std::future::pending::<Result<(), ()>>()).await.map_err(|_| ())
+    /// #     });
+    /// #     n.spawn_named("waiting", async { Ok(()) }); // queued under the limit
+    /// #     for _ in 0..4 { tokio::task::yield_now().await; }
+    /// # let dump = nursery::dump();
+    /// # let crawl = dump.find("crawl").unwrap();
+    /// # let fetch = crawl.tasks().iter().find(|task| task.name() == Some("fetch")).unwrap();
+    /// # let opener = crawl.tasks().iter().find(|task| task.name() == Some("opener")).unwrap();
+    /// assert_eq!(fetch.scope_path(), "`crawl`");
+    /// assert_eq!(opener.scopes()[0].tasks().len(), 0); // `inner` has no children
+    /// #     n.cancel();
+    /// #     Ok(())
+    /// # }).await.unwrap();
+    /// # }
+    /// ```
     pub fn scope_path(&self) -> &str {
         &self.scope_path
     }
 
     /// The scopes open inside this task (in a [`Dump`]; empty in leak
     /// reports).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # nursery::Nursery::builder().name("crawl").limit(2).scope(|n| async move {
+    /// #     n.spawn_named("fetch", std::future::pending::<Result<(), ()>>());
+    /// #     n.spawn_named("opener", async {
+    /// #         nursery::Nursery::builder().name("inner").scope(|_inner| std::future::pending::<Result<(), ()>>()).await.map_err(|_| ())
+    /// #     });
+    /// #     n.spawn_named("waiting", async { Ok(()) }); // queued under the limit
+    /// #     for _ in 0..4 { tokio::task::yield_now().await; }
+    /// # let dump = nursery::dump();
+    /// # let crawl = dump.find("crawl").unwrap();
+    /// # let fetch = crawl.tasks().iter().find(|task| task.name() == Some("fetch")).unwrap();
+    /// # let opener = crawl.tasks().iter().find(|task| task.name() == Some("opener")).unwrap();
+    /// // The scope `opener` opened is shown under it, not under `crawl`.
+    /// assert_eq!(opener.scopes()[0].name(), Some("inner"));
+    /// assert!(fetch.scopes().is_empty());
+    /// #     n.cancel();
+    /// #     Ok(())
+    /// # }).await.unwrap();
+    /// # }
+    /// ```
     pub fn scopes(&self) -> &[ScopeSnapshot] {
         &self.scopes
     }
@@ -457,6 +651,30 @@ impl fmt::Display for TaskSnapshot {
 /// One scope, its tasks and the scopes inside it, as they were when a
 /// [`Dump`] was taken. Printed, it is the indented tree of [`Dump`] from
 /// this scope down.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// # nursery::Nursery::builder().name("crawl").limit(2).scope(|n| async move {
+/// #     n.spawn_named("fetch", std::future::pending::<Result<(), ()>>());
+/// #     n.spawn_named("opener", async {
+/// #         nursery::Nursery::builder().name("inner").scope(|_inner| std::future::pending::<Result<(), ()>>()).await.map_err(|_| ())
+/// #     });
+/// #     n.spawn_named("waiting", async { Ok(()) }); // queued under the limit
+/// #     for _ in 0..4 { tokio::task::yield_now().await; }
+/// let dump = nursery::dump();
+/// let crawl = dump.find("crawl").unwrap();
+/// let fetch = crawl.tasks().iter().find(|task| task.name() == Some("fetch")).unwrap();
+/// let opener = crawl.tasks().iter().find(|task| task.name() == Some("opener")).unwrap();
+/// // The tree from `crawl` down, one line per scope or task.
+/// println!("{crawl}");
+/// assert!(crawl.to_string().starts_with("scope `crawl` opened at "));
+/// #     n.cancel();
+/// #     Ok(())
+/// # }).await.unwrap();
+/// # }
+/// ```
 #[derive(Clone, Debug)]
 pub struct ScopeSnapshot {
     name: Option<Name>,
@@ -469,39 +687,183 @@ pub struct ScopeSnapshot {
 
 impl ScopeSnapshot {
     /// The scope's name, if it was given one.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # nursery::Nursery::builder().name("crawl").limit(2).scope(|n| async move {
+    /// #     n.spawn_named("fetch", std::future::pending::<Result<(), ()>>());
+    /// #     n.spawn_named("opener", async {
+    /// #         nursery::Nursery::builder().name("inner").scope(|_inner| std::future::pending::<Result<(), ()>>()).await.map_err(|_| ())
+    /// #     });
+    /// #     n.spawn_named("waiting", async { Ok(()) }); // queued under the limit
+    /// #     for _ in 0..4 { tokio::task::yield_now().await; }
+    /// # let dump = nursery::dump();
+    /// # let crawl = dump.find("crawl").unwrap();
+    /// # let fetch = crawl.tasks().iter().find(|task| task.name() == Some("fetch")).unwrap();
+    /// # let opener = crawl.tasks().iter().find(|task| task.name() == Some("opener")).unwrap();
+    /// assert_eq!(crawl.name(), Some("crawl"));
+    /// #     n.cancel();
+    /// #     Ok(())
+    /// # }).await.unwrap();
+    /// # }
+    /// ```
     pub fn name(&self) -> Option<&str> {
         self.name.as_ref().map(Name::as_str)
     }
 
     /// Where the scope was opened.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # nursery::Nursery::builder().name("crawl").limit(2).scope(|n| async move {
+    /// #     n.spawn_named("fetch", std::future::pending::<Result<(), ()>>());
+    /// #     n.spawn_named("opener", async {
+    /// #         nursery::Nursery::builder().name("inner").scope(|_inner| std::future::pending::<Result<(), ()>>()).await.map_err(|_| ())
+    /// #     });
+    /// #     n.spawn_named("waiting", async { Ok(()) }); // queued under the limit
+    /// #     for _ in 0..4 { tokio::task::yield_now().await; }
+    /// # let dump = nursery::dump();
+    /// # let crawl = dump.find("crawl").unwrap();
+    /// # let fetch = crawl.tasks().iter().find(|task| task.name() == Some("fetch")).unwrap();
+    /// # let opener = crawl.tasks().iter().find(|task| task.name() == Some("opener")).unwrap();
+    /// println!("`crawl` was opened at {}", crawl.location());
+    /// #     n.cancel();
+    /// #     Ok(())
+    /// # }).await.unwrap();
+    /// # }
+    /// ```
     pub fn location(&self) -> &'static Location<'static> {
         self.location
     }
 
     /// How long ago the scope was opened (to a few milliseconds).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # nursery::Nursery::builder().name("crawl").limit(2).scope(|n| async move {
+    /// #     n.spawn_named("fetch", std::future::pending::<Result<(), ()>>());
+    /// #     n.spawn_named("opener", async {
+    /// #         nursery::Nursery::builder().name("inner").scope(|_inner| std::future::pending::<Result<(), ()>>()).await.map_err(|_| ())
+    /// #     });
+    /// #     n.spawn_named("waiting", async { Ok(()) }); // queued under the limit
+    /// #     for _ in 0..4 { tokio::task::yield_now().await; }
+    /// # let dump = nursery::dump();
+    /// # let crawl = dump.find("crawl").unwrap();
+    /// # let fetch = crawl.tasks().iter().find(|task| task.name() == Some("fetch")).unwrap();
+    /// # let opener = crawl.tasks().iter().find(|task| task.name() == Some("opener")).unwrap();
+    /// assert!(crawl.age() < std::time::Duration::from_secs(60));
+    /// #     n.cancel();
+    /// #     Ok(())
+    /// # }).await.unwrap();
+    /// # }
+    /// ```
     pub fn age(&self) -> Duration {
         self.age
     }
 
     /// What the scope was doing.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # nursery::Nursery::builder().name("crawl").limit(2).scope(|n| async move {
+    /// #     n.spawn_named("fetch", std::future::pending::<Result<(), ()>>());
+    /// #     n.spawn_named("opener", async {
+    /// #         nursery::Nursery::builder().name("inner").scope(|_inner| std::future::pending::<Result<(), ()>>()).await.map_err(|_| ())
+    /// #     });
+    /// #     n.spawn_named("waiting", async { Ok(()) }); // queued under the limit
+    /// #     for _ in 0..4 { tokio::task::yield_now().await; }
+    /// # let dump = nursery::dump();
+    /// # let crawl = dump.find("crawl").unwrap();
+    /// # let fetch = crawl.tasks().iter().find(|task| task.name() == Some("fetch")).unwrap();
+    /// # let opener = crawl.tasks().iter().find(|task| task.name() == Some("opener")).unwrap();
+    /// assert_eq!(crawl.state(), nursery::ScopeState::Open);
+    /// #     n.cancel();
+    /// #     Ok(())
+    /// # }).await.unwrap();
+    /// # }
+    /// ```
     pub fn state(&self) -> ScopeState {
         self.state
     }
 
     /// Its own live tasks: running, queued or cancelling. The scopes open
     /// inside each are under [`TaskSnapshot::scopes`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # nursery::Nursery::builder().name("crawl").limit(2).scope(|n| async move {
+    /// #     n.spawn_named("fetch", std::future::pending::<Result<(), ()>>());
+    /// #     n.spawn_named("opener", async {
+    /// #         nursery::Nursery::builder().name("inner").scope(|_inner| std::future::pending::<Result<(), ()>>()).await.map_err(|_| ())
+    /// #     });
+    /// #     n.spawn_named("waiting", async { Ok(()) }); // queued under the limit
+    /// #     for _ in 0..4 { tokio::task::yield_now().await; }
+    /// # let dump = nursery::dump();
+    /// # let crawl = dump.find("crawl").unwrap();
+    /// # let fetch = crawl.tasks().iter().find(|task| task.name() == Some("fetch")).unwrap();
+    /// # let opener = crawl.tasks().iter().find(|task| task.name() == Some("opener")).unwrap();
+    /// let names: Vec<_> = crawl.tasks().iter().map(|task| task.name()).collect();
+    /// assert_eq!(names, [Some("fetch"), Some("opener"), Some("waiting")]);
+    /// #     n.cancel();
+    /// #     Ok(())
+    /// # }).await.unwrap();
+    /// # }
+    /// ```
     pub fn tasks(&self) -> &[TaskSnapshot] {
         &self.tasks
     }
 
     /// The scopes open in its body (those open inside one of its tasks are
     /// under that task).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # nursery::Nursery::builder().name("crawl").limit(2).scope(|n| async move {
+    /// #     n.spawn_named("fetch", std::future::pending::<Result<(), ()>>());
+    /// #     n.spawn_named("opener", async {
+    /// #         nursery::Nursery::builder().name("inner").scope(|_inner| std::future::pending::<Result<(), ()>>()).await.map_err(|_| ())
+    /// #     });
+    /// #     n.spawn_named("waiting", async { Ok(()) }); // queued under the limit
+    /// #     for _ in 0..4 { tokio::task::yield_now().await; }
+    /// # let dump = nursery::dump();
+    /// # let crawl = dump.find("crawl").unwrap();
+    /// # let fetch = crawl.tasks().iter().find(|task| task.name() == Some("fetch")).unwrap();
+    /// # let opener = crawl.tasks().iter().find(|task| task.name() == Some("opener")).unwrap();
+    /// // Scopes opened by the body; those opened by a task are under that task.
+    /// assert!(crawl.scopes().is_empty());
+    /// assert_eq!(opener.scopes().len(), 1);
+    /// #     n.cancel();
+    /// #     Ok(())
+    /// # }).await.unwrap();
+    /// # }
+    /// ```
     pub fn scopes(&self) -> &[ScopeSnapshot] {
         &self.scopes
     }
 
     /// The first scope named `name` in this subtree (this one included),
     /// searching depth first.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # nursery::Nursery::builder().name("crawl").limit(2).scope(|n| async move {
+    /// #     n.spawn_named("fetch", std::future::pending::<Result<(), ()>>());
+    /// #     n.spawn_named("opener", async {
+    /// #         nursery::Nursery::builder().name("inner").scope(|_inner| std::future::pending::<Result<(), ()>>()).await.map_err(|_| ())
+    /// #     });
+    /// #     n.spawn_named("waiting", async { Ok(()) }); // queued under the limit
+    /// #     for _ in 0..4 { tokio::task::yield_now().await; }
+    /// # let dump = nursery::dump();
+    /// # let crawl = dump.find("crawl").unwrap();
+    /// # let fetch = crawl.tasks().iter().find(|task| task.name() == Some("fetch")).unwrap();
+    /// # let opener = crawl.tasks().iter().find(|task| task.name() == Some("opener")).unwrap();
+    /// assert_eq!(crawl.find("inner").unwrap().name(), Some("inner"));
+    /// assert!(crawl.find("elsewhere").is_none());
+    /// #     n.cancel();
+    /// #     Ok(())
+    /// # }).await.unwrap();
+    /// # }
+    /// ```
     pub fn find(&self, name: &str) -> Option<&ScopeSnapshot> {
         if self.name() == Some(name) {
             return Some(self);
@@ -585,17 +947,77 @@ pub struct Dump {
 
 impl Dump {
     /// The root scopes: those opened outside any other scope.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # nursery::Nursery::builder().name("crawl").limit(2).scope(|n| async move {
+    /// #     n.spawn_named("fetch", std::future::pending::<Result<(), ()>>());
+    /// #     n.spawn_named("opener", async {
+    /// #         nursery::Nursery::builder().name("inner").scope(|_inner| std::future::pending::<Result<(), ()>>()).await.map_err(|_| ())
+    /// #     });
+    /// #     n.spawn_named("waiting", async { Ok(()) }); // queued under the limit
+    /// #     for _ in 0..4 { tokio::task::yield_now().await; }
+    /// # let dump = nursery::dump();
+    /// # let crawl = dump.find("crawl").unwrap();
+    /// # let fetch = crawl.tasks().iter().find(|task| task.name() == Some("fetch")).unwrap();
+    /// # let opener = crawl.tasks().iter().find(|task| task.name() == Some("opener")).unwrap();
+    /// assert!(dump.scopes().iter().any(|root| root.name() == Some("crawl")));
+    /// #     n.cancel();
+    /// #     Ok(())
+    /// # }).await.unwrap();
+    /// # }
+    /// ```
     pub fn scopes(&self) -> &[ScopeSnapshot] {
         &self.scopes
     }
 
     /// The first scope named `name`, searching each root's tree depth first.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # nursery::Nursery::builder().name("crawl").limit(2).scope(|n| async move {
+    /// #     n.spawn_named("fetch", std::future::pending::<Result<(), ()>>());
+    /// #     n.spawn_named("opener", async {
+    /// #         nursery::Nursery::builder().name("inner").scope(|_inner| std::future::pending::<Result<(), ()>>()).await.map_err(|_| ())
+    /// #     });
+    /// #     n.spawn_named("waiting", async { Ok(()) }); // queued under the limit
+    /// #     for _ in 0..4 { tokio::task::yield_now().await; }
+    /// # let dump = nursery::dump();
+    /// # let crawl = dump.find("crawl").unwrap();
+    /// # let fetch = crawl.tasks().iter().find(|task| task.name() == Some("fetch")).unwrap();
+    /// # let opener = crawl.tasks().iter().find(|task| task.name() == Some("opener")).unwrap();
+    /// assert!(dump.find("inner").is_some());
+    /// #     n.cancel();
+    /// #     Ok(())
+    /// # }).await.unwrap();
+    /// # }
+    /// ```
     pub fn find(&self, name: &str) -> Option<&ScopeSnapshot> {
         self.scopes.iter().find_map(|scope| scope.find(name))
     }
 
     /// Every task in the tree, each before the tasks of the scopes inside
     /// it.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # nursery::Nursery::builder().name("crawl").limit(2).scope(|n| async move {
+    /// #     n.spawn_named("fetch", std::future::pending::<Result<(), ()>>());
+    /// #     n.spawn_named("opener", async {
+    /// #         nursery::Nursery::builder().name("inner").scope(|_inner| std::future::pending::<Result<(), ()>>()).await.map_err(|_| ())
+    /// #     });
+    /// #     n.spawn_named("waiting", async { Ok(()) }); // queued under the limit
+    /// #     for _ in 0..4 { tokio::task::yield_now().await; }
+    /// # let dump = nursery::dump();
+    /// # let crawl = dump.find("crawl").unwrap();
+    /// # let fetch = crawl.tasks().iter().find(|task| task.name() == Some("fetch")).unwrap();
+    /// # let opener = crawl.tasks().iter().find(|task| task.name() == Some("opener")).unwrap();
+    /// assert!(dump.tasks().iter().any(|task| task.name() == Some("waiting")));
+    /// #     n.cancel();
+    /// #     Ok(())
+    /// # }).await.unwrap();
+    /// # }
+    /// ```
     pub fn tasks(&self) -> Vec<&TaskSnapshot> {
         let mut tasks = Vec::new();
         for scope in &self.scopes {
@@ -605,6 +1027,26 @@ impl Dump {
     }
 
     /// Whether no scope is open.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # nursery::Nursery::builder().name("crawl").limit(2).scope(|n| async move {
+    /// #     n.spawn_named("fetch", std::future::pending::<Result<(), ()>>());
+    /// #     n.spawn_named("opener", async {
+    /// #         nursery::Nursery::builder().name("inner").scope(|_inner| std::future::pending::<Result<(), ()>>()).await.map_err(|_| ())
+    /// #     });
+    /// #     n.spawn_named("waiting", async { Ok(()) }); // queued under the limit
+    /// #     for _ in 0..4 { tokio::task::yield_now().await; }
+    /// # let dump = nursery::dump();
+    /// # let crawl = dump.find("crawl").unwrap();
+    /// # let fetch = crawl.tasks().iter().find(|task| task.name() == Some("fetch")).unwrap();
+    /// # let opener = crawl.tasks().iter().find(|task| task.name() == Some("opener")).unwrap();
+    /// assert!(!dump.is_empty());
+    /// #     n.cancel();
+    /// #     Ok(())
+    /// # }).await.unwrap();
+    /// # }
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.scopes.is_empty()
     }
@@ -747,6 +1189,39 @@ fn count_live(scope: &Arc<Scope>, now: Stamp, outer_path: &str, census: &mut Cen
 /// Reported through the hook set with [`set_leak_hook`], and kept for
 /// [`testing::assert_no_leaks`](crate::testing::assert_no_leaks) on the
 /// same runtime.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use std::sync::Mutex;
+/// use std::time::Duration;
+///
+/// static FOUND: Mutex<Vec<nursery::Leak>> = Mutex::new(Vec::new());
+/// nursery::set_leak_hook(|leak| FOUND.lock().unwrap().push(leak.clone()));
+///
+/// let (started, running) = tokio::sync::oneshot::channel();
+/// let scope = nursery::Nursery::builder()
+///     .leak_grace(Duration::from_millis(10))
+///     .scope(|n| async move {
+///         n.spawn_blocking_named("stuck", |_token| {
+///             let _ = started.send(());
+///             std::thread::sleep(Duration::from_millis(300)); // cannot be aborted
+///             Ok::<_, ()>(())
+///         });
+///         let _ = running.await;
+///         std::future::pending::<Result<(), ()>>().await
+///     });
+/// let _ = tokio::time::timeout(Duration::from_millis(10), scope).await; // dropped
+/// let leak = loop {
+///     if let Some(leak) = FOUND.lock().unwrap().first().cloned() {
+///         break leak;
+///     }
+///     tokio::time::sleep(Duration::from_millis(10)).await;
+/// };
+/// // task `stuck` spawned at FILE:LINE:COL, in scope <unnamed>: still alive 10ms after its scope was dropped
+/// println!("{leak}");
+/// assert_eq!(leak.task().name(), Some("stuck"));
+/// # }
+/// ```
 #[derive(Clone, Debug)]
 pub struct Leak {
     task: TaskSnapshot,
@@ -756,17 +1231,110 @@ pub struct Leak {
 
 impl Leak {
     /// The task, as it was when the leak was found.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::sync::Mutex;
+    /// use std::time::Duration;
+    ///
+    /// static FOUND: Mutex<Vec<nursery::Leak>> = Mutex::new(Vec::new());
+    /// nursery::set_leak_hook(|leak| FOUND.lock().unwrap().push(leak.clone()));
+    ///
+    /// let (started, running) = tokio::sync::oneshot::channel();
+    /// let scope = nursery::Nursery::builder()
+    ///     .leak_grace(Duration::from_millis(10))
+    ///     .scope(|n| async move {
+    ///         n.spawn_blocking_named("stuck", |_token| {
+    ///             let _ = started.send(());
+    ///             std::thread::sleep(Duration::from_millis(300)); // cannot be aborted
+    ///             Ok::<_, ()>(())
+    ///         });
+    ///         let _ = running.await;
+    ///         std::future::pending::<Result<(), ()>>().await
+    ///     });
+    /// let _ = tokio::time::timeout(Duration::from_millis(10), scope).await; // dropped
+    /// let leak = loop {
+    ///     if let Some(leak) = FOUND.lock().unwrap().first().cloned() {
+    ///         break leak;
+    ///     }
+    ///     tokio::time::sleep(Duration::from_millis(10)).await;
+    /// };
+    /// assert_eq!(leak.task().name(), Some("stuck"));
+    /// # }
+    /// ```
     pub fn task(&self) -> &TaskSnapshot {
         &self.task
     }
 
     /// How long after its scope was dropped it was found still alive: at
     /// least the scope's leak-grace window.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::sync::Mutex;
+    /// use std::time::Duration;
+    ///
+    /// static FOUND: Mutex<Vec<nursery::Leak>> = Mutex::new(Vec::new());
+    /// nursery::set_leak_hook(|leak| FOUND.lock().unwrap().push(leak.clone()));
+    ///
+    /// let (started, running) = tokio::sync::oneshot::channel();
+    /// let scope = nursery::Nursery::builder()
+    ///     .leak_grace(Duration::from_millis(10))
+    ///     .scope(|n| async move {
+    ///         n.spawn_blocking_named("stuck", |_token| {
+    ///             let _ = started.send(());
+    ///             std::thread::sleep(Duration::from_millis(300)); // cannot be aborted
+    ///             Ok::<_, ()>(())
+    ///         });
+    ///         let _ = running.await;
+    ///         std::future::pending::<Result<(), ()>>().await
+    ///     });
+    /// let _ = tokio::time::timeout(Duration::from_millis(10), scope).await; // dropped
+    /// let leak = loop {
+    ///     if let Some(leak) = FOUND.lock().unwrap().first().cloned() {
+    ///         break leak;
+    ///     }
+    ///     tokio::time::sleep(Duration::from_millis(10)).await;
+    /// };
+    /// assert!(leak.after() >= Duration::from_millis(10)); // the leak grace
+    /// # }
+    /// ```
     pub fn after(&self) -> Duration {
         self.after
     }
 
     /// The runtime its scope ran on.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::sync::Mutex;
+    /// use std::time::Duration;
+    ///
+    /// static FOUND: Mutex<Vec<nursery::Leak>> = Mutex::new(Vec::new());
+    /// nursery::set_leak_hook(|leak| FOUND.lock().unwrap().push(leak.clone()));
+    ///
+    /// let (started, running) = tokio::sync::oneshot::channel();
+    /// let scope = nursery::Nursery::builder()
+    ///     .leak_grace(Duration::from_millis(10))
+    ///     .scope(|n| async move {
+    ///         n.spawn_blocking_named("stuck", |_token| {
+    ///             let _ = started.send(());
+    ///             std::thread::sleep(Duration::from_millis(300)); // cannot be aborted
+    ///             Ok::<_, ()>(())
+    ///         });
+    ///         let _ = running.await;
+    ///         std::future::pending::<Result<(), ()>>().await
+    ///     });
+    /// let _ = tokio::time::timeout(Duration::from_millis(10), scope).await; // dropped
+    /// let leak = loop {
+    ///     if let Some(leak) = FOUND.lock().unwrap().first().cloned() {
+    ///         break leak;
+    ///     }
+    ///     tokio::time::sleep(Duration::from_millis(10)).await;
+    /// };
+    /// assert_eq!(leak.runtime(), tokio::runtime::Handle::current().id());
+    /// # }
+    /// ```
     pub fn runtime(&self) -> tokio::runtime::Id {
         self.runtime
     }

@@ -613,6 +613,22 @@ impl<V> Ready<V> {
     /// Reports the child ready, handing `value` to the caller of
     /// [`Nursery::start`]. If that caller has gone away, the value is
     /// dropped.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// nursery::scope(|n| async move {
+    ///     let port = n
+    ///         .start(|ready| async move {
+    ///             ready.send(8080u16); // loaded and listening
+    ///             Ok(())
+    ///         })
+    ///         .await
+    ///         .unwrap();
+    ///     assert_eq!(port, 8080);
+    ///     Ok::<_, ()>(())
+    /// }).await.unwrap();
+    /// # }
+    /// ```
     pub fn send(self, value: V) {
         let _ = self.value_tx.send(value);
     }

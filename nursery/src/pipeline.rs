@@ -67,6 +67,18 @@ pub struct Pipeline<T, E> {
 impl<T: Send + 'static, E: Send + 'static> Pipeline<T, E> {
     /// A pipeline whose source yields the items of `items`, pulled lazily
     /// as the first stage takes them.
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() {
+    /// let words = nursery::Pipeline::from_iter(vec!["a", "b"])
+    ///     .stage(1, |word| async move { Ok::<_, ()>(word.to_uppercase()) })
+    ///     .ordered()
+    ///     .collect()
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!(words, ["A", "B"]);
+    /// # }
+    /// ```
     #[allow(clippy::should_implement_trait)] // `FromIterator` cannot ask for `Send + 'static`
     pub fn from_iter<I>(items: I) -> Pipeline<T, E>
     where
@@ -138,6 +150,20 @@ impl<T: Send + 'static, E: Send + 'static> Pipeline<T, E> {
     /// `f` and pass the result on. The stage's output channel holds up to
     /// `workers` results.
     ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() {
+    /// let lengths = nursery::Pipeline::from_iter(["a", "bb"])
+    ///     .stage(2, |word| async move { Ok::<_, ()>(word.len()) })
+    ///     .ordered()
+    ///     .collect()
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!(lengths, [1, 2]);
+    /// # }
+    /// ```
+    ///
     /// # Panics
     ///
     /// If `workers` is 0.
@@ -158,6 +184,20 @@ impl<T: Send + 'static, E: Send + 'static> Pipeline<T, E> {
     /// Adds a stage that maps each item to zero or one item (the seed's
     /// filter): `None` drops the item.
     ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() {
+    /// let numbers = nursery::Pipeline::from_iter(["1", "x", "3"])
+    ///     .filter_map(2, |text| async move { Ok::<_, ()>(text.parse::<u32>().ok()) })
+    ///     .ordered()
+    ///     .collect()
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!(numbers, [1, 3]);
+    /// # }
+    /// ```
+    ///
     /// # Panics
     ///
     /// If `workers` is 0.
@@ -175,6 +215,22 @@ impl<T: Send + 'static, E: Send + 'static> Pipeline<T, E> {
     /// Keeps input order: [`collect`](Pipeline::collect) returns the results
     /// in the order their items left the source, whatever the stages'
     /// worker counts. May be called anywhere before `collect`.
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() {
+    /// use std::time::Duration;
+    /// let sorted = nursery::Pipeline::from_iter([30u64, 10, 20])
+    ///     .ordered() // anywhere before `collect`
+    ///     .stage(3, |ms| async move {
+    ///         tokio::time::sleep(Duration::from_millis(ms)).await; // finishes out of order
+    ///         Ok::<_, ()>(ms)
+    ///     })
+    ///     .collect()
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!(sorted, [30, 10, 20]);
+    /// # }
+    /// ```
     pub fn ordered(mut self) -> Pipeline<T, E> {
         self.ordered = true;
         self
@@ -182,6 +238,18 @@ impl<T: Send + 'static, E: Send + 'static> Pipeline<T, E> {
 
     /// Runs the pipeline in a scope inside the current one and collects
     /// what leaves the last stage.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() {
+    /// let result = nursery::Pipeline::from_iter(1..=100u32)
+    ///     .stage(4, |x| async move { if x == 50 { Err("fifty") } else { Ok(x) } })
+    ///     .collect()
+    ///     .await;
+    /// assert_eq!(result.unwrap_err().error(), Some(&"fifty")); // every stage stopped
+    /// # }
+    /// ```
     ///
     /// # Errors
     ///

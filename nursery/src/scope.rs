@@ -177,6 +177,17 @@ impl Builder {
 
     /// Names the scope, for error messages, leak reports and task dumps.
     ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// nursery::Nursery::builder().name("crawl").scope(|n| async move {
+    ///     assert_eq!(n.name(), Some("crawl"));
+    ///     Ok::<_, ()>(())
+    /// }).await.unwrap();
+    /// # }
+    /// ```
+    ///
     /// # Panics
     ///
     /// If `name` is empty.
@@ -194,6 +205,20 @@ impl Builder {
     /// Runs at most `limit` children at once (Go's `errgroup.SetLimit`).
     /// Children spawned beyond it wait in FIFO order, without creating tokio
     /// tasks; [`Nursery::try_spawn`] hands the future back instead (G8).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() {
+    /// nursery::Nursery::builder().limit(2).scope(|n| async move {
+    ///     for i in 0..10 {
+    ///         n.spawn(async move { Ok::<_, ()>(i) }); // at most 2 run at once
+    ///     }
+    ///     assert!(n.stats().running <= 2);
+    ///     Ok(())
+    /// }).await.unwrap();
+    /// # }
+    /// ```
     ///
     /// # Panics
     ///
@@ -268,6 +293,22 @@ impl Builder {
     /// scope then returns [`Error::TimedOut`] (G5). Combined with
     /// [`deadline`](Builder::deadline) or an enclosing scope's deadline, the
     /// earliest wins. A timeout too large to represent means no timeout.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// use std::time::Duration;
+    /// let result = nursery::Nursery::builder()
+    ///     .timeout(Duration::from_secs(1))
+    ///     .scope(|_n| async {
+    ///         tokio::time::sleep(Duration::from_secs(60)).await;
+    ///         Ok::<_, ()>(())
+    ///     })
+    ///     .await;
+    /// assert_eq!(result, Err(nursery::Error::TimedOut));
+    /// # }
+    /// ```
     pub fn timeout(mut self, timeout: Duration) -> Builder {
         self.timeout = Some(timeout);
         self
@@ -276,6 +317,21 @@ impl Builder {
     /// Cancels the scope at `deadline`; the scope then returns
     /// [`Error::TimedOut`] (G5). The earliest of this, the
     /// [`timeout`](Builder::timeout) and an enclosing scope's deadline wins.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// use std::time::Duration;
+    /// use tokio::time::Instant;
+    /// let at = Instant::now() + Duration::from_secs(1);
+    /// nursery::Nursery::builder().deadline(at).scope(|n| async move {
+    ///     assert_eq!(n.deadline(), Some(at));
+    ///     assert_eq!(nursery::deadline(), Some(at)); // also inside its children
+    ///     Ok::<_, ()>(())
+    /// }).await.unwrap();
+    /// # }
+    /// ```
     pub fn deadline(mut self, deadline: Instant) -> Builder {
         self.deadline = Some(deadline);
         self
@@ -289,6 +345,30 @@ impl Builder {
     /// Children observe the token with [`cancelled`](crate::cancelled),
     /// [`check`](crate::check) or [`Nursery::token`]. A non-zero grace needs
     /// a runtime with the time driver enabled.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// use std::time::Duration;
+    /// let (tx, rx) = tokio::sync::oneshot::channel();
+    /// let result = nursery::Nursery::builder()
+    ///     .grace(Duration::from_millis(100))
+    ///     .scope(|n| async move {
+    ///         n.spawn(async move {
+    ///             nursery::cancelled().await;
+    ///             let _ = tx.send("cleaned up"); // runs within the grace period
+    ///             Ok(())
+    ///         });
+    ///         tokio::task::yield_now().await;
+    ///         n.spawn(async { Err::<(), _>("failed") });
+    ///         Ok(())
+    ///     })
+    ///     .await;
+    /// assert!(result.is_err());
+    /// assert_eq!(rx.await, Ok("cleaned up"));
+    /// # }
+    /// ```
     pub fn grace(mut self, grace: Duration) -> Builder {
         self.grace = Some(grace);
         self
@@ -303,6 +383,22 @@ impl Builder {
     ///
     /// A child usually ends within microseconds of its abort; one that does
     /// not is stuck in a blocking call or a loop that never yields.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::time::Duration;
+    /// nursery::Nursery::builder()
+    ///     .leak_grace(Duration::from_millis(200)) // report stuck children sooner
+    ///     .scope(|n| async move {
+    ///         n.spawn(async { Ok::<_, ()>(()) });
+    ///         Ok(())
+    ///     })
+    ///     .await
+    ///     .unwrap();
+    /// # }
+    /// ```
     pub fn leak_grace(mut self, leak_grace: Duration) -> Builder {
         self.leak_grace = Some(leak_grace);
         self
@@ -349,6 +445,20 @@ impl Builder {
     /// Cancels the scope when `token` fires, as if its parent had been
     /// cancelled: the scope returns [`Error::Cancelled`]. Use it to tie a
     /// scope to a process-wide shutdown token.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let shutdown = tokio_util::sync::CancellationToken::new();
+    /// shutdown.cancel(); // e.g. on SIGTERM
+    /// let result = nursery::Nursery::builder()
+    ///     .cancel_on(shutdown)
+    ///     .scope(|_n| std::future::pending::<Result<(), ()>>())
+    ///     .await;
+    /// assert_eq!(result, Err(nursery::Error::Cancelled));
+    /// # }
+    /// ```
     pub fn cancel_on(mut self, token: CancellationToken) -> Builder {
         self.cancel_on = Some(token);
         self
@@ -395,6 +505,22 @@ impl Builder {
 
     /// Opens the scope with these settings and runs `body` in it; see
     /// [`scope`](crate::scope()) for the guarantees.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let sum = nursery::Nursery::builder()
+    ///     .limit(4)
+    ///     .scope(|n| async move {
+    ///         let a = n.spawn(async { Ok::<_, ()>(1) });
+    ///         let b = n.spawn(async { Ok(2) });
+    ///         Ok(a.await.unwrap() + b.await.unwrap())
+    ///     })
+    ///     .await;
+    /// assert_eq!(sum, Ok(3));
+    /// # }
+    /// ```
     ///
     /// # Errors
     ///

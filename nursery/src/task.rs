@@ -723,6 +723,18 @@ impl<T> TaskHandle<T> {
 
     /// Whether the child has finished (or will never start). A queued child
     /// is not finished.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// nursery::Nursery::builder().limit(1).scope(|n| async move {
+    ///     let first = n.spawn(std::future::pending::<Result<(), ()>>());
+    ///     let queued = n.spawn(async { Ok(()) });
+    ///     assert!(!first.is_finished() && !queued.is_finished());
+    ///     n.cancel();
+    ///     Ok(())
+    /// }).await.unwrap();
+    /// # }
+    /// ```
     pub fn is_finished(&self) -> bool {
         match &self.state {
             HandleState::Running(handle) => handle.is_finished(),
@@ -732,11 +744,31 @@ impl<T> TaskHandle<T> {
     }
 
     /// The name given with [`Nursery::spawn_named`](crate::Nursery::spawn_named).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// nursery::scope(|n| async move {
+    ///     assert_eq!(n.spawn_named("fetch", async { Ok(()) }).name(), Some("fetch"));
+    ///     assert_eq!(n.spawn(async { Ok(()) }).name(), None);
+    ///     Ok::<_, ()>(())
+    /// }).await.unwrap();
+    /// # }
+    /// ```
     pub fn name(&self) -> Option<&str> {
         self.info.name.as_ref().map(|name| name.as_str())
     }
 
     /// Where the child was spawned.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// nursery::scope(|n| async move {
+    ///     let handle = n.spawn(async { Ok(()) });
+    ///     assert_eq!(handle.location().line(), line!() - 1);
+    ///     Ok::<_, ()>(())
+    /// }).await.unwrap();
+    /// # }
+    /// ```
     pub fn location(&self) -> &'static std::panic::Location<'static> {
         self.info.location
     }

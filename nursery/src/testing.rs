@@ -93,17 +93,50 @@ pub struct LeakCheck {
 
 impl LeakCheck {
     /// A check with the default grace window (one second).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let value = nursery::testing::LeakCheck::new().run(async { 7 }).await;
+    /// assert_eq!(value, 7);
+    /// # }
+    /// ```
     pub fn new() -> LeakCheck {
         LeakCheck { grace: None }
     }
 
     /// How long to wait, after the future is done, for its tasks to end.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::time::Duration;
+    /// let check = nursery::testing::LeakCheck::new().grace(Duration::from_millis(200));
+    /// check.run(async { /* the test */ }).await;
+    /// # }
+    /// ```
     pub fn grace(mut self, grace: Duration) -> LeakCheck {
         self.grace = Some(grace);
         self
     }
 
     /// Runs `future`, then checks for leaks.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let sum = nursery::testing::LeakCheck::new()
+    ///     .run(nursery::scope(|n| async move {
+    ///         let a = n.spawn(async { Ok::<_, ()>(1) });
+    ///         Ok(a.await.unwrap() + 1)
+    ///     }))
+    ///     .await;
+    /// assert_eq!(sum, Ok(2));
+    /// # }
+    /// ```
     ///
     /// # Panics
     ///
@@ -117,6 +150,24 @@ impl LeakCheck {
 
     /// Runs `future`, then checks for leaks, returning what was found
     /// instead of panicking.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::time::Duration;
+    /// use nursery::testing::LeakCheck;
+    ///
+    /// let report = LeakCheck::new()
+    ///     .grace(Duration::from_millis(20))
+    ///     .try_run(async {
+    ///         tokio::spawn(std::future::pending::<()>()); // owned by no scope
+    ///     })
+    ///     .await
+    ///     .unwrap_err();
+    /// assert!(report.to_string().contains("1 tokio task"));
+    /// # }
+    /// ```
     ///
     /// # Errors
     ///
@@ -170,6 +221,24 @@ impl LeakCheck {
 
 /// What a failed leak check found. Its `Display` is the report a failing
 /// test prints.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use std::time::Duration;
+/// use nursery::testing::LeakCheck;
+///
+/// let report = LeakCheck::new()
+///     .grace(Duration::from_millis(20))
+///     .try_run(async {
+///         tokio::spawn(std::future::pending::<()>());
+///     })
+///     .await
+///     .unwrap_err();
+/// println!("{report}"); // what a failing test prints
+/// # }
+/// ```
 #[derive(Clone, Debug)]
 pub struct LeakReport {
     tasks: Vec<TaskSnapshot>,
@@ -198,6 +267,35 @@ impl LeakReport {
     }
 
     /// Tasks of scopes on the checked runtime still alive at the end.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::time::Duration;
+    /// use nursery::testing::LeakCheck;
+    ///
+    /// let report = LeakCheck::new()
+    ///     .grace(Duration::from_millis(20))
+    ///     .try_run(async {
+    ///         let (started, running) = tokio::sync::oneshot::channel();
+    ///         let scope = nursery::scope(|n| async move {
+    ///             n.spawn_blocking_named("stuck", |_token| {
+    ///                 let _ = started.send(());
+    ///                 std::thread::sleep(Duration::from_millis(300)); // ignores its token
+    ///                 Ok::<_, ()>(())
+    ///             });
+    ///             let _ = running.await;
+    ///             std::future::pending::<Result<(), ()>>().await
+    ///         });
+    ///         // Dropping the scope cannot stop a blocking call that is running.
+    ///         let _ = tokio::time::timeout(Duration::from_millis(10), scope).await;
+    ///     })
+    ///     .await
+    ///     .unwrap_err();
+    /// assert_eq!(report.tasks()[0].name(), Some("stuck"));
+    /// # }
+    /// ```
     pub fn tasks(&self) -> &[TaskSnapshot] {
         &self.tasks
     }
@@ -205,18 +303,72 @@ impl LeakReport {
     /// Tasks that outlived a scope dropped during the run by more than its
     /// leak-grace window and have ended since (those still alive are in
     /// [`tasks`](LeakReport::tasks)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::time::Duration;
+    /// use nursery::testing::LeakCheck;
+    ///
+    /// let report = LeakCheck::new()
+    ///     .grace(Duration::from_millis(20))
+    ///     .try_run(async {
+    ///         tokio::spawn(std::future::pending::<()>()); // owned by no scope
+    ///     })
+    ///     .await
+    ///     .unwrap_err();
+    /// assert!(report.leaks().is_empty()); // no scope was dropped
+    /// # }
+    /// ```
     pub fn leaks(&self) -> &[Leak] {
         &self.leaks
     }
 
     /// How long the check waited, after the future was done, for the tasks
     /// to end.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::time::Duration;
+    /// use nursery::testing::LeakCheck;
+    ///
+    /// let report = LeakCheck::new()
+    ///     .grace(Duration::from_millis(20))
+    ///     .try_run(async {
+    ///         tokio::spawn(std::future::pending::<()>()); // owned by no scope
+    ///     })
+    ///     .await
+    ///     .unwrap_err();
+    /// assert!(report.waited() >= Duration::from_millis(20));
+    /// # }
+    /// ```
     pub fn waited(&self) -> Duration {
         self.waited
     }
 
     /// Tokio tasks still alive that no scope owns (plain `tokio::spawn`):
     /// counted from the runtime's metrics, so nothing more is known.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::time::Duration;
+    /// use nursery::testing::LeakCheck;
+    ///
+    /// let report = LeakCheck::new()
+    ///     .grace(Duration::from_millis(20))
+    ///     .try_run(async {
+    ///         tokio::spawn(std::future::pending::<()>()); // owned by no scope
+    ///     })
+    ///     .await
+    ///     .unwrap_err();
+    /// assert_eq!(report.unscoped_tasks(), 1);
+    /// # }
+    /// ```
     pub fn unscoped_tasks(&self) -> usize {
         self.unscoped
     }
