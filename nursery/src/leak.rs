@@ -1531,8 +1531,15 @@ mod watcher {
         let seq = queue.1;
         queue.1 += 1;
         queue.0.push(Reverse(Due { at, seq, job }));
+        // The watcher sleeps until its earliest job is due: it needs waking
+        // only if this job is the new earliest. Waking it for every dropped
+        // scope would take a core from the runtime while the dropped
+        // scope's children are being torn down.
+        let earliest = queue.0.peek().is_some_and(|Reverse(due)| due.seq == seq);
         drop(queue);
-        watcher.wake.notify_one();
+        if earliest {
+            watcher.wake.notify_one();
+        }
     }
 
     fn run(watcher: &'static Watcher) {

@@ -584,6 +584,14 @@ impl fmt::Debug for Builder {
 // ===== Scope =====
 
 /// The shared state of one open scope: the [`Core`] plus the tokio glue.
+///
+/// `repr(C)` with the core first: its count (and the success counter
+/// beside it) then sit right after the `Arc`'s reference counts, in 32
+/// bytes that share one cache line for three of the four 16-byte-aligned
+/// places the allocator can put them. A child's spawn and exit write both
+/// the count and the `Arc`'s count; left to the compiler, the tokio handle
+/// came first and the two were a line apart half of the time.
+#[repr(C)]
 pub(crate) struct Scope {
     pub(crate) core: Core,
     pub(crate) token: CancellationToken,

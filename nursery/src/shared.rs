@@ -136,10 +136,14 @@ pub struct Core {
     /// `exit` writes next anyway; the spawn path never touches it.
     /// (Cancelled children are the rest, derived.)
     succeeded: AtomicUsize,
-    fail_fast: bool,
-    limit: Option<Limiter>,
+    // What a child's spawn and exit touch ends here. The two locks below
+    // are taken only when the scope waits, fails or finishes, so they keep
+    // the fields that every spawn reads (`limit`, and the scope's tokio
+    // handle after the core) off the cache line the exits write.
     waker: Mutex<Option<Waker>>,
     outcome: Mutex<(Outcome, Counts)>,
+    fail_fast: bool,
+    limit: Option<Limiter>,
 }
 
 // ===== impl Core =====
@@ -173,11 +177,11 @@ impl Core {
     /// brought a dropped scope to zero: it must then finish the dropped
     /// scope as after [`Core::exit`].
     pub fn enter(&self) -> Result<(), (Refusal, bool)> {
-        // Read first so a closed scope is not even touched with a write.
-        let seen = self.state.load(Ordering::Acquire);
-        if let Some(refusal) = refusal(seen) {
-            return Err((refusal, false));
-        }
+        // No read first: the state's cache line is usually held by a
+        // worker whose child just exited, and a read before the write would
+        // fetch it twice (shared, then exclusive). Spawning into a closed or
+        // cancelled scope is the rare case; it backs out below.
+        //
         // AcqRel: the increment must be ordered before anything the child
         // does, and reading the flags in the same RMW means a child either
         // precedes the close in the modification order (and is waited for)

@@ -333,6 +333,38 @@ async fn g7_leak_after_is_at_least_the_leak_grace() {
     );
 }
 
+#[tokio::test]
+async fn a_short_leak_grace_is_not_held_up_by_a_long_one_pending() {
+    // The watcher sleeps until its earliest check and is woken only for a
+    // check due sooner: a scope dropped with a short grace after one with
+    // an hour's grace must still be reported after its own grace.
+    let log = LeakLog::get();
+    let latch = Latch::new();
+    let _open = OpenOnDrop(latch.clone());
+    let (_, _long) =
+        drop_one_level_with_stuck_child("grace-an-hour", Duration::from_secs(3600), &latch).await;
+    let (at, _short) = drop_one_level_with_stuck_child("grace-short", LEAK_GRACE, &latch).await;
+    let leaks = log
+        .wait_for(1, SAFETY, |leak| is_mine(leak, at, "grace-short"))
+        .await;
+    assert_eq!(
+        leaks.len(),
+        1,
+        "the short-grace scope's leak was not reported"
+    );
+    assert!(
+        leaks[0].after() >= LEAK_GRACE - CLOCK_SLACK,
+        "{:?}",
+        leaks[0].after()
+    );
+    assert!(
+        log.matching(|leak| leak.task().scope_path().contains("`grace-an-hour`"))
+            .is_empty(),
+        "the hour-long grace was cut short"
+    );
+    latch.open();
+}
+
 /// Whether `leak` is of a task spawned at `at` in a scope named `scope`
 /// (anywhere on its path): the leak hook is process-wide, and the helpers
 /// here spawn every stuck child from the same line.
