@@ -6,6 +6,7 @@
 //! NURSERY_BENCH_FLAVOR=both cargo bench -p nursery-tests --bench peers   # the two above
 //! NURSERY_BENCH_FLAVOR=worker cargo bench -p nursery-tests --bench peers # bodies on a worker
 //! python3 tests/benches/summary.py                            # medians and ratios
+//! NURSERY_BENCH_PAIRED=60 cargo bench -p nursery-tests --bench peers    # the targets' ratios, round by round
 //! ```
 //!
 //! Groups (each approach a `BenchmarkId`, its parameter the number of
@@ -21,6 +22,8 @@
 //! the main thread and the children on the 2 workers.
 
 mod common;
+#[path = "peers/paired.rs"]
+mod paired;
 
 use std::future::Future;
 use std::hint::black_box;
@@ -30,7 +33,6 @@ use std::time::{Duration, Instant};
 use criterion::measurement::WallTime;
 use criterion::{
     BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group,
-    criterion_main,
 };
 use futures::stream::{self, FuturesUnordered, StreamExt};
 use tokio::sync::{Semaphore, mpsc};
@@ -1135,4 +1137,12 @@ criterion_group! {
     config = Criterion::default().without_plots().nresamples(20_000);
     targets = tiny, cpu, sleep, cancel, map, pipeline
 }
-criterion_main!(benches);
+/// The criterion groups, or the paired rounds instead
+/// (`NURSERY_BENCH_PAIRED`; see `peers/paired.rs`).
+fn main() {
+    if paired::run_if_asked() {
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
