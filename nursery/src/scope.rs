@@ -205,6 +205,8 @@ impl Builder {
     /// Runs at most `limit` children at once (Go's `errgroup.SetLimit`).
     /// Children spawned beyond it wait in FIFO order, without creating tokio
     /// tasks; [`Nursery::try_spawn`] hands the future back instead (G8).
+    /// A child's slot is free (or taken by the next queued child) by the
+    /// time its handle resolves.
     ///
     /// # Examples
     ///

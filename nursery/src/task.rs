@@ -412,28 +412,36 @@ impl<T> ResultCell<T> {
     }
 }
 
-/// Delivers a job's output to its cell, or `Cancelled` if the job is
-/// dropped first (aborted, or dropped from the queue). The last field of a
-/// job, so the child's future is gone before the handle hears.
+/// Delivers a job's output to its cell when the job is dropped: the output
+/// the job kept, or `Cancelled` if it has none (aborted, or dropped from
+/// the queue). The last field of a job, so the child's future is gone
+/// before the handle hears; and the runner drops a finished job only after
+/// it has given the child's slot back (or passed it to the next queued
+/// child), so a caller that has awaited the handle finds the slot free.
 struct Deliver<T> {
     cell: Option<Arc<ResultCell<T>>>,
+    output: Option<Output<T>>,
 }
 
 impl<T> Deliver<T> {
     fn new(cell: Arc<ResultCell<T>>) -> Deliver<T> {
-        Deliver { cell: Some(cell) }
+        Deliver {
+            cell: Some(cell),
+            output: None,
+        }
     }
 
-    fn output(&mut self, output: Output<T>) {
-        if let Some(cell) = self.cell.take() {
-            cell.deliver(output);
-        }
+    /// Keeps the child's output, for the job's drop to deliver.
+    fn keep(&mut self, output: Output<T>) {
+        self.output = Some(output);
     }
 }
 
 impl<T> Drop for Deliver<T> {
     fn drop(&mut self) {
-        self.output(Err(Repr::Cancelled));
+        if let Some(cell) = self.cell.take() {
+            cell.deliver(self.output.take().unwrap_or(Err(Repr::Cancelled)));
+        }
     }
 }
 
@@ -477,7 +485,7 @@ where
         // A panic from the future's destructor was reported to the scope by
         // the child's guard, during the unwinding caught here.
         let _ = slot.drop_future();
-        this.deliver.output(output);
+        this.deliver.keep(output);
         Poll::Ready(())
     }
 
@@ -528,7 +536,7 @@ where
             .expect("nursery: a blocking job polled after it completed");
         let output = joined(ready!(Pin::new(running).poll(cx)));
         this.running = None;
-        this.deliver.output(output);
+        this.deliver.keep(output);
         Poll::Ready(())
     }
 
@@ -607,10 +615,15 @@ impl Future for Runner {
                 return Poll::Ready(());
             };
             ready!(job.as_mut().poll_job(cx));
-            // The child's future is gone; its unit of the count goes now.
-            this.job = None;
+            // The child's future is gone and its unit of the count with it.
+            // Its slot goes back (or to the next queued child) before its
+            // output reaches its handle, when the finished job is dropped:
+            // whoever awaited the handle then finds the slot free.
+            let finished = this.job.take();
             let weight = std::mem::take(&mut this.weight);
-            match this.scope.next_job(weight) {
+            let next = this.scope.next_job(weight);
+            drop(finished);
+            match next {
                 Some((weight, job)) => {
                     *lock(&this.current) = shown(&*job);
                     this.weight = weight;

@@ -211,6 +211,32 @@ async fn g8_try_spawn_at_the_limit_hands_the_future_back() {
     assert!(refused.completed());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn g8_a_childs_slot_is_free_once_its_handle_has_resolved() {
+    // The child runs on a worker; its runner gives the slot back before
+    // the handle hears, so the next `try_spawn` is never refused for room.
+    // (With the output delivered first, the handle raced the release, and
+    // a refusal came within the first few rounds.)
+    const ROUNDS: usize = 500;
+    let result = Nursery::builder()
+        .limit(1)
+        .scope(|n: Nursery<String>| async move {
+            for round in 0..ROUNDS {
+                let handle = n
+                    .try_spawn(async move { Ok(round) })
+                    .unwrap_or_else(|refused| {
+                        panic!(
+                            "round {round}: refused ({refused:?}) after the last handle resolved"
+                        )
+                    });
+                assert_eq!(handle.await.unwrap(), round);
+            }
+            Ok(())
+        })
+        .await;
+    assert!(result.is_ok(), "{result:?}");
+}
+
 #[tokio::test]
 async fn g8_a_future_handed_back_by_try_spawn_can_be_spawned_later() {
     let release = CancellationToken::new();
