@@ -71,6 +71,11 @@ impl Stamp {
 /// Below this many entries a scope's list is never swept.
 const MIN_SWEEP: usize = 64;
 
+/// How many unfinished entries [`Registry::release_finished`] looks at
+/// before it stops looking: children finish roughly in the order they were
+/// spawned, so past a few that have not, the rest have not either.
+const RELEASE_PATIENCE: usize = 8;
+
 /// The children a scope has started.
 pub(crate) struct Registry {
     entries: Vec<Entry>,
@@ -133,6 +138,26 @@ impl Registry {
             pushed: self.pushed,
             ..Registry::new()
         }
+    }
+
+    /// Lets go of the tasks of children that have finished, from the oldest
+    /// entry on, until [`RELEASE_PATIENCE`] entries of children still
+    /// running have been seen; the entries after those are not looked at.
+    ///
+    /// An entry's abort handle keeps its tokio task allocated. Called while
+    /// a scope waits for its children, so that finished children's tasks
+    /// are freed as the rest run, rather than all at once, by the scope's
+    /// thread alone, once the last child has ended.
+    pub(crate) fn release_finished(&mut self) {
+        let mut running = 0;
+        self.entries.retain(|entry| {
+            if running >= RELEASE_PATIENCE {
+                return true;
+            }
+            let finished = entry.abort.is_finished();
+            running += usize::from(!finished);
+            !finished
+        });
     }
 
     /// Children recorded so far.
@@ -1609,5 +1634,56 @@ impl fmt::Display for Age {
             let secs = self.0.as_secs();
             write!(f, "{}m{:02}s", secs / 60, secs % 60)
         }
+    }
+}
+
+#[cfg(all(test, not(nursery_loom)))]
+mod tests {
+    use super::*;
+
+    /// Spawns a task that finishes at once (`true`) or never (`false`) on
+    /// `rt`, and records it in `registry`.
+    fn record(rt: &tokio::runtime::Runtime, registry: &mut Registry, finishes: bool) {
+        let handle = rt.spawn(async move {
+            if !finishes {
+                std::future::pending::<()>().await;
+            }
+        });
+        let info = TaskInfo::new(None, Location::caller());
+        registry.push(handle.abort_handle(), &info, false, || usize::MAX);
+    }
+
+    #[test]
+    fn release_finished_lets_go_of_ended_tasks_until_enough_running_ones_are_seen() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let mut registry = Registry::new();
+        // Ten ended, one running, one ended, then eight running and one
+        // ended: the patience runs out on the eighth running one.
+        let plan = [[true; 10].as_slice(), &[false, true], &[false; 8], &[true]].concat();
+        for &finishes in &plan {
+            record(&rt, &mut registry, finishes);
+        }
+        // Run the tasks until the finishing ones have ended.
+        rt.block_on(async {
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+        });
+        registry.release_finished();
+        // Kept: the first running one, the eight after it (the last of them
+        // unexamined) and the ended one behind them.
+        assert_eq!(registry.entries.len(), 1 + 8 + 1);
+        assert_eq!(
+            registry
+                .entries
+                .iter()
+                .filter(|entry| entry.abort.is_finished())
+                .count(),
+            1,
+            "only the ended task past the patience is kept"
+        );
+        assert_eq!(registry.pushed(), plan.len(), "the spawn count stays");
     }
 }

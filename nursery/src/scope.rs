@@ -853,6 +853,12 @@ impl Scope {
         lock(&self.registry).push(abort, info, blocking, || self.core.live());
     }
 
+    /// Lets go of the tasks of children that have ended; see
+    /// [`Registry::release_finished`].
+    fn release_finished(&self) {
+        lock(&self.registry).release_finished();
+    }
+
     pub(crate) fn with_registry<R>(&self, f: impl FnOnce(&Registry) -> R) -> R {
         f(&lock(&self.registry))
     }
@@ -1456,11 +1462,16 @@ where
         }
         scope.pace(pace_timer.as_mut(), cx);
 
-        if matches!(*body, Slot::Dropped) && scope.core.try_close() {
-            Poll::Ready(())
-        } else {
-            Poll::Pending
+        if !matches!(*body, Slot::Dropped) {
+            return Poll::Pending;
         }
+        if scope.core.try_close() {
+            return Poll::Ready(());
+        }
+        // Waiting for children: free the tasks of those that have ended
+        // (an exit wakes the scope for it as the count halves).
+        scope.release_finished();
+        Poll::Pending
     })
     .await;
 

@@ -225,6 +225,15 @@ impl Core {
                 // Zero with the parent held: exactly one caller clears it.
                 self.state.fetch_and(!HELD, Ordering::AcqRel) & HELD != 0
             }
+            // Half as many children left as at the last such point: the
+            // waiting scope lets go of the finished ones' tasks meanwhile.
+            count
+                if prev & (WAITING | CLOSED) == WAITING
+                    && release_point(count.saturating_sub(2)) =>
+            {
+                self.wake();
+                false
+            }
             _ => false,
         }
     }
@@ -473,6 +482,19 @@ impl Core {
     }
 }
 
+/// The fewest children left at which an exit wakes a waiting scope to let
+/// go of finished children's tasks (see [`Core::exit`]).
+const RELEASE_FROM: usize = 256;
+
+/// Whether an exit that leaves `left` children wakes the waiting scope to
+/// let go of finished children's tasks: at each power of two from
+/// [`RELEASE_FROM`] up, so a scope of `n` children is woken about
+/// `log2(n / RELEASE_FROM)` times, each time to free about as many tasks as
+/// are left.
+fn release_point(left: usize) -> bool {
+    left >= RELEASE_FROM && left.is_power_of_two()
+}
+
 fn refusal(state: usize) -> Option<Refusal> {
     if state & CLOSED != 0 {
         Some(Refusal::Closed)
@@ -493,5 +515,55 @@ impl fmt::Debug for Core {
             .field("fail_fast", &self.fail_fast)
             .field("limit", &self.limit)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(all(test, not(nursery_loom)))]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::task::Wake;
+
+    struct CountWakes(AtomicUsize);
+
+    impl Wake for CountWakes {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn a_waiting_scope_is_woken_as_its_children_halve_and_at_the_end() {
+        let wakes = std::sync::Arc::new(CountWakes(AtomicUsize::new(0)));
+        let waker = Waker::from(wakes.clone());
+        let core = Core::new(false, None, None);
+        let children = 1000;
+        for _ in 0..children {
+            core.enter().unwrap();
+        }
+        core.register(&waker);
+        assert!(!core.try_close(), "children are still running");
+        for _ in 0..children {
+            assert!(!core.exit());
+        }
+        // At 512 and 256 children left (the powers of two from
+        // `RELEASE_FROM` up), and when the last one exits.
+        assert_eq!(wakes.0.load(Ordering::Relaxed), 3);
+        assert!(core.try_close());
+    }
+
+    #[test]
+    fn a_scope_still_running_its_body_is_not_woken_by_exits() {
+        let wakes = std::sync::Arc::new(CountWakes(AtomicUsize::new(0)));
+        let waker = Waker::from(wakes.clone());
+        let core = Core::new(false, None, None);
+        core.register(&waker);
+        for _ in 0..1000 {
+            core.enter().unwrap();
+        }
+        for _ in 0..1000 {
+            assert!(!core.exit());
+        }
+        assert_eq!(wakes.0.load(Ordering::Relaxed), 0);
     }
 }

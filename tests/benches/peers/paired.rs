@@ -21,7 +21,9 @@
 //!
 //! Runs instead of the criterion groups when `NURSERY_BENCH_PAIRED` is set
 //! (to the number of rounds; 3 more are run first and thrown away), on the
-//! flavours `NURSERY_BENCH_FLAVOR` names. Prints Markdown.
+//! flavours `NURSERY_BENCH_FLAVOR` names, for the scenarios
+//! `NURSERY_BENCH_SCENARIOS` lists (comma-separated; all by default:
+//! `tiny,cpu_unbounded,cpu_bounded,cancel`). Prints Markdown.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -55,6 +57,20 @@ pub(crate) fn run_if_asked() -> bool {
         .unwrap_or_else(|| {
             panic!("NURSERY_BENCH_PAIRED={rounds:?}: expected a number of rounds above 0")
         });
+    let scenarios = std::env::var("NURSERY_BENCH_SCENARIOS").unwrap_or_default();
+    const KNOWN: [&str; 4] = ["tiny", "cpu_unbounded", "cpu_bounded", "cancel"];
+    if let Some(unknown) = scenarios
+        .split(',')
+        .map(str::trim)
+        .find(|name| !name.is_empty() && !KNOWN.contains(name))
+    {
+        panic!(
+            "NURSERY_BENCH_SCENARIOS: no paired scenario {unknown:?}; expected some of {KNOWN:?}"
+        );
+    }
+    let wanted = |scenario: &str| {
+        scenarios.is_empty() || scenarios.split(',').any(|wanted| wanted.trim() == scenario)
+    };
     for flavor in Flavor::from_env() {
         println!("\n### {} ({rounds} rounds)\n", flavor.group("paired"));
         println!(
@@ -66,6 +82,10 @@ pub(crate) fn run_if_asked() -> bool {
             timed(&runtime, flavor, approach, TINY, |i| {
                 std::future::ready(black_box(i))
             })
+        };
+        let runtime_pairs = |scenario| match wanted(scenario) {
+            true => runtime_pairs(scenario),
+            false => Vec::new(),
         };
         for (pair, approaches) in runtime_pairs("tiny") {
             compare(&pair, rounds, |index| tiny(approaches[index]));
@@ -79,13 +99,14 @@ pub(crate) fn run_if_asked() -> bool {
                 |i| async move { cpu_work(i) },
             )
         };
-        for (pair, approaches) in runtime_pairs("cpu_unbounded")
-            .into_iter()
-            .chain(bounded_pairs())
-        {
+        for (pair, approaches) in runtime_pairs("cpu_unbounded").into_iter().chain(
+            bounded_pairs()
+                .into_iter()
+                .filter(|_| wanted("cpu_bounded")),
+        ) {
             compare(&pair, rounds, |index| cpu(approaches[index]));
         }
-        for (pair, stops) in cancel_pairs() {
+        for (pair, stops) in cancel_pairs().into_iter().filter(|_| wanted("cancel")) {
             compare(&pair, rounds, |index| {
                 runtime.block_on(flavor.body(stops[index].run()))
             });
