@@ -171,7 +171,8 @@ impl fmt::Display for Cause {
 /// Who a child is, as its failure reports it: its name and spawn location,
 /// looked up in the scope's registry for the failure that fixes the cause
 /// (children do not carry it: 16 bytes more would push a small future's
-/// tokio task into the next 128-byte size class).
+/// tokio task into the next 128-byte size class). Also what a
+/// `TaskHandle` and its `JoinError` keep of the child.
 #[derive(Clone)]
 pub(crate) struct Who {
     pub(crate) name: Option<Name>,

@@ -5,6 +5,7 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::panic::Location;
 
+use crate::cause::Who;
 use crate::leak::Stamp;
 use crate::sync::SharedName;
 
@@ -246,24 +247,59 @@ impl TaskInfo {
             started: Stamp::now(),
         }
     }
+
+    /// Who the task is, without when it started: what its handle and its
+    /// `JoinError` keep.
+    pub(crate) fn who(&self) -> Who {
+        Who {
+            name: self.name.clone(),
+            location: self.location,
+        }
+    }
 }
 
 impl fmt::Display for TaskInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.name {
-            Some(name) => write!(f, "task `{}` spawned at {}", name.as_str(), self.location),
-            None => write!(f, "task spawned at {}", self.location),
-        }
+        describe(self.name.as_ref(), self.location, f)
     }
 }
 
 impl fmt::Debug for TaskInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TaskInfo")
-            .field("name", &self.name)
-            .field("location", &format_args!("{}", self.location))
-            .finish()
+        debug(self.name.as_ref(), self.location, f)
     }
+}
+
+impl fmt::Display for Who {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        describe(self.name.as_ref(), self.location, f)
+    }
+}
+
+impl fmt::Debug for Who {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        debug(self.name.as_ref(), self.location, f)
+    }
+}
+
+/// `task `name` spawned at file:line:col`, as errors and reports print a
+/// task.
+fn describe(
+    name: Option<&Name>,
+    location: &Location<'_>,
+    f: &mut fmt::Formatter<'_>,
+) -> fmt::Result {
+    match name {
+        Some(name) => write!(f, "task `{}` spawned at {location}", name.as_str()),
+        None => write!(f, "task spawned at {location}"),
+    }
+}
+
+fn debug(name: Option<&Name>, location: &Location<'_>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    f.debug_struct("TaskInfo")
+        .field("name", &name)
+        .field("location", &format_args!("{location}"))
+        .finish()
 }
 
 // ===== JoinError =====
@@ -294,7 +330,7 @@ impl fmt::Debug for TaskInfo {
 #[derive(Clone)]
 pub struct JoinError {
     repr: Repr,
-    task: TaskInfo,
+    task: Who,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -307,7 +343,7 @@ pub(crate) enum Repr {
 }
 
 impl JoinError {
-    pub(crate) fn new(repr: Repr, task: TaskInfo) -> JoinError {
+    pub(crate) fn new(repr: Repr, task: Who) -> JoinError {
         JoinError { repr, task }
     }
 

@@ -208,8 +208,10 @@ impl Core {
     }
 
     /// Counts a child (or hold) out. Wakes the scope if this was the last
-    /// one it waits for. Returns `true` if the scope was dropped and this
-    /// was its last unit: the caller must finish the dropped scope.
+    /// one it waits for, and, while it waits, each time the children left
+    /// halve (from 256 up), to free the finished ones' tasks. Returns
+    /// `true` if the scope was dropped and this was its last unit: the
+    /// caller must finish the dropped scope.
     pub fn exit(&self) -> bool {
         // Release: everything the child did, its drop included, happens
         // before the scope observes the join. Acquire: pairs with the

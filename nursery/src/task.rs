@@ -10,6 +10,7 @@ use pin_project_lite::pin_project;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::cause::Who;
 use crate::context;
 use crate::error::{JoinError, Repr, TaskInfo};
 use crate::limit::Job;
@@ -701,7 +702,9 @@ impl fmt::Debug for Runner {
 /// child running in its scope.
 pub struct TaskHandle<T> {
     state: HandleState<T>,
-    info: TaskInfo,
+    /// Name and spawn location, for errors: not when it started, which
+    /// only the scope's registry needs (8 bytes less per kept handle).
+    info: Who,
 }
 
 enum HandleState<T> {
@@ -716,21 +719,21 @@ impl<T> TaskHandle<T> {
     pub(crate) fn running(handle: JoinHandle<Output<T>>, info: TaskInfo) -> TaskHandle<T> {
         TaskHandle {
             state: HandleState::Running(handle),
-            info,
+            info: info.who(),
         }
     }
 
     pub(crate) fn cell(cell: Arc<ResultCell<T>>, info: TaskInfo) -> TaskHandle<T> {
         TaskHandle {
             state: HandleState::Cell(cell),
-            info,
+            info: info.who(),
         }
     }
 
     pub(crate) fn refused(repr: Repr, info: TaskInfo) -> TaskHandle<T> {
         TaskHandle {
             state: HandleState::Done(Some(repr)),
-            info,
+            info: info.who(),
         }
     }
 
