@@ -250,9 +250,9 @@ impl TaskInfo {
 
     /// Who the task is, without when it started: what its handle and its
     /// `JoinError` keep.
-    pub(crate) fn who(&self) -> Who {
+    pub(crate) fn into_who(self) -> Who {
         Who {
-            name: self.name.clone(),
+            name: self.name,
             location: self.location,
         }
     }

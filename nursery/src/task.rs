@@ -719,21 +719,21 @@ impl<T> TaskHandle<T> {
     pub(crate) fn running(handle: JoinHandle<Output<T>>, info: TaskInfo) -> TaskHandle<T> {
         TaskHandle {
             state: HandleState::Running(handle),
-            info: info.who(),
+            info: info.into_who(),
         }
     }
 
     pub(crate) fn cell(cell: Arc<ResultCell<T>>, info: TaskInfo) -> TaskHandle<T> {
         TaskHandle {
             state: HandleState::Cell(cell),
-            info: info.who(),
+            info: info.into_who(),
         }
     }
 
     pub(crate) fn refused(repr: Repr, info: TaskInfo) -> TaskHandle<T> {
         TaskHandle {
             state: HandleState::Done(Some(repr)),
-            info: info.who(),
+            info: info.into_who(),
         }
     }
 
