@@ -276,7 +276,7 @@ fn child(approach: &str, count: usize) -> ! {
                             token
                                 .run_until_cancelled(async move {
                                     while let Ok(()) = jobs.recv().await {
-                                        child().await;
+                                        let _never = child().await;
                                     }
                                 })
                                 .await
@@ -319,11 +319,7 @@ fn child(approach: &str, count: usize) -> ! {
                 builder
                     .scope(|n| async move {
                         for _ in 0..count {
-                            let child = child();
-                            n.spawn(async move {
-                                child.await;
-                                Ok::<_, ()>(())
-                            });
+                            n.spawn(child());
                         }
                         started.wait().await;
                         report();
@@ -333,15 +329,7 @@ fn child(approach: &str, count: usize) -> ! {
                     .unwrap();
             }
             "nursery spawn+Vec" => nursery::scope(|n| async move {
-                let handles: Vec<_> = (0..count)
-                    .map(|_| {
-                        let child = child();
-                        n.spawn(async move {
-                            child.await;
-                            Ok::<_, ()>(())
-                        })
-                    })
-                    .collect();
+                let handles: Vec<_> = (0..count).map(|_| n.spawn(child())).collect();
                 started.wait().await;
                 black_box(&handles);
                 report();

@@ -40,7 +40,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use common::{Countdown, Flavor, SLEEP, WORKERS, cpu_work, pending_child};
+use common::{Countdown, Flavor, Out, SLEEP, WORKERS, cpu_work, pending_child};
 
 /// Children in `tiny` (and pending children in `memory`).
 const TINY: u64 = 100_000;
@@ -58,7 +58,7 @@ const STAGE_WORKERS: usize = WORKERS;
 
 // ===== the approaches =====
 
-/// One way of running `count` children that each await `job(i)`.
+/// One way of running `count` children, child `i` being the future `job(i)`.
 #[derive(Clone, Copy, Debug)]
 enum Approach {
     /// `tokio::spawn` each, keep the `JoinHandle`s in a `Vec`, await them in order.
@@ -143,18 +143,18 @@ impl Approach {
         !blocks || flavor.is_multi_thread()
     }
 
-    /// Runs `count` children, child `i` awaiting `job(i)`, until all have
+    /// Runs `count` children, child `i` being `job(i)`, until all have
     /// finished.
     async fn run<J, Fut>(self, count: u64, job: J)
     where
         J: Fn(u64) -> Fut + Copy + Send + Sync + 'static,
-        Fut: Future<Output = u64> + Send + 'static,
+        Fut: Future<Output = Out> + Send + 'static,
     {
         match self {
             Approach::SpawnVec => {
                 let handles: Vec<_> = (0..count).map(|i| tokio::spawn(job(i))).collect();
                 for handle in handles {
-                    black_box(handle.await.unwrap());
+                    black_box(handle.await.unwrap().unwrap());
                 }
             }
             Approach::JoinSet => {
@@ -163,25 +163,25 @@ impl Approach {
                     set.spawn(job(i));
                 }
                 while let Some(value) = set.join_next().await {
-                    black_box(value.unwrap());
+                    black_box(value.unwrap().unwrap());
                 }
             }
             Approach::JoinSetBounded(limit) => {
-                let mut set = JoinSet::new();
+                let mut set: JoinSet<Out> = JoinSet::new();
                 for i in 0..count {
                     if set.len() >= limit {
-                        black_box(set.join_next().await.unwrap().unwrap());
+                        black_box(set.join_next().await.unwrap().unwrap().unwrap());
                     }
                     set.spawn(job(i));
                 }
                 while let Some(value) = set.join_next().await {
-                    black_box(value.unwrap());
+                    black_box(value.unwrap().unwrap());
                 }
             }
             Approach::TaskTracker => {
                 let tracker = TaskTracker::new();
                 for i in 0..count {
-                    tracker.spawn(async move { black_box(job(i).await) });
+                    tracker.spawn(job(i));
                 }
                 tracker.close();
                 tracker.wait().await;
@@ -192,7 +192,7 @@ impl Approach {
                 for i in 0..count {
                     let permit = permits.clone().acquire_owned().await.unwrap();
                     tracker.spawn(async move {
-                        black_box(job(i).await);
+                        black_box(job(i).await.unwrap());
                         drop(permit);
                     });
                 }
@@ -202,7 +202,7 @@ impl Approach {
             Approach::FuturesUnordered => {
                 let mut children: FuturesUnordered<_> = (0..count).map(job).collect();
                 while let Some(value) = children.next().await {
-                    black_box(value);
+                    black_box(value.unwrap());
                 }
             }
             Approach::FuturesUnorderedBounded(limit) => {
@@ -214,7 +214,7 @@ impl Approach {
                     children.push(job(i));
                 }
                 while let Some(value) = children.next().await {
-                    black_box(value);
+                    black_box(value.unwrap());
                 }
             }
             Approach::BufferUnordered(limit) => {
@@ -222,7 +222,7 @@ impl Approach {
                     .map(job)
                     .buffer_unordered(limit)
                     .for_each(|value| {
-                        black_box(value);
+                        black_box(value.unwrap());
                         std::future::ready(())
                     })
                     .await;
@@ -234,7 +234,7 @@ impl Approach {
                     }
                 });
                 for value in values {
-                    black_box(value.unwrap());
+                    black_box(value.unwrap().unwrap());
                 }
             }
             Approach::AsyncScopedSemaphore(limit) => {
@@ -249,14 +249,14 @@ impl Approach {
                     }
                 });
                 for value in values {
-                    black_box(value.unwrap());
+                    black_box(value.unwrap().unwrap());
                 }
             }
             Approach::Moro => {
                 moro::async_scope!(|scope| {
                     let handles: Vec<_> = (0..count).map(|i| scope.spawn(job(i))).collect();
                     for handle in handles {
-                        black_box(handle.await);
+                        black_box(handle.await.unwrap());
                     }
                 })
                 .await;
@@ -274,7 +274,7 @@ impl Approach {
                         })
                         .collect();
                     for handle in handles {
-                        black_box(handle.await);
+                        black_box(handle.await.unwrap());
                     }
                 })
                 .await;
@@ -287,7 +287,7 @@ impl Approach {
                         tokio::spawn(async move {
                             let mut sum = 0u64;
                             while let Ok(i) = jobs.recv().await {
-                                sum = sum.wrapping_add(job(i).await);
+                                sum = sum.wrapping_add(job(i).await.unwrap());
                             }
                             sum
                         })
@@ -314,13 +314,13 @@ impl Approach {
                     }));
                 }
                 for handle in handles {
-                    black_box(handle.await.unwrap());
+                    black_box(handle.await.unwrap().unwrap());
                 }
             }
             Approach::NurserySpawn => {
                 nursery::scope(|n| async move {
                     for i in 0..count {
-                        n.spawn(async move { Ok::<_, ()>(black_box(job(i).await)) });
+                        n.spawn(job(i));
                     }
                     Ok(())
                 })
@@ -329,9 +329,7 @@ impl Approach {
             }
             Approach::NurserySpawnVec => {
                 nursery::scope(|n| async move {
-                    let handles: Vec<_> = (0..count)
-                        .map(|i| n.spawn(async move { Ok::<_, ()>(job(i).await) }))
-                        .collect();
+                    let handles: Vec<_> = (0..count).map(|i| n.spawn(job(i))).collect();
                     for handle in handles {
                         black_box(handle.await.unwrap());
                     }
@@ -345,7 +343,7 @@ impl Approach {
                     .limit(limit)
                     .scope(|n| async move {
                         for i in 0..count {
-                            n.spawn(async move { Ok::<_, ()>(black_box(job(i).await)) });
+                            n.spawn(job(i));
                         }
                         Ok(())
                     })
@@ -354,18 +352,14 @@ impl Approach {
             }
             Approach::NurseryForEach(limit) => {
                 nursery::for_each(0..count, limit, move |i| async move {
-                    black_box(job(i).await);
+                    black_box(job(i).await?);
                     Ok::<_, ()>(())
                 })
                 .await
                 .unwrap();
             }
             Approach::NurseryMap(limit) => {
-                let values = nursery::map(0..count, limit, move |i| async move {
-                    Ok::<_, ()>(job(i).await)
-                })
-                .await
-                .unwrap();
+                let values = nursery::map(0..count, limit, job).await.unwrap();
                 black_box(values);
             }
         }
@@ -383,7 +377,7 @@ fn bench_approaches<J, Fut>(
     job: J,
 ) where
     J: Fn(u64) -> Fut + Copy + Send + Sync + 'static,
-    Fut: Future<Output = u64> + Send + 'static,
+    Fut: Future<Output = Out> + Send + 'static,
 {
     for &approach in approaches {
         if !approach.runs_on(flavor) {
@@ -430,7 +424,7 @@ fn tiny(c: &mut Criterion) {
             _ => TINY,
         };
         bench_approaches(&mut group, &runtime, flavor, &approaches, count_of, |i| {
-            std::future::ready(black_box(i))
+            std::future::ready(Ok(black_box(i)))
         });
         group.finish();
     }
@@ -460,7 +454,7 @@ fn cpu(c: &mut Criterion) {
         Approach::NurseryForEach(WORKERS),
         Approach::NurseryMap(WORKERS),
     ];
-    let job = |i: u64| async move { cpu_work(i) };
+    let job = |i: u64| async move { Ok(cpu_work(i)) };
     for flavor in Flavor::from_env() {
         let runtime = flavor.runtime();
         for (scenario, approaches) in [
@@ -509,7 +503,7 @@ fn sleep(c: &mut Criterion) {
             |_| MANY,
             |i| async move {
                 tokio::time::sleep(SLEEP).await;
-                i
+                Ok(i)
             },
         );
         group.finish();
@@ -662,7 +656,7 @@ impl Stop {
             Stop::AsyncScopedCancel => {
                 let (elapsed, _) = async_scoped::TokioScope::scope_and_block(|scope| {
                     for _ in 0..count {
-                        scope.spawn_cancellable(child(), || ());
+                        scope.spawn_cancellable(child(), || Ok(0));
                     }
                     // Blocks in place: the children run on the workers.
                     polled.wait_blocking();
@@ -702,7 +696,7 @@ impl Stop {
                             token
                                 .run_until_cancelled(async move {
                                     while let Ok(()) = jobs.recv().await {
-                                        child().await;
+                                        let _never = child().await;
                                     }
                                 })
                                 .await
@@ -743,11 +737,7 @@ impl Stop {
             }
             Stop::NurseryCancel => nursery::scope(|n| async move {
                 for _ in 0..count {
-                    let child = child();
-                    n.spawn(async move {
-                        child.await;
-                        Ok::<_, ()>(())
-                    });
+                    n.spawn(child());
                 }
                 polled.wait().await;
                 let start = Instant::now();
@@ -760,11 +750,7 @@ impl Stop {
             Stop::NurseryDrop => {
                 let mut scope = Box::pin(nursery::scope(|n| async move {
                     for _ in 0..count {
-                        let child = child();
-                        n.spawn(async move {
-                            child.await;
-                            Ok::<_, ()>(())
-                        });
+                        n.spawn(child());
                     }
                     std::future::pending::<Result<(), ()>>().await
                 }));

@@ -106,6 +106,15 @@ pub(crate) fn cpu_work(seed: u64) -> u64 {
     (0..1000u64).fold(seed, |sum, x| sum.wrapping_add(black_box(x)))
 }
 
+/// What a child of `tiny`, `cpu` and `sleep` returns: every approach
+/// spawns the very same future, fallible as library code's children are,
+/// and none wraps it in an `async` block of its own. A nursery child must
+/// return a `Result`; with a bare `u64` its approaches alone had to wrap
+/// the job, which made their futures 8 bytes larger than the others' and,
+/// for the 16-byte `cpu` job, their tokio tasks 256 bytes instead of 128
+/// (docs/performance.md, "What limits it").
+pub(crate) type Out = Result<u64, ()>;
+
 /// The `sleep` child's wait.
 pub(crate) const SLEEP: Duration = Duration::from_millis(1);
 
@@ -188,16 +197,17 @@ impl Drop for CountOnDrop {
 /// A child that counts itself on `polled` at its first poll and then never
 /// finishes. With `dropped`, a guard inside counts on it when the future is
 /// dropped (created before the first poll, so an unpolled child counts
-/// too).
+/// too). Its output type is [`Out`], so that every approach, nursery's
+/// included, spawns it as it is.
 pub(crate) fn pending_child(
     polled: &Arc<Countdown>,
     dropped: Option<&Arc<Countdown>>,
-) -> impl Future<Output = ()> + Send + 'static + use<> {
+) -> impl Future<Output = Out> + Send + 'static + use<> {
     let polled = polled.clone();
     let guard = dropped.map(|dropped| CountOnDrop(dropped.clone()));
     async move {
         let _guard = guard;
         polled.count();
-        std::future::pending::<()>().await
+        std::future::pending::<Out>().await
     }
 }

@@ -29,7 +29,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use super::{Approach, MANY, Stop, TINY, WORKERS};
-use crate::common::{Flavor, cpu_work};
+use crate::common::{Flavor, Out, cpu_work};
 
 /// Rounds thrown away before the measured ones (allocator and runtime
 /// warm-up).
@@ -80,7 +80,7 @@ pub(crate) fn run_if_asked() -> bool {
         let runtime = flavor.runtime();
         let tiny = |approach: Approach| {
             timed(&runtime, flavor, approach, TINY, |i| {
-                std::future::ready(black_box(i))
+                std::future::ready(Ok(black_box(i)))
             })
         };
         let runtime_pairs = |scenario| match wanted(scenario) {
@@ -91,13 +91,9 @@ pub(crate) fn run_if_asked() -> bool {
             compare(&pair, rounds, |index| tiny(approaches[index]));
         }
         let cpu = |approach: Approach| {
-            timed(
-                &runtime,
-                flavor,
-                approach,
-                MANY,
-                |i| async move { cpu_work(i) },
-            )
+            timed(&runtime, flavor, approach, MANY, |i| async move {
+                Ok(cpu_work(i))
+            })
         };
         for (pair, approaches) in runtime_pairs("cpu_unbounded").into_iter().chain(
             bounded_pairs()
@@ -194,7 +190,7 @@ fn timed<J, Fut>(
 ) -> Duration
 where
     J: Fn(u64) -> Fut + Copy + Send + Sync + 'static,
-    Fut: Future<Output = u64> + Send + 'static,
+    Fut: Future<Output = Out> + Send + 'static,
 {
     let start = Instant::now();
     runtime.block_on(flavor.body(approach.run(count, job)));
