@@ -22,13 +22,15 @@
 //! the main thread and the children on the 2 workers.
 
 mod common;
+#[path = "peers/counted.rs"]
+mod counted;
 #[path = "peers/paired.rs"]
 mod paired;
 
 use std::future::Future;
 use std::hint::black_box;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::measurement::WallTime;
 use criterion::{
@@ -41,6 +43,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use common::{Countdown, Flavor, Out, SLEEP, WORKERS, cpu_work, pending_child};
+use counted::Clock;
 
 /// Children in `tiny` (and pending children in `memory`).
 const TINY: u64 = 100_000;
@@ -517,6 +520,11 @@ fn sleep(c: &mut Criterion) {
 enum Stop {
     /// `tokio::spawn` + `Vec<JoinHandle>`; `abort()` on every handle.
     SpawnVecAbort,
+    /// `tokio::spawn`, keeping only each task's `AbortHandle` (the
+    /// `JoinHandle` dropped at once); `abort()` on every handle. Not one of
+    /// the peers: tokio's own cost for a task whose output nobody awaits,
+    /// which is what a nursery child is once its `TaskHandle` is dropped.
+    SpawnAbortHandles,
     /// `JoinSet::abort_all`.
     JoinSetAbortAll,
     /// `TaskTracker`, each child under `CancellationToken::run_until_cancelled`;
@@ -543,8 +551,9 @@ enum Stop {
 }
 
 impl Stop {
-    const ALL: [Stop; 11] = [
+    const ALL: [Stop; 12] = [
         Stop::SpawnVecAbort,
+        Stop::SpawnAbortHandles,
         Stop::JoinSetAbortAll,
         Stop::TaskTrackerToken,
         Stop::FuturesUnorderedDrop,
@@ -560,6 +569,7 @@ impl Stop {
     fn label(self) -> &'static str {
         match self {
             Stop::SpawnVecAbort => "spawn+Vec abort()",
+            Stop::SpawnAbortHandles => "spawn+AbortHandle abort()",
             Stop::JoinSetAbortAll => "JoinSet abort_all()",
             Stop::TaskTrackerToken => "TaskTracker+token",
             Stop::FuturesUnorderedDrop => "FuturesUnordered drop",
@@ -592,12 +602,24 @@ impl Stop {
             Stop::SpawnVecAbort => {
                 let handles: Vec<_> = (0..count).map(|_| tokio::spawn(child())).collect();
                 polled.wait().await;
-                let start = Instant::now();
+                let clock = Clock::start();
                 for handle in &handles {
                     handle.abort();
                 }
                 dropped.wait().await;
-                start.elapsed()
+                clock.stop()
+            }
+            Stop::SpawnAbortHandles => {
+                let handles: Vec<_> = (0..count)
+                    .map(|_| tokio::spawn(child()).abort_handle())
+                    .collect();
+                polled.wait().await;
+                let clock = Clock::start();
+                for handle in &handles {
+                    handle.abort();
+                }
+                dropped.wait().await;
+                clock.stop()
             }
             Stop::JoinSetAbortAll => {
                 let mut set = JoinSet::new();
@@ -605,10 +627,10 @@ impl Stop {
                     set.spawn(child());
                 }
                 polled.wait().await;
-                let start = Instant::now();
+                let clock = Clock::start();
                 set.abort_all();
                 dropped.wait().await;
-                let elapsed = start.elapsed();
+                let elapsed = clock.stop();
                 while set.join_next().await.is_some() {}
                 elapsed
             }
@@ -621,10 +643,10 @@ impl Stop {
                     tracker.spawn(async move { token.run_until_cancelled(child).await });
                 }
                 polled.wait().await;
-                let start = Instant::now();
+                let clock = Clock::start();
                 token.cancel();
                 dropped.wait().await;
-                let elapsed = start.elapsed();
+                let elapsed = clock.stop();
                 tracker.close();
                 tracker.wait().await;
                 elapsed
@@ -635,10 +657,10 @@ impl Stop {
                     _ = children.next() => unreachable!("the children never finish"),
                     () = polled.wait() => {}
                 }
-                let start = Instant::now();
+                let clock = Clock::start();
                 drop(children);
                 dropped.wait().await;
-                start.elapsed()
+                clock.stop()
             }
             Stop::BufferUnorderedDrop => {
                 let mut children = stream::iter(0..count)
@@ -648,10 +670,10 @@ impl Stop {
                     _ = children.next() => unreachable!("the children never finish"),
                     () = polled.wait() => {}
                 }
-                let start = Instant::now();
+                let clock = Clock::start();
                 drop(children);
                 dropped.wait().await;
-                start.elapsed()
+                clock.stop()
             }
             Stop::AsyncScopedCancel => {
                 let (elapsed, _) = async_scoped::TokioScope::scope_and_block(|scope| {
@@ -660,31 +682,32 @@ impl Stop {
                     }
                     // Blocks in place: the children run on the workers.
                     polled.wait_blocking();
-                    let start = Instant::now();
+                    let clock = Clock::start();
                     scope.cancel();
                     dropped.wait_blocking();
-                    start.elapsed()
+                    clock.stop()
                 });
                 elapsed
             }
             Stop::MoroTerminate => {
-                let start = std::sync::Mutex::new(None);
-                let start = &start;
+                let clock = std::sync::Mutex::new(None);
+                let clock = &clock;
                 moro::async_scope!(|scope| -> () {
                     for _ in 0..count {
                         drop(scope.spawn(child()));
                     }
                     polled.wait().await;
-                    *start.lock().unwrap() = Some(Instant::now());
+                    *clock.lock().unwrap() = Some(Clock::start());
                     scope.terminate(()).await
                 })
                 .await;
                 dropped.wait().await;
-                start
+                clock
                     .lock()
                     .unwrap()
+                    .take()
                     .expect("the body started the clock")
-                    .elapsed()
+                    .stop()
             }
             Stop::WorkerPoolToken => {
                 let token = CancellationToken::new();
@@ -707,10 +730,10 @@ impl Stop {
                     jobs_tx.send(()).await.unwrap();
                 }
                 polled.wait().await;
-                let start = Instant::now();
+                let clock = Clock::start();
                 token.cancel();
                 dropped.wait().await;
-                let elapsed = start.elapsed();
+                let elapsed = clock.stop();
                 for worker in pool {
                     worker.await.unwrap();
                 }
@@ -728,22 +751,22 @@ impl Stop {
                     }));
                 }
                 polled.wait().await;
-                let start = Instant::now();
+                let clock = Clock::start();
                 for handle in &handles {
                     handle.abort();
                 }
                 dropped.wait().await;
-                start.elapsed()
+                clock.stop()
             }
             Stop::NurseryCancel => nursery::scope(|n| async move {
                 for _ in 0..count {
                     n.spawn(child());
                 }
                 polled.wait().await;
-                let start = Instant::now();
+                let clock = Clock::start();
                 n.cancel();
                 dropped.wait().await;
-                Ok(start.elapsed())
+                Ok(clock.stop())
             })
             .await
             .unwrap(),
@@ -758,10 +781,10 @@ impl Stop {
                     _ = &mut scope => unreachable!("the body never returns"),
                     () = polled.wait() => {}
                 }
-                let start = Instant::now();
+                let clock = Clock::start();
                 drop(scope);
                 dropped.wait().await;
-                start.elapsed()
+                clock.stop()
             }
         }
     }
@@ -1123,10 +1146,11 @@ criterion_group! {
     config = Criterion::default().without_plots().nresamples(20_000);
     targets = tiny, cpu, sleep, cancel, map, pipeline
 }
-/// The criterion groups, or the paired rounds instead
-/// (`NURSERY_BENCH_PAIRED`; see `peers/paired.rs`).
+/// The criterion groups, or instead the paired rounds
+/// (`NURSERY_BENCH_PAIRED`; see `peers/paired.rs`) or one approach's
+/// instruction count (`NURSERY_BENCH_COUNT`; see `peers/counted.rs`).
 fn main() {
-    if paired::run_if_asked() {
+    if counted::run_if_asked() || paired::run_if_asked() {
         return;
     }
     benches();

@@ -111,6 +111,27 @@ pub(crate) fn run_if_asked() -> bool {
     true
 }
 
+/// Every approach of `scenario`'s comparisons (`tiny`, `cpu_unbounded`,
+/// `cpu_bounded`; none for any other), each once.
+pub(crate) fn approaches(scenario: &str) -> Vec<Approach> {
+    let pairs = match scenario {
+        "tiny" => runtime_pairs("tiny"),
+        "cpu_unbounded" => runtime_pairs("cpu_unbounded"),
+        "cpu_bounded" => bounded_pairs(),
+        _ => Vec::new(),
+    };
+    let mut approaches: Vec<Approach> = Vec::new();
+    for approach in pairs.into_iter().flat_map(|(_, approaches)| approaches) {
+        if !approaches
+            .iter()
+            .any(|known| known.label() == approach.label())
+        {
+            approaches.push(approach);
+        }
+    }
+    approaches
+}
+
 fn runtime_pairs(scenario: &'static str) -> Vec<(Pair, [Approach; 2])> {
     let mut pairs = Vec::new();
     for subject in [Approach::NurserySpawn, Approach::NurserySpawnVec] {
@@ -148,6 +169,7 @@ fn cancel_pairs() -> Vec<(Pair, [Stop; 2])> {
     for subject in [Stop::NurseryCancel, Stop::NurseryDrop] {
         for (reference, target) in [
             (Stop::SpawnVecAbort, "≤ 1.00"),
+            (Stop::SpawnAbortHandles, "none (tokio's detached tasks)"),
             (Stop::JoinSetAbortAll, "< 1.00"),
         ] {
             let pair = Pair {
