@@ -7,7 +7,11 @@
 //! NURSERY_BENCH_FLAVOR=worker cargo bench -p nursery-tests --bench peers # bodies on a worker
 //! python3 tests/benches/summary.py                            # medians and ratios
 //! NURSERY_BENCH_PAIRED=60 cargo bench -p nursery-tests --bench peers    # the targets' ratios, round by round
+//! NURSERY_BENCH_COUNT='tiny:nursery spawn' ...                          # instruction counts under callgrind
 //! ```
+//!
+//! The last needs valgrind as cargo's runner; `peers/counted.rs` gives
+//! the whole command.
 //!
 //! Groups (each approach a `BenchmarkId`, its parameter the number of
 //! children): `tiny`, `cpu_unbounded`, `cpu_bounded`, `sleep`, `cancel`,
