@@ -42,7 +42,7 @@ use criterion::{
 };
 use futures::stream::{self, FuturesUnordered, StreamExt};
 use tokio::sync::{Semaphore, mpsc};
-use tokio::task::JoinSet;
+use tokio::task::{AbortHandle, JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -605,25 +605,13 @@ impl Stop {
         match self {
             Stop::SpawnVecAbort => {
                 let handles: Vec<_> = (0..count).map(|_| tokio::spawn(child())).collect();
-                polled.wait().await;
-                let clock = Clock::start();
-                for handle in &handles {
-                    handle.abort();
-                }
-                dropped.wait().await;
-                clock.stop()
+                abort_each(&handles, JoinHandle::abort, &polled, &dropped).await
             }
             Stop::SpawnAbortHandles => {
                 let handles: Vec<_> = (0..count)
                     .map(|_| tokio::spawn(child()).abort_handle())
                     .collect();
-                polled.wait().await;
-                let clock = Clock::start();
-                for handle in &handles {
-                    handle.abort();
-                }
-                dropped.wait().await;
-                clock.stop()
+                abort_each(&handles, AbortHandle::abort, &polled, &dropped).await
             }
             Stop::JoinSetAbortAll => {
                 let mut set = JoinSet::new();
@@ -754,13 +742,7 @@ impl Stop {
                         child.await
                     }));
                 }
-                polled.wait().await;
-                let clock = Clock::start();
-                for handle in &handles {
-                    handle.abort();
-                }
-                dropped.wait().await;
-                clock.stop()
+                abort_each(&handles, JoinHandle::abort, &polled, &dropped).await
             }
             Stop::NurseryCancel => nursery::scope(|n| async move {
                 for _ in 0..count {
@@ -792,6 +774,23 @@ impl Stop {
             }
         }
     }
+}
+
+/// Waits until every child has been polled, then aborts each of `handles`
+/// and times until every child future has been dropped.
+async fn abort_each<H>(
+    handles: &[H],
+    abort: impl Fn(&H),
+    polled: &Countdown,
+    dropped: &Countdown,
+) -> Duration {
+    polled.wait().await;
+    let clock = Clock::start();
+    for handle in handles {
+        abort(handle);
+    }
+    dropped.wait().await;
+    clock.stop()
 }
 
 fn cancel(c: &mut Criterion) {
