@@ -34,6 +34,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use super::paired::timed;
 use super::{Approach, MANY, Stop, TINY};
 use crate::common::{Flavor, cpu_work};
 
@@ -103,18 +104,15 @@ pub(crate) fn run_if_asked() -> bool {
     let runtime = flavor.runtime();
     let once = || match run {
         Counted::Tiny(approach) => {
-            let clock = Clock::start();
-            runtime.block_on(
-                flavor
-                    .body(approach.run(TINY, |i| std::future::ready(Ok(std::hint::black_box(i))))),
-            );
-            clock.stop();
+            timed(&runtime, flavor, approach, TINY, |i| {
+                std::future::ready(Ok(std::hint::black_box(i)))
+            });
             TINY
         }
         Counted::Cpu(approach) => {
-            let clock = Clock::start();
-            runtime.block_on(flavor.body(approach.run(MANY, |i| async move { Ok(cpu_work(i)) })));
-            clock.stop();
+            timed(&runtime, flavor, approach, MANY, |i| async move {
+                Ok(cpu_work(i))
+            });
             MANY
         }
         Counted::Cancel(stop) => {

@@ -26,10 +26,11 @@
 //! `tiny,cpu_unbounded,cpu_bounded,cancel`). Prints Markdown.
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::{Approach, MANY, Stop, TINY, WORKERS};
 use crate::common::{Flavor, Out, cpu_work};
+use crate::counted::Clock;
 
 /// Rounds thrown away before the measured ones (allocator and runtime
 /// warm-up).
@@ -202,8 +203,9 @@ impl Pair {
     }
 }
 
-/// One iteration of `approach` with `count` children of `job`.
-fn timed<J, Fut>(
+/// One iteration of `approach` with `count` children of `job`, timed (and
+/// marked for callgrind while counting: see `counted.rs`).
+pub(crate) fn timed<J, Fut>(
     runtime: &tokio::runtime::Runtime,
     flavor: Flavor,
     approach: Approach,
@@ -214,9 +216,9 @@ where
     J: Fn(u64) -> Fut + Copy + Send + Sync + 'static,
     Fut: Future<Output = Out> + Send + 'static,
 {
-    let start = Instant::now();
+    let clock = Clock::start();
     runtime.block_on(flavor.body(approach.run(count, job)));
-    start.elapsed()
+    clock.stop()
 }
 
 /// Runs `pair`'s subject (`measure(0)`) and reference (`measure(1)`)
