@@ -740,7 +740,9 @@ fn print_fail_fast(pass: &Strict) {
     let ms = pass.elapsed.as_millis();
     match &pass.result {
         Ok(()) => println!("   Ok after {ms} ms: every URL answered 2xx."),
-        Err(nursery::Error::Failed { error, suppressed }) => {
+        Err(nursery::Error::Failed {
+            error, suppressed, ..
+        }) => {
             println!("   Err(Failed) after {ms} ms: {error}");
             println!(
                 "   suppressed: {} (errors that arrived while cancelling)",
@@ -764,7 +766,9 @@ fn print_collected(pass: &Strict) {
     let ms = pass.elapsed.as_millis();
     match &pass.result {
         Ok(()) => println!("   Ok after {ms} ms: every URL answered 2xx."),
-        Err(nursery::Error::Failed { error, suppressed }) => {
+        Err(nursery::Error::Failed {
+            error, suppressed, ..
+        }) => {
             println!(
                 "   Err(Failed) after {ms} ms, {} in the order they happened:",
                 plural(1 + suppressed.len(), "error"),
@@ -1011,7 +1015,9 @@ mod tests {
         .await;
 
         match &pass.result {
-            Err(nursery::Error::Failed { error, suppressed }) => {
+            Err(nursery::Error::Failed {
+                error, suppressed, ..
+            }) => {
                 assert_eq!(status(error), Some(500), "{error}");
                 assert!(error.url.ends_with("/fail/500"));
                 assert!(suppressed.is_empty(), "{suppressed:?}");
@@ -1044,7 +1050,10 @@ mod tests {
         })
         .await;
 
-        let Err(nursery::Error::Failed { error, suppressed }) = pass.result else {
+        let Err(nursery::Error::Failed {
+            error, suppressed, ..
+        }) = pass.result
+        else {
             panic!("expected Error::Failed, got {:?}", pass.result);
         };
         let mut failed: Vec<(String, Option<u16>)> = std::iter::once(error)

@@ -335,6 +335,7 @@ where
                 Err(Error::Failed {
                     error,
                     suppressed: errors.collect(),
+                    omitted: 0,
                 })
             }
             Err(error) => Err(retype(error)),

@@ -113,6 +113,19 @@ impl Cause {
         }
     }
 
+    /// The task named by [`Cause::Panicked`], as a crate-internal identity.
+    pub(crate) fn panicked_task(&self) -> Option<Who> {
+        match self {
+            Cause::Panicked { task, location } => Some(Who {
+                name: task
+                    .as_deref()
+                    .map(|name| Name::new(name.to_owned().into())),
+                location,
+            }),
+            _ => None,
+        }
+    }
+
     /// The failing or panicking task's name, if the cause is a task's and
     /// it had one.
     ///

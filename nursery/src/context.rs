@@ -108,6 +108,9 @@ pub fn cancelled() -> impl Future<Output = Cause> + Send + 'static {
     async move {
         match scope {
             Some(scope) => {
+                // Past the deadline with the timer not fired yet, this
+                // cancels the scope, which fires the token.
+                let _ = scope.is_cancelled();
                 scope.token.cancelled().await;
                 // The token fires after the scope has recorded its cause;
                 // a token cancelled directly reads as an outside cancel.

@@ -31,7 +31,7 @@ use crate::sync::SharedName;
 ///     })
 ///     .await;
 /// match result {
-///     Err(nursery::Error::Failed { error, suppressed }) => {
+///     Err(nursery::Error::Failed { error, suppressed, .. }) => {
 ///         // The first error in time is `error`; no other one is lost.
 ///         assert_eq!(suppressed.len(), 1);
 ///         assert!(["first", "second"].contains(&error));
@@ -49,11 +49,19 @@ pub enum Error<E> {
     /// the scope and `suppressed` holds the errors that arrived while it was
     /// being cancelled. Under [`collect_errors`](crate::Builder::collect_errors)
     /// `error` is the first error in time and `suppressed` the rest, in order.
+    ///
+    /// Every error is kept unless the scope caps `suppressed` with
+    /// [`max_suppressed`](crate::Builder::max_suppressed): then the errors
+    /// past the cap are dropped as they arrive and counted in `omitted`.
     Failed {
         /// The first error.
         error: E,
-        /// Every later error, in the order it arrived.
+        /// Every later error, in the order it arrived (up to the scope's
+        /// [`max_suppressed`](crate::Builder::max_suppressed)).
         suppressed: Vec<E>,
+        /// How many errors arrived past the cap and were dropped: 0 unless
+        /// the scope sets [`max_suppressed`](crate::Builder::max_suppressed).
+        omitted: usize,
     },
     /// The scope's deadline (its own or an enclosing scope's) passed before
     /// it finished.
@@ -93,7 +101,7 @@ impl<E> Error<E> {
     /// The first error, if the scope failed.
     ///
     /// ```
-    /// let error = nursery::Error::Failed { error: "boom", suppressed: vec![] };
+    /// let error = nursery::Error::Failed { error: "boom", suppressed: vec![], omitted: 0 };
     /// assert_eq!(error.error(), Some(&"boom"));
     /// assert_eq!(nursery::Error::<&str>::TimedOut.error(), None);
     /// ```
@@ -107,13 +115,41 @@ impl<E> Error<E> {
     /// The errors kept behind the first one; empty unless the scope failed.
     ///
     /// ```
-    /// let error = nursery::Error::Failed { error: 1, suppressed: vec![2, 3] };
+    /// let error = nursery::Error::Failed { error: 1, suppressed: vec![2, 3], omitted: 0 };
     /// assert_eq!(error.suppressed(), &[2, 3]);
     /// ```
     pub fn suppressed(&self) -> &[E] {
         match self {
             Error::Failed { suppressed, .. } => suppressed,
             _ => &[],
+        }
+    }
+
+    /// How many errors were dropped past the scope's
+    /// [`max_suppressed`](crate::Builder::max_suppressed) cap; 0 without a
+    /// cap, or unless the scope failed.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let error = nursery::Nursery::builder()
+    ///     .collect_errors()
+    ///     .max_suppressed(2)
+    ///     .scope(|n| async move {
+    ///         for i in 0..10 {
+    ///             n.spawn(async move { Err::<(), _>(i) });
+    ///         }
+    ///         Ok(())
+    ///     })
+    ///     .await
+    ///     .unwrap_err();
+    /// assert_eq!(error.suppressed().len(), 2);
+    /// assert_eq!(error.omitted(), 7); // 1 + 2 kept, 7 counted
+    /// # }
+    /// ```
+    pub fn omitted(&self) -> usize {
+        match self {
+            Error::Failed { omitted, .. } => *omitted,
+            _ => 0,
         }
     }
 
@@ -136,15 +172,44 @@ impl<E> Error<E> {
     }
 }
 
+/// `Failed` shows the first error's own message, then how many more were
+/// suppressed (and omitted past a cap): "connection refused (2 more errors
+/// suppressed)".
+///
+/// The error is shown here, so [`source`](StdError::source) skips it and
+/// returns the first error's own source: a reporter that walks the chain
+/// (anyhow's `{:#}`, eyre, a `tracing` error field) prints each message
+/// once. (Showing it through `source` alone would leave errors without a
+/// source, such as a `String`, unseen in `Display`.)
+///
+/// ```
+/// use std::error::Error as _;
+///
+/// let inner = std::io::Error::other("disk full");
+/// let error = nursery::Error::Failed {
+///     error: std::io::Error::new(std::io::ErrorKind::Other, inner),
+///     suppressed: vec![std::io::Error::other("late")],
+///     omitted: 0,
+/// };
+/// assert_eq!(error.to_string(), "disk full (1 more error suppressed)");
+/// // The chain goes on with the first error's source, not the error again.
+/// assert!(error.source().is_none_or(|source| source.to_string() != error.to_string()));
+/// ```
 impl<E: fmt::Display> fmt::Display for Error<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Failed { error, suppressed } => {
+            Error::Failed {
+                error,
+                suppressed,
+                omitted,
+            } => {
                 write!(f, "{error}")?;
-                match suppressed.len() {
-                    0 => Ok(()),
-                    1 => write!(f, " (1 more error suppressed)"),
-                    n => write!(f, " ({n} more errors suppressed)"),
+                let errors = |n: usize| if n == 1 { "error" } else { "errors" };
+                match (suppressed.len(), *omitted) {
+                    (0, 0) => Ok(()),
+                    (n, 0) => write!(f, " ({n} more {} suppressed)", errors(n)),
+                    (0, n) => write!(f, " ({n} more {} omitted)", errors(n)),
+                    (n, m) => write!(f, " ({n} more {} suppressed, {m} omitted)", errors(n)),
                 }
             }
             Error::TimedOut => f.write_str(TIMED_OUT),
@@ -154,9 +219,11 @@ impl<E: fmt::Display> fmt::Display for Error<E> {
 }
 
 impl<E: StdError + 'static> StdError for Error<E> {
+    /// The first error's own source: the error itself is shown by
+    /// `Display` (see there).
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
         match self {
-            Error::Failed { error, .. } => Some(error),
+            Error::Failed { error, .. } => error.source(),
             _ => None,
         }
     }

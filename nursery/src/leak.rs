@@ -27,7 +27,8 @@ use tokio::task::{AbortHandle, Id};
 use crate::cause::Who;
 use crate::error::{Name, TaskInfo};
 use crate::scope::Scope;
-use crate::sync::{Arc, StaticMutex, lock, static_lock};
+use crate::shared::Payload;
+use crate::sync::{Arc, StaticMutex, Weak, lock, static_lock};
 use crate::task::Current;
 
 // ===== Stamp =====
@@ -327,8 +328,75 @@ static ROOTS: StaticMutex<ScopeList> = StaticMutex::new(ScopeList {
     free: Vec::new(),
 });
 
+/// At this many roots, [`add_root`] looks for roots left on runtimes that
+/// have shut down; doubled after each look.
+static PRUNE_AT: StaticMutex<usize> = StaticMutex::new(MIN_PRUNE);
+const MIN_PRUNE: usize = 64;
+
 pub(crate) fn add_root(scope: &Arc<Scope>) -> usize {
-    static_lock(&ROOTS).insert(scope.clone())
+    let (key, roots) = {
+        let mut roots = static_lock(&ROOTS);
+        let key = roots.insert(scope.clone());
+        (key, roots.slots.len() - roots.free.len())
+    };
+    let prune = {
+        let mut prune_at = static_lock(&PRUNE_AT);
+        let due = roots >= *prune_at;
+        if due {
+            *prune_at = roots.saturating_mul(2);
+        }
+        due
+    };
+    if prune {
+        let left = prune_dead_roots();
+        *static_lock(&PRUNE_AT) = left.saturating_mul(2).max(MIN_PRUNE);
+    }
+    key
+}
+
+/// Takes out of the tree the root scopes whose runtime has shut down, and
+/// returns how many roots are left.
+///
+/// A scope normally leaves the tree when it returns or when its last
+/// child ends after it was dropped; one whose future was forgotten
+/// (`mem::forget`, a leaked `Box`) does neither. Once its runtime has shut
+/// down, nothing of it can run any more: it is pruned, so the roots do not
+/// grow without bound and [`dump`] does not show it. (Its memory stays
+/// allocated: forgetting a future leaks it. A forgotten scope whose runtime
+/// still runs stays in the tree, where [`dump`] shows it open.)
+///
+/// Each runtime other than the caller's own is asked once, by spawning a
+/// task that would never finish and aborting it: a runtime that has shut
+/// down ends it inside `spawn`.
+pub(crate) fn prune_dead_roots() -> usize {
+    let roots = roots();
+    let current = tokio::runtime::Handle::try_current().ok().map(|rt| rt.id());
+    let mut gone: Vec<(tokio::runtime::Id, bool)> = Vec::new();
+    let mut left = 0;
+    for root in &roots {
+        let id = root.rt.id();
+        let dead = match gone.iter().find(|(known, _)| *known == id) {
+            Some(&(_, dead)) => dead,
+            None => {
+                let dead = Some(id) != current && has_shut_down(&root.rt);
+                gone.push((id, dead));
+                dead
+            }
+        };
+        if dead {
+            root.unregister();
+        } else {
+            left += 1;
+        }
+    }
+    left
+}
+
+fn has_shut_down(rt: &tokio::runtime::Handle) -> bool {
+    let probe = rt.spawn(std::future::pending::<()>());
+    let gone = probe.is_finished();
+    probe.abort();
+    gone
 }
 
 pub(crate) fn remove_root(key: usize) {
@@ -1103,6 +1171,7 @@ impl fmt::Display for Dump {
 /// assert!(nursery::dump().is_empty());
 /// ```
 pub fn dump() -> Dump {
+    prune_dead_roots();
     let now = Stamp::now();
     Dump {
         scopes: roots().iter().map(|root| snapshot(root, now, "")).collect(),
@@ -1209,11 +1278,20 @@ fn count_live(scope: &Arc<Scope>, now: Stamp, outer_path: &str, census: &mut Cen
 
 // ===== leaks =====
 
-/// A task still alive a leak-grace window after its scope was dropped.
+/// What escaped a dropped scope: a task still alive a leak-grace window
+/// after its scope was dropped, or a panic that no scope was left to
+/// re-raise ([`Leak::panic`]).
 ///
 /// Reported through the hook set with [`set_leak_hook`], and kept for
 /// [`testing::assert_no_leaks`](crate::testing::assert_no_leaks) on the
 /// same runtime.
+///
+/// A panic in a task of a dropped scope is re-raised by the nearest
+/// enclosing scope still running, as its own child's would be (G3). Under
+/// a dropped *root* scope (or one whose parent has returned) nobody is
+/// left to re-raise it: it is reported as a lost panic, with the task's
+/// name and spawn site when known, rather than only printed by the panic
+/// hook.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -1252,6 +1330,8 @@ pub struct Leak {
     task: TaskSnapshot,
     after: Duration,
     runtime: tokio::runtime::Id,
+    /// The panic's message, for a lost panic.
+    panic: Option<std::sync::Arc<str>>,
 }
 
 impl Leak {
@@ -1364,6 +1444,49 @@ impl Leak {
         self.runtime
     }
 
+    /// For a lost panic, the panic's message (`"Box<dyn Any>"` when the
+    /// payload is not text): the task panicked after its scope was
+    /// dropped, and no enclosing scope was left to re-raise it. `None` for
+    /// a task found still alive.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::sync::Mutex;
+    ///
+    /// static FOUND: Mutex<Vec<nursery::Leak>> = Mutex::new(Vec::new());
+    /// nursery::set_leak_hook(|leak| FOUND.lock().unwrap().push(leak.clone()));
+    ///
+    /// let (started, running) = tokio::sync::oneshot::channel();
+    /// let (drop_tx, dropped) = std::sync::mpsc::channel::<()>();
+    /// let scope = nursery::scope(|n| async move {
+    ///     n.spawn_blocking_named("late", move |_token| {
+    ///         let _ = started.send(());
+    ///         let _ = dropped.recv(); // until the scope has been dropped
+    ///         panic!("too late to re-raise");
+    ///         #[allow(unreachable_code)]
+    ///         Ok::<_, ()>(())
+    ///     });
+    ///     std::future::pending::<Result<(), ()>>().await
+    /// });
+    /// tokio::select! {
+    ///     _ = scope => unreachable!(),
+    ///     _ = running => {} // the scope future is dropped here
+    /// }
+    /// drop(drop_tx);
+    /// let leak = loop {
+    ///     if let Some(leak) = FOUND.lock().unwrap().first().cloned() {
+    ///         break leak;
+    ///     }
+    ///     tokio::task::yield_now().await;
+    /// };
+    /// assert_eq!(leak.panic(), Some("too late to re-raise"));
+    /// assert_eq!(leak.task().name(), Some("late"));
+    /// # }
+    /// ```
+    pub fn panic(&self) -> Option<&str> {
+        self.panic.as_deref()
+    }
+
     /// The tokio task's id, to tell a leak from the same task still alive.
     pub(crate) fn task_id(&self) -> Option<Id> {
         self.task.id
@@ -1374,12 +1497,23 @@ impl fmt::Display for Leak {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "task {} spawned at {}, in scope {}: still alive {} after its scope was dropped",
+            "task {} spawned at {}, in scope {}: ",
             DisplayName(self.task.name()),
             self.task.location,
             self.task.scope_path,
-            Age(self.after)
-        )
+        )?;
+        match &self.panic {
+            None => write!(
+                f,
+                "still alive {} after its scope was dropped",
+                Age(self.after)
+            ),
+            Some(message) => write!(
+                f,
+                "panicked {} after its scope was dropped, with no scope left to re-raise it: {message}",
+                Age(self.after)
+            ),
+        }
     }
 }
 
@@ -1451,29 +1585,65 @@ pub(crate) fn take_leaks(runtime: tokio::runtime::Id) -> Vec<Leak> {
     mine
 }
 
+/// Reports a panic that no scope can re-raise any more: it happened in a
+/// task of the dropped scope `origin` (the task `who`, when known), and no
+/// enclosing scope is left running.
+pub(crate) fn lost_panic(origin: &Scope, payload: Payload, who: Option<Who>) {
+    let message: std::sync::Arc<str> = payload
+        .downcast_ref::<&'static str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("Box<dyn Any>")
+        .into();
+    // The payload's own destructor is user code too.
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(payload)));
+    let now = Stamp::now();
+    let dropped = (*lock(&origin.dropped_at)).unwrap_or(now);
+    let (name, location) = match who {
+        Some(who) => (who.name, who.location),
+        None => (None, origin.location),
+    };
+    let info = TaskInfo::new(name, location);
+    let path = origin.path();
+    report(Leak {
+        task: TaskSnapshot::new(&info, None, TaskState::Cancelling, &path, now),
+        after: dropped.until(now),
+        runtime: origin.rt.id(),
+        panic: Some(message),
+    });
+}
+
 /// Checks the dropped `scope` again once `grace` has passed, and reports
 /// its own tasks still alive then. (A scope dropped inside it was dropped
 /// too, and has a check of its own.)
-pub(crate) fn watch_dropped(scope: Arc<Scope>, grace: Duration) {
+///
+/// The check holds the scope weakly: a dropped scope whose children have
+/// all ended is freed at once, with its children's tasks, rather than a
+/// leak-grace window later.
+pub(crate) fn watch_dropped(scope: &Arc<Scope>, grace: Duration) {
     let dropped = std::time::Instant::now();
-    watcher::schedule(grace, watcher::Job::Dropped(scope, dropped));
+    watcher::schedule(grace, watcher::Job::Dropped(Weak::new(scope), dropped));
 }
 
-fn check_dropped(scope: &Arc<Scope>, dropped: std::time::Instant) {
+fn check_dropped(scope: &Weak<Scope>, dropped: std::time::Instant) {
     // A dropped scope leaves the tree when its last child has ended, which
     // is by far the common case by now: then there is nothing to report,
     // and no path to build (a walk up the tree, as deep as the scope is).
+    let Some(scope) = scope.upgrade() else {
+        return;
+    };
     if !scope.is_registered() {
         return;
     }
     let after = dropped.elapsed();
     let runtime = scope.rt.id();
-    let (tasks, _) = live_tasks(scope, Stamp::now(), &scope.path());
+    let (tasks, _) = live_tasks(&scope, Stamp::now(), &scope.path());
     for task in tasks {
         report(Leak {
             task,
             after,
             runtime,
+            panic: None,
         });
     }
 }
@@ -1498,10 +1668,10 @@ mod watcher {
 
     use super::check_dropped;
     use crate::scope::Scope;
-    use crate::sync::{Arc, StaticCondvar, StaticMutex, static_lock};
+    use crate::sync::{StaticCondvar, StaticMutex, Weak, static_lock};
 
     pub(super) enum Job {
-        Dropped(Arc<Scope>, Instant),
+        Dropped(Weak<Scope>, Instant),
         Wake(tokio::sync::oneshot::Sender<()>),
     }
 
@@ -1528,17 +1698,43 @@ mod watcher {
         }
     }
 
+    impl Job {
+        /// Whether running the job could still do anything: its scope is
+        /// alive, or someone still waits for the wake-up.
+        fn is_wanted(&self) -> bool {
+            match self {
+                Job::Dropped(scope, _) => scope.is_alive(),
+                Job::Wake(wake) => !wake.is_closed(),
+            }
+        }
+    }
+
     struct Watcher {
-        /// Jobs by due time, and the next sequence number (ties in FIFO).
-        queue: StaticMutex<(BinaryHeap<Reverse<Due>>, u64)>,
+        queue: StaticMutex<Queue>,
         wake: StaticCondvar,
     }
+
+    struct Queue {
+        /// Jobs by due time.
+        due: BinaryHeap<Reverse<Due>>,
+        /// The next sequence number (ties in FIFO).
+        seq: u64,
+        /// At this many jobs, those no longer wanted are dropped.
+        purge_at: usize,
+    }
+
+    /// Below this many jobs the queue is never purged.
+    const MIN_PURGE: usize = 1024;
 
     fn watcher() -> &'static Watcher {
         static WATCHER: OnceLock<&'static Watcher> = OnceLock::new();
         WATCHER.get_or_init(|| {
             let watcher: &'static Watcher = Box::leak(Box::new(Watcher {
-                queue: StaticMutex::new((BinaryHeap::new(), 0)),
+                queue: StaticMutex::new(Queue {
+                    due: BinaryHeap::new(),
+                    seq: 0,
+                    purge_at: MIN_PURGE,
+                }),
                 wake: StaticCondvar::new(),
             }));
             std::thread::Builder::new()
@@ -1551,29 +1747,48 @@ mod watcher {
 
     pub(super) fn schedule(after: Duration, job: Job) {
         let watcher = watcher();
-        let at = Instant::now() + after;
+        // A window too long for the clock (`Duration::MAX`, say) is a
+        // job that never comes due: it waits at the end of the queue.
+        let at = Instant::now().checked_add(after).unwrap_or_else(far_future);
         let mut queue = static_lock(&watcher.queue);
-        let seq = queue.1;
-        queue.1 += 1;
-        queue.0.push(Reverse(Due { at, seq, job }));
+        // Jobs whose scope has been freed (every child ended) or whose
+        // waiter has gone would wait out their window for nothing: with
+        // long windows they would pile up. They go when the queue has
+        // doubled since the last purge, so the queue stays within twice
+        // the jobs still wanted (plus a floor), at a constant cost per job.
+        if queue.due.len() >= queue.purge_at {
+            queue.due.retain(|Reverse(due)| due.job.is_wanted());
+            queue.purge_at = (queue.due.len() * 2).max(MIN_PURGE);
+        }
+        let seq = queue.seq;
+        queue.seq += 1;
+        queue.due.push(Reverse(Due { at, seq, job }));
         // The watcher sleeps until its earliest job is due: it needs waking
         // only if this job is the new earliest. Waking it for every dropped
         // scope would take a core from the runtime while the dropped
         // scope's children are being torn down.
-        let earliest = queue.0.peek().is_some_and(|Reverse(due)| due.seq == seq);
+        let earliest = queue.due.peek().is_some_and(|Reverse(due)| due.seq == seq);
         drop(queue);
         if earliest {
             watcher.wake.notify_one();
         }
     }
 
+    /// A time later than any window a user means: about thirty years from
+    /// now, which `Instant` always holds.
+    fn far_future() -> Instant {
+        let now = Instant::now();
+        now.checked_add(Duration::from_secs(30 * 365 * 24 * 60 * 60))
+            .unwrap_or(now)
+    }
+
     fn run(watcher: &'static Watcher) {
         let mut queue = static_lock(&watcher.queue);
         loop {
             let now = Instant::now();
-            match queue.0.peek() {
+            match queue.due.peek() {
                 Some(Reverse(due)) if due.at <= now => {
-                    let Some(Reverse(due)) = queue.0.pop() else {
+                    let Some(Reverse(due)) = queue.due.pop() else {
                         continue;
                     };
                     drop(queue);

@@ -218,7 +218,9 @@ impl Limiter {
             return None;
         }
         state.forget_before(rate, now);
-        (state.recent.len() >= rate.starts).then(|| state.recent[0] + rate.per)
+        // Saturating: a period of centuries (`Duration::MAX`) is a start
+        // that never comes due, not one that wraps round to the past.
+        (state.recent.len() >= rate.starts).then(|| state.recent[0].saturating_add(rate.per))
     }
 
     /// Children handed to the limiter so far, and how many of them wait in

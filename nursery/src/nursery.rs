@@ -139,7 +139,7 @@ impl<E> Nursery<E> {
     /// # }
     /// ```
     pub fn is_cancelled(&self) -> bool {
-        self.scope.core.is_cancelled() || self.scope.token.is_cancelled()
+        self.scope.is_cancelled() || self.scope.token.is_cancelled()
     }
 
     /// The scope's cancellation token: it fires when the scope is cancelled,

@@ -31,6 +31,10 @@ use crate::task::{Current, ResultCell, Runner, Slot, SlotProj, Start, TaskHandle
 /// `Scope::current_child`) before it gives up on naming itself.
 const REGISTRATION_WAIT: usize = 10_000;
 
+/// A time later than any a user means, which `Instant` always holds
+/// (tokio's own timer treats what lies beyond as "never" the same way).
+const FAR_FUTURE: Duration = Duration::from_secs(30 * 365 * 24 * 60 * 60);
+
 /// Opens a scope with the default settings, runs `body` in it, and returns
 /// once the body and every child spawned into the scope have finished.
 ///
@@ -147,6 +151,7 @@ pub struct Builder {
     leak_grace: Option<Duration>,
     rate: Option<Rate>,
     fail_fast: bool,
+    max_suppressed: Option<usize>,
     cancel_on: Option<CancellationToken>,
     display_error: Option<DisplayError>,
 }
@@ -170,6 +175,7 @@ impl Builder {
             leak_grace: None,
             rate: None,
             fail_fast: true,
+            max_suppressed: None,
             cancel_on: None,
             display_error: None,
         }
@@ -444,6 +450,41 @@ impl Builder {
         self
     }
 
+    /// Keeps at most `max` errors behind the first in
+    /// [`Error::Failed`]'s `suppressed`; later ones are dropped as they
+    /// arrive and counted in `omitted` ([`Error::omitted`]). Not inherited
+    /// by inner scopes.
+    ///
+    /// By default every error is kept: nothing is lost, and memory grows
+    /// with the number of failures (the size of `E` each, plus 16 bytes of
+    /// bookkeeping until the join). A scope that may see a great many
+    /// failures under [`collect_errors`](Builder::collect_errors), or
+    /// under fail-fast while a great many children fail during the
+    /// cancel, can bound that with a cap. `max_suppressed(0)` keeps the
+    /// first error alone.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let error = nursery::Nursery::builder()
+    ///     .collect_errors()
+    ///     .max_suppressed(10)
+    ///     .scope(|n| async move {
+    ///         for i in 0..1_000 {
+    ///             n.spawn(async move { Err::<(), _>(i) });
+    ///         }
+    ///         Ok(())
+    ///     })
+    ///     .await
+    ///     .unwrap_err();
+    /// assert_eq!(error.suppressed().len(), 10);
+    /// assert_eq!(error.omitted(), 989);
+    /// # }
+    /// ```
+    pub fn max_suppressed(mut self, max: usize) -> Builder {
+        self.max_suppressed = Some(max);
+        self
+    }
+
     /// Cancels the scope when `token` fires, as if its parent had been
     /// cancelled: the scope returns [`Error::Cancelled`]. Use it to tie a
     /// scope to a process-wide shutdown token.
@@ -577,6 +618,7 @@ impl fmt::Debug for Builder {
             .field("leak_grace", &self.leak_grace)
             .field("rate", &self.rate)
             .field("fail_fast", &self.fail_fast)
+            .field("max_suppressed", &self.max_suppressed)
             .field("cancel_on", &self.cancel_on.is_some())
             .field("trace_errors", &self.display_error.is_some())
             .finish()
@@ -617,6 +659,8 @@ pub(crate) struct Scope {
     key: AtomicUsize,
     /// The future was dropped before the join completed.
     dropped: AtomicBool,
+    /// When it was dropped, for the reports of what outlived it.
+    pub(crate) dropped_at: Mutex<Option<Stamp>>,
     /// When dropped, it took a unit of its parent's count (G1 transitive),
     /// released when its last child ends.
     holds_parent: AtomicBool,
@@ -679,7 +723,8 @@ impl Scope {
             location = %location,
         );
         let scope = Scope {
-            core: Core::new(config.fail_fast, config.limit, config.rate),
+            core: Core::new(config.fail_fast, config.limit, config.rate)
+                .cap_suppressed(config.max_suppressed.unwrap_or(usize::MAX)),
             token,
             rt,
             deadline,
@@ -701,6 +746,7 @@ impl Scope {
                 .or(parent.as_ref().and_then(|parent| parent.display_error)),
             key: AtomicUsize::new(usize::MAX),
             dropped: AtomicBool::new(false),
+            dropped_at: Mutex::new(None),
             holds_parent: AtomicBool::new(false),
             tree_aborted: AtomicBool::new(false),
             parent,
@@ -824,7 +870,12 @@ impl Scope {
                 cx.waker().wake_by_ref();
                 return;
             }
-            let at = self.epoch + Duration::from_nanos(due);
+            // `due` saturates at `u64::MAX` nanoseconds (584 years):
+            // beyond what `Instant` holds on some platforms.
+            let at = self
+                .epoch
+                .checked_add(Duration::from_nanos(due))
+                .unwrap_or_else(|| Instant::now() + FAR_FUTURE);
             match timer.as_mut().as_pin_mut() {
                 Some(sleep) if sleep.deadline() == at => {}
                 _ => timer.set(Some(sleep_until(at))),
@@ -904,18 +955,73 @@ impl Scope {
     /// (G3): an inner scope dropped because its parent was cancelled (a
     /// sibling failed, say) may hold a panic that happened before that
     /// failure. The parent has not joined yet: this scope still holds it.
+    ///
+    /// Releasing the parent can finish the parent in turn (it was dropped
+    /// too, and this scope held its last unit), and so on up a chain of
+    /// nested scopes of any depth: a loop, not recursion, so the depth
+    /// costs no stack.
     fn finish_dropped(&self) {
-        if self.holds_parent.swap(false, Ordering::AcqRel) {
-            if let Some(parent) = &self.parent {
-                if let Some(payload) = self.core.take_panic() {
-                    // Not a child of the parent's own: reported as the
-                    // parent's body would be (no task to name).
-                    parent.report_panic(payload, false);
-                }
-                parent.exit();
+        let mut scope = self;
+        loop {
+            let parent = scope.release_parent();
+            scope.unregister();
+            match parent {
+                Some(parent) => scope = parent,
+                None => return,
             }
         }
-        self.unregister();
+    }
+
+    /// Hands a panic kept by this dropped scope on (see
+    /// [`Scope::hand_on_panic`]) and releases the parent it held. Returns
+    /// the parent if this was its last unit: it was dropped as well and is
+    /// now done.
+    fn release_parent(&self) -> Option<&Scope> {
+        let held = self.holds_parent.swap(false, Ordering::AcqRel);
+        let outcome = self.core.take_outcome();
+        if let Some(payload) = outcome.panic {
+            // Not a child of the parent's own: reported as the parent's
+            // body would be (no task to name). Without a held parent
+            // nobody re-raises it: it is reported as lost.
+            let who = lock(&self.why)
+                .as_ref()
+                .and_then(PublicCause::panicked_task);
+            self.hand_on_panic(payload, who, held);
+        }
+        // Errors kept before the drop: their destructors are user code,
+        // run here rather than wherever the scope's memory is freed.
+        for error in outcome.errors {
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(error))) {
+                self.hand_on_panic(payload, None, held);
+            }
+        }
+        let parent = self.parent.as_deref().filter(|_| held)?;
+        parent.core.exit().then_some(parent)
+    }
+
+    /// Passes the panic of a dropped scope's task (`who`, if known) to
+    /// the nearest enclosing scope that can still re-raise it: up through
+    /// dropped scopes that hold their parent, to the first that has not
+    /// been dropped. With none, the panic can never be re-raised, and is
+    /// reported as a lost panic ([`Leak::panic`](crate::Leak::panic)),
+    /// through the leak hook and to the leak checks.
+    ///
+    /// `held`: whether this scope (dropped) holds its parent.
+    fn hand_on_panic(&self, payload: Payload, who: Option<Who>, held: bool) {
+        let mut scope = self;
+        let mut held = held;
+        loop {
+            match scope.parent.as_deref() {
+                Some(parent) if held => {
+                    if !parent.is_dropped() {
+                        return parent.record_panic(payload, true, || None);
+                    }
+                    held = parent.holds_parent.load(Ordering::Acquire);
+                    scope = parent;
+                }
+                _ => return leak::lost_panic(self, payload, who),
+            }
+        }
     }
 
     /// Enters the scope in its parent's list of open scopes (or the roots).
@@ -929,7 +1035,7 @@ impl Scope {
 
     /// Leaves the tree: the scope has closed, or it was dropped and its
     /// last child has ended. Idempotent.
-    fn unregister(&self) {
+    pub(crate) fn unregister(&self) {
         let key = self.key.swap(usize::MAX, Ordering::AcqRel);
         if key == usize::MAX {
             return;
@@ -949,18 +1055,45 @@ impl Scope {
     /// Records the error of a child (`child`: reported from the child's
     /// own tokio task) or of the body.
     pub(crate) fn report_error(&self, error: Payload, child: bool) {
-        let cancelling = self.core.report_error_with(error, !child, |_| {
+        let (cancelling, discarded) = self.core.report_error_with(error, !child, |_| {
             let who = if child { self.current_child() } else { None };
             self.set_why(PublicCause::failure(false, who.as_ref(), self.location));
         });
         self.cancelling(cancelling);
+        if let Some(error) = discarded {
+            self.drop_error(error, child);
+        }
+    }
+
+    /// Drops an error the scope does not keep. Its destructor is user
+    /// code: a panic there is that task's panic, re-raised with its own
+    /// payload and message (G3), like any other.
+    fn drop_error(&self, error: Payload, child: bool) {
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(error))) {
+            self.report_panic(payload, child);
+        }
     }
 
     /// Records the panic of a child (`child`: reported from the child's
     /// own tokio task) or of the body.
+    ///
+    /// A dropped scope never returns, so it cannot re-raise the panic: it
+    /// hands it on at once ([`Scope::hand_on_panic`]).
     pub(crate) fn report_panic(&self, payload: Payload, child: bool) {
-        let cancelling = self.core.report_panic_with(payload, !child, |_| {
-            let who = if child { self.current_child() } else { None };
+        let who = || if child { self.current_child() } else { None };
+        if self.is_dropped() {
+            let held = self.holds_parent.load(Ordering::Acquire);
+            return self.hand_on_panic(payload, who(), held);
+        }
+        self.record_panic(payload, !child, who);
+    }
+
+    /// Records a panic in this scope's own outcome, to be re-raised after
+    /// the join. `who` names the task that panicked, if it is a child of
+    /// this scope's own (not the body, nor a scope dropped inside).
+    fn record_panic(&self, payload: Payload, from_body: bool, who: impl FnOnce() -> Option<Who>) {
+        let cancelling = self.core.report_panic_with(payload, from_body, |_| {
+            let who = who();
             self.set_why(PublicCause::failure(true, who.as_ref(), self.location));
         });
         self.cancelling(cancelling);
@@ -1036,7 +1169,7 @@ impl Scope {
     /// once the scope has noticed it (at its next poll), as for
     /// [`crate::check`].
     pub(crate) fn cause(&self) -> Option<PublicCause> {
-        if !self.core.is_cancelled() {
+        if !self.is_cancelled() {
             return None;
         }
         // Written before the flag was set.
@@ -1216,7 +1349,6 @@ impl Scope {
         // cancellation path by a token it will never get to act on.
         self.abort_tree();
         self.cancelling(cancelling);
-        self.dropped.store(true, Ordering::Release);
         if let Some(parent) = &self.parent {
             match parent.core.enter_hold() {
                 Ok(()) => self.holds_parent.store(true, Ordering::Release),
@@ -1227,6 +1359,10 @@ impl Scope {
                 }
             }
         }
+        *lock(&self.dropped_at) = Some(Stamp::now());
+        // After `holds_parent` is settled: a panic reported from here on
+        // is handed on at once, to the parent if it is held.
+        self.dropped.store(true, Ordering::Release);
         if self.core.abandon() {
             self.finish_dropped();
         }
@@ -1245,9 +1381,10 @@ impl Scope {
 
     /// Whether the scope has been cancelled, and how, for [`crate::check`]:
     /// the cause that fixed the outcome decides, so the answer never changes
-    /// once given. One atomic load while not cancelled.
+    /// once given. While not cancelled: one atomic load, and a read of the
+    /// clock if the scope has a deadline ([`Scope::is_cancelled`]).
     pub(crate) fn interrupted(&self) -> Option<Interrupted> {
-        if !self.core.is_cancelled() {
+        if !self.is_cancelled() {
             return None;
         }
         match self.core.cause() {
@@ -1259,6 +1396,41 @@ impl Scope {
     fn deadline_passed(&self) -> bool {
         self.deadline
             .is_some_and(|deadline| Instant::now() >= deadline)
+    }
+
+    /// Whether the scope has been cancelled. A scope whose deadline has
+    /// passed is timed out whether or not its timer has fired yet (tokio's
+    /// fires on the next millisecond tick, and not at all while a body
+    /// holds the thread): whoever notices first cancels it with
+    /// [`Cause::TimedOut`], which fixes the outcome (G5). So a zero timeout
+    /// times out, and `check()` never says `Ok` past the deadline.
+    pub(crate) fn is_cancelled(&self) -> bool {
+        if self.core.is_cancelled() {
+            return true;
+        }
+        if self.deadline_passed() {
+            self.cancel(Cause::TimedOut);
+            return true;
+        }
+        false
+    }
+}
+
+impl Drop for Scope {
+    /// Lets go of the parent without recursion. In a chain of nested
+    /// scopes the innermost can hold the last reference to every scope
+    /// above it (each scope holds its parent): dropping them one inside
+    /// the next would take a stack frame per level.
+    fn drop(&mut self) {
+        let mut parent = self.parent.take();
+        while let Some(scope) = parent {
+            parent = match Arc::try_unwrap(scope) {
+                Ok(mut scope) => scope.parent.take(),
+                // Still referenced elsewhere (or by a thread dropping it
+                // right now, whose drop then carries on up itself).
+                Err(_) => None,
+            };
+        }
     }
 }
 
@@ -1324,7 +1496,7 @@ impl Drop for Open {
         // Children still being torn down: if they are not gone within the
         // leak-grace window, they are leaks.
         if self.scope.is_registered() {
-            leak::watch_dropped(self.scope.clone(), self.scope.leak_grace);
+            leak::watch_dropped(&self.scope, self.scope.leak_grace);
         }
     }
 }
@@ -1401,7 +1573,10 @@ where
 
         let mut body_yielded = false;
         loop {
-            if scope.core.is_cancelled() {
+            // Past the deadline the scope times out even if the timer has
+            // not fired: checked before the body runs (a zero timeout) and
+            // again after it returns (a body that held the thread).
+            if scope.is_cancelled() {
                 if !cancel_seen {
                     cancel_seen = true;
                     // Usually done already by whoever cancelled, maybe
@@ -1494,6 +1669,13 @@ fn poll_once<F: Future>(
 /// Turns the joined scope's outcome into its result.
 fn finish<T, E: 'static>(outcome: Outcome, value: Option<T>) -> Result<T, Error<E>> {
     if let Some(payload) = outcome.panic {
+        // Dropped before unwinding, each on its own: a destructor that
+        // panicked during the unwind would abort the process. The first
+        // panic is the one re-raised; later ones are not (G3).
+        let _ = catch_unwind(AssertUnwindSafe(move || drop(value)));
+        for error in outcome.errors {
+            let _ = catch_unwind(AssertUnwindSafe(move || drop(error)));
+        }
         resume_unwind(payload);
     }
     let mut errors = outcome
@@ -1507,6 +1689,7 @@ fn finish<T, E: 'static>(outcome: Outcome, value: Option<T>) -> Result<T, Error<
         return Err(Error::Failed {
             error,
             suppressed: errors.collect(),
+            omitted: outcome.omitted,
         });
     }
     match outcome.cause {

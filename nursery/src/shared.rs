@@ -78,6 +78,9 @@ pub struct Outcome {
     pub panic: Option<Payload>,
     /// Panics after the first: counted, not re-raised.
     pub later_panics: usize,
+    /// Errors that would have been `suppressed` past the cap
+    /// ([`Core::cap_suppressed`]): counted, not kept.
+    pub omitted: usize,
 }
 
 /// How the scope's children ended, as far as the outcome path sees it:
@@ -143,6 +146,8 @@ pub struct Core {
     waker: Mutex<Option<Waker>>,
     outcome: Mutex<(Outcome, Counts)>,
     fail_fast: bool,
+    /// How many errors are kept behind the first; the rest are counted.
+    max_suppressed: usize,
     limit: Option<Limiter>,
 }
 
@@ -158,10 +163,18 @@ impl Core {
             state: AtomicUsize::new(ONE),
             succeeded: AtomicUsize::new(0),
             fail_fast,
+            max_suppressed: usize::MAX,
             limit: limiter,
             waker: Mutex::new(None),
             outcome: Mutex::new((Outcome::default(), Counts::default())),
         }
+    }
+
+    /// Keeps at most `max` errors behind the first (`suppressed`); later
+    /// ones are counted in [`Outcome::omitted`] and handed back to drop.
+    pub fn cap_suppressed(mut self, max: usize) -> Core {
+        self.max_suppressed = max;
+        self
     }
 
     /// The scope's limit, if it has one.
@@ -357,16 +370,21 @@ impl Core {
     /// (What the loom models call; the scope passes a hook.)
     #[cfg(nursery_loom)]
     pub fn report_error(&self, error: Payload, from_body: bool) -> Cancelling {
-        self.report_error_with(error, from_body, |_| {})
+        let (cancelling, discarded) = self.report_error_with(error, from_body, |_| {});
+        drop(discarded);
+        cancelling
     }
 
     /// [`Core::report_error`], calling `fixed` as [`Core::cancel_with`] does.
+    /// An error that is not kept (a consequence of the cancel, or one past
+    /// the cap on `suppressed`) comes back, for the caller to drop: its
+    /// destructor is user code, which may panic, and runs outside the lock.
     pub fn report_error_with(
         &self,
         error: Payload,
         from_body: bool,
         fixed: impl FnOnce(Cause),
-    ) -> Cancelling {
+    ) -> (Cancelling, Option<Payload>) {
         let mut guard = lock(&self.outcome);
         let (outcome, counts) = &mut *guard;
         if !from_body {
@@ -379,7 +397,7 @@ impl Core {
                 fixed(Cause::Failed);
                 drop(guard);
                 self.mark_cancelled();
-                return Cancelling::Now;
+                return (Cancelling::Now, None);
             }
             // Collected.
             None => true,
@@ -394,14 +412,16 @@ impl Core {
             // re-raised): discarded, per the outcome rule.
             Some(_) => false,
         };
-        if keep {
-            outcome.errors.push(error);
-        } else {
-            // Drop the user's error outside the lock.
-            drop(guard);
-            drop(error);
+        if !keep {
+            return (Cancelling::No, Some(error));
         }
-        Cancelling::No
+        // The first error is the scope's, the rest are suppressed.
+        if outcome.errors.len() > self.max_suppressed {
+            outcome.omitted += 1;
+            return (Cancelling::No, Some(error));
+        }
+        outcome.errors.push(error);
+        (Cancelling::No, None)
     }
 
     /// Records a panic from a child. A panic always cancels.
@@ -452,12 +472,6 @@ impl Core {
     /// The counts stay.
     pub fn take_outcome(&self) -> Outcome {
         std::mem::take(&mut lock(&self.outcome).0)
-    }
-
-    /// Takes the first panic, if any: a dropped scope hands it to its
-    /// parent once its last child has ended.
-    pub fn take_panic(&self) -> Option<Payload> {
-        lock(&self.outcome).0.panic.take()
     }
 
     /// Drains the limit queue for good (on cancel): the jobs are returned to

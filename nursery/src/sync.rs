@@ -16,6 +16,48 @@ pub(crate) use loom::sync::{
     atomic::{AtomicBool, AtomicUsize, Ordering},
 };
 
+/// A reference that does not keep a scope alive (the leak watcher's).
+///
+/// loom's `Arc` has no weak counterpart; under loom this holds a strong
+/// reference instead, which the models never reach (they run no watcher).
+#[cfg(not(nursery_loom))]
+#[derive(Debug)]
+pub(crate) struct Weak<T>(std::sync::Weak<T>);
+
+#[cfg(not(nursery_loom))]
+impl<T> Weak<T> {
+    pub(crate) fn new(value: &Arc<T>) -> Weak<T> {
+        Weak(Arc::downgrade(value))
+    }
+
+    pub(crate) fn upgrade(&self) -> Option<Arc<T>> {
+        self.0.upgrade()
+    }
+
+    pub(crate) fn is_alive(&self) -> bool {
+        self.0.strong_count() > 0
+    }
+}
+
+#[cfg(nursery_loom)]
+#[derive(Debug)]
+pub(crate) struct Weak<T>(Arc<T>);
+
+#[cfg(nursery_loom)]
+impl<T> Weak<T> {
+    pub(crate) fn new(value: &Arc<T>) -> Weak<T> {
+        Weak(value.clone())
+    }
+
+    pub(crate) fn upgrade(&self) -> Option<Arc<T>> {
+        Some(self.0.clone())
+    }
+
+    pub(crate) fn is_alive(&self) -> bool {
+        true
+    }
+}
+
 /// Shared values outside the modelled core that tokio APIs take as
 /// `std::sync::Arc` (an owned semaphore permit, say): the bulk helpers' and
 /// pipelines' plumbing. Never loom's.

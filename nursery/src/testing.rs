@@ -302,7 +302,9 @@ impl LeakReport {
 
     /// Tasks that outlived a scope dropped during the run by more than its
     /// leak-grace window and have ended since (those still alive are in
-    /// [`tasks`](LeakReport::tasks)).
+    /// [`tasks`](LeakReport::tasks)), and panics lost under a dropped scope
+    /// ([`Leak::panic`]): a task that panicked after its scope was dropped,
+    /// with no enclosing scope left to re-raise the panic.
     ///
     /// # Examples
     ///
@@ -393,9 +395,20 @@ impl fmt::Display for LeakReport {
                 writeln!(f, "  {task}")?;
             }
         }
-        if !self.leaks.is_empty() {
+        let (panics, outlived): (Vec<&Leak>, Vec<&Leak>) =
+            self.leaks.iter().partition(|leak| leak.panic().is_some());
+        if !outlived.is_empty() {
             writeln!(f, "outlived their dropped scope (ended since):")?;
-            for leak in &self.leaks {
+            for leak in outlived {
+                writeln!(f, "  {leak}")?;
+            }
+        }
+        if !panics.is_empty() {
+            writeln!(
+                f,
+                "panicked after their scope was dropped (no scope left to re-raise the panic):"
+            )?;
+            for leak in panics {
                 writeln!(f, "  {leak}")?;
             }
         }

@@ -98,6 +98,7 @@ fn failed<E>(error: E) -> Error<E> {
     Error::Failed {
         error,
         suppressed: Vec::new(),
+        omitted: 0,
     }
 }
 
@@ -497,6 +498,7 @@ async fn map_is_stopped_when_a_sibling_of_its_caller_fails() {
         Err(Error::Failed {
             error: 7,
             suppressed,
+            ..
         }) => {
             assert!(suppressed.iter().all(|&e| e == 1000), "{suppressed:?}")
         }
@@ -1321,6 +1323,7 @@ async fn race_when_all_fail_returns_every_error_in_failure_order() {
         Err(Error::Failed {
             error: "b",
             suppressed: vec!["a", "c"],
+            omitted: 0,
         })
     );
     assert_eq!(opened.elapsed(), ms(30), "every racer was waited for");

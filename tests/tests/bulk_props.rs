@@ -160,7 +160,7 @@ proptest! {
         );
         if items.iter().copied().any(fails) {
             match got {
-                Err(Error::Failed { error, suppressed }) => {
+                Err(Error::Failed { error, suppressed, .. }) => {
                     prop_assert!(fails(error));
                     prop_assert!(started.iter().any(|&index| items[index] == error));
                     prop_assert!(suppressed.is_empty(), "the others were cancelled: {:?}", suppressed);

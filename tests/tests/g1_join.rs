@@ -129,7 +129,9 @@ async fn g1_join_is_transitive_through_an_aborted_inner_scope() {
         // aborted (the token fires first) and return its inner scope's
         // `Cancelled` as an error: then it is suppressed, never the error.
         match result {
-            Err(Error::Failed { error, suppressed }) => {
+            Err(Error::Failed {
+                error, suppressed, ..
+            }) => {
                 assert_eq!(error, "outer failed");
                 assert!(
                     suppressed.iter().all(|e| *e == "inner scope failed"),

@@ -21,6 +21,7 @@ fn failed(error: E, suppressed: &[E]) -> Error<E> {
     Error::Failed {
         error,
         suppressed: suppressed.to_vec(),
+        omitted: 0,
     }
 }
 
@@ -438,7 +439,8 @@ async fn g2_body_relaying_a_failed_handle_adds_no_suppressed_error() {
             result,
             Err(Error::Failed {
                 error: "child failed".to_string(),
-                suppressed: vec![]
+                suppressed: vec![],
+                omitted: 0
             })
         );
     }

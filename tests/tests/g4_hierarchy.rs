@@ -362,7 +362,8 @@ async fn g4_check_says_cancelled_after_a_sibling_fails() {
         result,
         Err(Error::Failed {
             error: "boom",
-            suppressed: vec![]
+            suppressed: vec![],
+            omitted: 0
         })
     );
     assert_eq!(rx.await.unwrap(), Err(Interrupted::Cancelled));

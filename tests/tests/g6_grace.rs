@@ -187,7 +187,8 @@ async fn g6_grace_applies_when_a_sibling_fails() {
         result,
         Err(Error::Failed {
             error: "boom".to_owned(),
-            suppressed: vec![]
+            suppressed: vec![],
+            omitted: 0
         })
     );
     assert_eq!(*saw_cancel.lock().await, Some(start));

@@ -68,7 +68,8 @@ async fn g9_body_error_after_cancel_is_returned() {
         result,
         Err(Error::Failed {
             error: "the body's own error",
-            suppressed: vec![]
+            suppressed: vec![],
+            omitted: 0
         })
     );
 }
@@ -196,7 +197,8 @@ async fn g9_errors_collected_before_cancel_are_still_returned() {
         result,
         Err(Error::Failed {
             error: "early".to_owned(),
-            suppressed: vec![]
+            suppressed: vec![],
+            omitted: 0
         })
     );
 }

@@ -463,7 +463,8 @@ fn assert_stopped_at_the_error(failure: &Failure) {
         failure.result,
         Err(Error::Failed {
             error: MIDDLE_ERROR,
-            suppressed: vec![]
+            suppressed: vec![],
+            omitted: 0
         })
     );
     let at_error = failure.at_error.expect("the middle stage failed");
@@ -536,6 +537,7 @@ async fn errors_arriving_while_cancelling_are_suppressed() {
     let Err(Error::Failed {
         error,
         mut suppressed,
+        ..
     }) = result
     else {
         panic!("expected Failed, got {result:?}");
@@ -729,7 +731,8 @@ async fn from_stream_is_pulled_lazily_and_an_error_stops_it() {
         result,
         Err(Error::Failed {
             error: "failed on 20",
-            suppressed: vec![]
+            suppressed: vec![],
+            omitted: 0
         })
     );
     // Item 20, the other worker's item, one in the source channel and one

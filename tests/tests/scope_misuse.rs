@@ -322,7 +322,8 @@ async fn start_whose_child_fails_before_send_is_failed() {
         result,
         Err(Error::Failed {
             error: "bind failed".to_owned(),
-            suppressed: vec![]
+            suppressed: vec![],
+            omitted: 0
         }),
         "the error itself goes to the scope"
     );

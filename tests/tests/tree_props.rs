@@ -628,7 +628,9 @@ fn check_outcome(
             return Err(Relay::Panic(payload, payload_id));
         }
         Ok(Ok(())) => Ok(()),
-        Ok(Err(Error::Failed { error, suppressed })) => {
+        Ok(Err(Error::Failed {
+            error, suppressed, ..
+        })) => {
             let all: Vec<E> = std::iter::once(error).chain(suppressed).collect();
             if all.len() < required.errors {
                 run.violate(format!(

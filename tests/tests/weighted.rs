@@ -261,7 +261,8 @@ async fn a_failed_weighted_child_gives_its_weight_back() {
         result,
         Err(Error::Failed {
             error: "heavy failed",
-            suppressed: vec![]
+            suppressed: vec![],
+            omitted: 0
         })
     );
     assert_eq!(ran.load(Ordering::SeqCst), 2, "the queued children ran");
@@ -532,7 +533,8 @@ async fn an_error_drops_queued_weighted_children_unstarted() {
         result,
         Err(Error::Failed {
             error: "the heavy child failed",
-            suppressed: vec![]
+            suppressed: vec![],
+            omitted: 0
         })
     );
     for (i, tracker) in queued.iter().enumerate() {
