@@ -1104,40 +1104,134 @@ impl fmt::Display for Dump {
 /// ```
 pub fn dump() -> Dump {
     let now = Stamp::now();
-    Dump {
-        scopes: roots().iter().map(|root| snapshot(root, now, "")).collect(),
+    let mut scopes = Vec::new();
+    for root in roots() {
+        walk(
+            root,
+            |scope, path| Snapshotting::new(scope, path, now),
+            |done, scope, outer| match outer {
+                Some(outer) => outer.attach(done.snapshot, scope.host),
+                None => scopes.push(done.snapshot),
+            },
+        );
+    }
+    Dump { scopes }
+}
+
+/// Visits `root` and every scope open below it, depth first, each before
+/// the scopes inside it. `open` makes what the walk keeps for a scope,
+/// from the scope and its path; `close` gets that back once every scope
+/// below has been visited, along with the scope and what is kept for the
+/// scope it is in (`None` for `root`).
+///
+/// The scopes from `root` down to the one visited are kept on a stack of
+/// the walk's own, not the call stack: a nest of scopes any number deep
+/// costs no call stack, and each path is made from the names on that
+/// stack. The stack lets go of the innermost scope first.
+fn walk<T>(
+    root: Arc<Scope>,
+    mut open: impl FnMut(&Scope, &str) -> T,
+    mut close: impl FnMut(T, &Scope, Option<&mut T>),
+) {
+    /// A scope on the walk's stack: the scopes inside it not visited yet,
+    /// and what the walk keeps for it.
+    struct Frame<T> {
+        scope: Arc<Scope>,
+        inner: std::vec::IntoIter<Arc<Scope>>,
+        kept: T,
+    }
+
+    let mut frames: Vec<Frame<T>> = Vec::new();
+    let mut next = Some(root);
+    loop {
+        if let Some(scope) = next.take() {
+            let path = scope_path(frames.len() + 1, |level| match frames.get(level) {
+                Some(frame) => frame.scope.name.as_ref(),
+                None => scope.name.as_ref(),
+            });
+            let kept = open(&scope, &path);
+            let inner = scope.inner_scopes().into_iter();
+            frames.push(Frame { scope, inner, kept });
+        }
+        let Some(top) = frames.last_mut() else {
+            return;
+        };
+        next = top.inner.next();
+        if next.is_none() {
+            if let Some(done) = frames.pop() {
+                close(
+                    done.kept,
+                    &done.scope,
+                    frames.last_mut().map(|f| &mut f.kept),
+                );
+            }
+        }
     }
 }
 
-fn snapshot(scope: &Arc<Scope>, now: Stamp, outer_path: &str) -> ScopeSnapshot {
-    let path = scope_path(outer_path, scope.name.as_ref());
-    let cancelled = scope.core.is_cancelled();
-    let state = if scope.is_dropped() {
-        ScopeState::Dropped
-    } else if cancelled {
-        ScopeState::Cancelling
-    } else {
-        ScopeState::Open
-    };
-    let mut tasks = live_tasks(scope, now, &path).0;
-    let mut scopes = Vec::new();
-    for inner in scope.inner_scopes() {
-        let snapshot = snapshot(&inner, now, &path);
-        let host = tasks
-            .iter_mut()
-            .find(|task| task.id.is_some() && task.id == inner.host);
-        match host {
-            Some(task) => task.scopes.push(snapshot),
-            None => scopes.push(snapshot),
+/// A scope's snapshot being built by [`dump`]: its tasks are in, the
+/// scopes inside it are added as they are done.
+struct Snapshotting {
+    snapshot: ScopeSnapshot,
+    /// Which of its tasks has which id, once it has enough tasks for a
+    /// search through them to cost more than the map.
+    hosts: Option<std::collections::HashMap<Id, usize>>,
+}
+
+/// Up to this many tasks, a scope's tasks are searched for the host of an
+/// inner scope rather than looked up.
+const SEARCHED_HOSTS: usize = 8;
+
+impl Snapshotting {
+    fn new(scope: &Scope, path: &str, now: Stamp) -> Self {
+        let cancelled = scope.core.is_cancelled();
+        let state = if scope.is_dropped() {
+            ScopeState::Dropped
+        } else if cancelled {
+            ScopeState::Cancelling
+        } else {
+            ScopeState::Open
+        };
+        let snapshot = ScopeSnapshot {
+            name: scope.name.clone(),
+            location: scope.location,
+            age: scope.opened.until(now),
+            state,
+            tasks: live_tasks(scope, now, path).0,
+            scopes: Vec::new(),
+        };
+        Snapshotting {
+            snapshot,
+            hosts: None,
         }
     }
-    ScopeSnapshot {
-        name: scope.name.clone(),
-        location: scope.location,
-        age: scope.opened.until(now),
-        state,
-        tasks,
-        scopes,
+
+    /// Adds the snapshot of a scope opened inside this one: under the task
+    /// it was opened in, if that is one of this scope's, else under the
+    /// scope itself.
+    fn attach(&mut self, inner: ScopeSnapshot, host: Option<Id>) {
+        match host.and_then(|host| self.task_with(host)) {
+            Some(task) => self.snapshot.tasks[task].scopes.push(inner),
+            None => self.snapshot.scopes.push(inner),
+        }
+    }
+
+    /// The index of the task with id `id`.
+    fn task_with(&mut self, id: Id) -> Option<usize> {
+        let tasks = &self.snapshot.tasks;
+        if tasks.len() <= SEARCHED_HOSTS {
+            return tasks.iter().position(|task| task.id == Some(id));
+        }
+        let hosts = self.hosts.get_or_insert_with(|| {
+            let mut hosts = std::collections::HashMap::with_capacity(tasks.len());
+            for (index, task) in tasks.iter().enumerate() {
+                if let Some(id) = task.id {
+                    hosts.entry(id).or_insert(index);
+                }
+            }
+            hosts
+        });
+        hosts.get(&id).copied()
     }
 }
 
@@ -1167,13 +1261,14 @@ fn live_tasks(scope: &Scope, now: Stamp, path: &str) -> (Vec<TaskSnapshot>, usiz
     (tasks, async_tasks)
 }
 
-fn scope_path(outer: &str, name: Option<&Name>) -> String {
-    let name = DisplayName(name.map(Name::as_str)).to_string();
-    if outer.is_empty() {
-        name
-    } else {
-        format!("{outer} > {name}")
-    }
+/// The path of a scope `len` levels deep (itself the last): the names of
+/// the scopes from the outermost down, joined with ` > `. `name(level)` is
+/// the name of the scope `level` levels below the outermost.
+fn scope_path<'a>(len: usize, name: impl Fn(usize) -> Option<&'a Name>) -> String {
+    let names: Vec<String> = (0..len)
+        .map(|level| DisplayName(name(level).map(Name::as_str)).to_string())
+        .collect();
+    names.join(" > ")
 }
 
 /// The live tasks in the scopes of one runtime: what a leak check finds.
@@ -1183,6 +1278,9 @@ pub(crate) struct Census {
     pub(crate) async_tasks: usize,
 }
 
+/// The live tasks in the scopes of `runtime`, each scope's before those of
+/// the scopes inside it; with the same [`walk`] as [`dump`], so with no
+/// call stack for the depth.
 pub(crate) fn census(runtime: tokio::runtime::Id) -> Census {
     let now = Stamp::now();
     let mut census = Census {
@@ -1191,20 +1289,15 @@ pub(crate) fn census(runtime: tokio::runtime::Id) -> Census {
     };
     for root in roots() {
         if root.rt.id() == runtime {
-            count_live(&root, now, "", &mut census);
+            let count = |scope: &Scope, path: &str| {
+                let (tasks, async_tasks) = live_tasks(scope, now, path);
+                census.tasks.extend(tasks);
+                census.async_tasks += async_tasks;
+            };
+            walk(root, count, |(), _, _| {});
         }
     }
     census
-}
-
-fn count_live(scope: &Arc<Scope>, now: Stamp, outer_path: &str, census: &mut Census) {
-    let path = scope_path(outer_path, scope.name.as_ref());
-    let (tasks, async_tasks) = live_tasks(scope, now, &path);
-    census.tasks.extend(tasks);
-    census.async_tasks += async_tasks;
-    for inner in scope.inner_scopes() {
-        count_live(&inner, now, &path, census);
-    }
 }
 
 // ===== leaks =====
