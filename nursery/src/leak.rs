@@ -454,12 +454,18 @@ impl fmt::Display for ScopeState {
 /// // task `fetch` spawned at FILE:LINE:COL: running, age 0ms
 /// println!("{fetch}");
 /// assert_eq!(fetch.scope_path(), "`crawl`");
+/// // Its own fields, and how many scopes are open inside it.
+/// assert!(format!("{opener:?}").ends_with(", scopes: 1 }"));
 /// #     n.cancel();
 /// #     Ok(())
 /// # }).await.unwrap();
 /// # }
 /// ```
-#[derive(Clone, Debug)]
+///
+/// Its `Debug` form shows the task's own fields and how many scopes are
+/// open inside it, not those scopes: the tree below a task may be any
+/// number of levels deep. Print a [`Dump`] or a [`ScopeSnapshot`] for the
+/// tree.
 pub struct TaskSnapshot {
     name: Option<Name>,
     location: &'static Location<'static>,
@@ -646,15 +652,48 @@ impl TaskSnapshot {
         self.id
     }
 
-    fn write_line(&self, f: &mut fmt::Formatter<'_>, indent: &str) -> fmt::Result {
+    /// Its line in the text of a dump, `depth` levels below the root scope.
+    fn write_line(&self, f: &mut fmt::Formatter<'_>, depth: usize) -> fmt::Result {
         writeln!(
             f,
-            "{indent}task {} spawned at {}: {}, age {}",
+            "{}task {} spawned at {}: {}, age {}",
+            Indent(depth),
             DisplayName(self.name()),
             self.location,
             self.state,
             Age(self.age)
         )
+    }
+}
+
+impl Clone for TaskSnapshot {
+    /// A copy of the task and of the scopes inside it (each copied with
+    /// [`ScopeSnapshot::clone`], which needs no call stack for their depth).
+    fn clone(&self) -> Self {
+        TaskSnapshot {
+            name: self.name.clone(),
+            location: self.location,
+            age: self.age,
+            state: self.state,
+            scope_path: self.scope_path.clone(),
+            id: self.id,
+            scopes: self.scopes.clone(),
+        }
+    }
+}
+
+impl fmt::Debug for TaskSnapshot {
+    /// The task's own fields, and how many scopes are open inside it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskSnapshot")
+            .field("name", &self.name)
+            .field("location", &self.location)
+            .field("age", &self.age)
+            .field("state", &self.state)
+            .field("scope_path", &self.scope_path)
+            .field("id", &self.id)
+            .field("scopes", &self.scopes.len())
+            .finish()
     }
 }
 
@@ -675,7 +714,14 @@ impl fmt::Display for TaskSnapshot {
 
 /// One scope, its tasks and the scopes inside it, as they were when a
 /// [`Dump`] was taken. Printed, it is the indented tree of [`Dump`] from
-/// this scope down.
+/// this scope down (this scope at depth 0).
+///
+/// A tree of snapshots may be any number of scopes deep: building it,
+/// printing it, searching it, cloning it and dropping it all keep their
+/// place in the tree on a stack of their own rather than the call stack,
+/// so none of them overflows a thread's stack. Its `Debug` form shows the
+/// scope's own fields and how many tasks and scopes it holds directly,
+/// not the tree below it; print it (`Display`) for the tree.
 ///
 /// # Examples
 ///
@@ -695,12 +741,13 @@ impl fmt::Display for TaskSnapshot {
 /// // The tree from `crawl` down, one line per scope or task.
 /// println!("{crawl}");
 /// assert!(crawl.to_string().starts_with("scope `crawl` opened at "));
+/// // Its own fields, and how many tasks and scopes it holds directly.
+/// assert!(format!("{crawl:?}").ends_with(", tasks: 3, scopes: 0 }"));
 /// #     n.cancel();
 /// #     Ok(())
 /// # }).await.unwrap();
 /// # }
 /// ```
-#[derive(Clone, Debug)]
 pub struct ScopeSnapshot {
     name: Option<Name>,
     location: &'static Location<'static>,
@@ -890,54 +937,240 @@ impl ScopeSnapshot {
     /// # }
     /// ```
     pub fn find(&self, name: &str) -> Option<&ScopeSnapshot> {
-        if self.name() == Some(name) {
-            return Some(self);
-        }
-        let in_tasks = self.tasks.iter().flat_map(|task| &task.scopes);
-        in_tasks
-            .chain(&self.scopes)
-            .find_map(|scope| scope.find(name))
+        find(std::slice::from_ref(self), name)
     }
 
-    fn write(&self, f: &mut fmt::Formatter<'_>, depth: usize) -> fmt::Result {
-        let indent = "  ".repeat(depth);
+    /// Its line in the text of a dump, `depth` levels below the root scope.
+    fn write_line(&self, f: &mut fmt::Formatter<'_>, depth: usize) -> fmt::Result {
         writeln!(
             f,
-            "{indent}scope {} opened at {}: {}, age {}",
+            "{}scope {} opened at {}: {}, age {}",
+            Indent(depth),
             DisplayName(self.name()),
             self.location,
             self.state,
             Age(self.age)
-        )?;
-        let inner = format!("{indent}  ");
-        for task in &self.tasks {
-            task.write_line(f, &inner)?;
-            for scope in &task.scopes {
-                scope.write(f, depth + 2)?;
-            }
-        }
-        for scope in &self.scopes {
-            scope.write(f, depth + 1)?;
-        }
-        Ok(())
+        )
     }
 
-    fn for_each_task<'a>(&'a self, f: &mut impl FnMut(&'a TaskSnapshot)) {
-        for task in &self.tasks {
-            f(task);
-            for scope in &task.scopes {
-                scope.for_each_task(f);
-            }
-        }
-        for scope in &self.scopes {
-            scope.for_each_task(f);
-        }
+    /// Whether a scope is open in it or in one of its tasks.
+    fn has_inner_scopes(&self) -> bool {
+        !self.scopes.is_empty() || self.tasks.iter().any(|task| !task.scopes.is_empty())
     }
 }
 
 impl fmt::Display for ScopeSnapshot {
+    /// The tree from this scope down, as [`Dump`] prints it, with this
+    /// scope at depth 0.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.write(f, 0)
+        write_tree(f, std::slice::from_ref(self))
+    }
+}
+
+impl fmt::Debug for ScopeSnapshot {
+    /// The scope's own fields, and how many tasks and scopes it holds
+    /// directly.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ScopeSnapshot")
+            .field("name", &self.name)
+            .field("location", &self.location)
+            .field("age", &self.age)
+            .field("state", &self.state)
+            .field("tasks", &self.tasks.len())
+            .field("scopes", &self.scopes.len())
+            .finish()
+    }
+}
+
+impl Clone for ScopeSnapshot {
+    /// A copy of the whole tree from this scope down, made with a stack of
+    /// the scopes being copied rather than a recursion.
+    fn clone(&self) -> Self {
+        /// A scope being copied: the copy so far (its tasks without their
+        /// scopes, no scopes of its own yet), and the next of the original's
+        /// inner scopes to copy: the `inner`th scope of its `task`th task,
+        /// or of its own once `task` is past its tasks.
+        struct Copying<'a> {
+            original: &'a ScopeSnapshot,
+            copy: ScopeSnapshot,
+            task: usize,
+            inner: usize,
+        }
+
+        impl<'a> Copying<'a> {
+            fn new(original: &'a ScopeSnapshot) -> Self {
+                let tasks = original.tasks.iter().map(|task| TaskSnapshot {
+                    name: task.name.clone(),
+                    location: task.location,
+                    age: task.age,
+                    state: task.state,
+                    scope_path: task.scope_path.clone(),
+                    id: task.id,
+                    scopes: Vec::with_capacity(task.scopes.len()),
+                });
+                let copy = ScopeSnapshot {
+                    name: original.name.clone(),
+                    location: original.location,
+                    age: original.age,
+                    state: original.state,
+                    tasks: tasks.collect(),
+                    scopes: Vec::with_capacity(original.scopes.len()),
+                };
+                Copying {
+                    original,
+                    copy,
+                    task: 0,
+                    inner: 0,
+                }
+            }
+
+            /// The next inner scope to copy, in the order they are held.
+            fn next(&mut self) -> Option<&'a ScopeSnapshot> {
+                let original = self.original;
+                while let Some(task) = original.tasks.get(self.task) {
+                    if let Some(inner) = task.scopes.get(self.inner) {
+                        self.inner += 1;
+                        return Some(inner);
+                    }
+                    self.task += 1;
+                    self.inner = 0;
+                }
+                let inner = original.scopes.get(self.inner)?;
+                self.inner += 1;
+                Some(inner)
+            }
+
+            /// Puts the copy of the inner scope [`next`](Self::next) gave
+            /// last where the original has it.
+            fn attach(&mut self, inner: ScopeSnapshot) {
+                match self.copy.tasks.get_mut(self.task) {
+                    Some(task) => task.scopes.push(inner),
+                    None => self.copy.scopes.push(inner),
+                }
+            }
+        }
+
+        // The scope being copied, and those it is inside, outermost first.
+        let mut copying = Copying::new(self);
+        let mut outer = Vec::new();
+        loop {
+            if let Some(inner) = copying.next() {
+                outer.push(std::mem::replace(&mut copying, Copying::new(inner)));
+                continue;
+            }
+            let Some(next) = outer.pop() else {
+                return copying.copy;
+            };
+            let done = std::mem::replace(&mut copying, next);
+            copying.attach(done.copy);
+        }
+    }
+}
+
+impl Drop for ScopeSnapshot {
+    /// Takes the tree below this scope apart with a list of the scopes
+    /// still to drop: left to the compiler, dropping each scope would drop
+    /// the scopes inside it first, one call deeper for each level.
+    fn drop(&mut self) {
+        if !self.has_inner_scopes() {
+            return;
+        }
+        let mut pending = std::mem::take(&mut self.scopes);
+        for task in &mut self.tasks {
+            pending.append(&mut task.scopes);
+        }
+        while let Some(mut scope) = pending.pop() {
+            pending.append(&mut scope.scopes);
+            for task in &mut scope.tasks {
+                pending.append(&mut task.scopes);
+            }
+            // `scope` is dropped here, with nothing left inside it.
+        }
+    }
+}
+
+/// A scope or a task in a tree of snapshots.
+enum Node<'a> {
+    Scope(&'a ScopeSnapshot),
+    Task(&'a TaskSnapshot),
+}
+
+/// The scopes and tasks of trees of snapshots, each with its depth below
+/// its root scope, in the order a dump prints them: each before what it
+/// holds, a scope's tasks (each with the scopes inside it) before the
+/// scopes of its own.
+///
+/// An iterator with a stack of the places it is at, one per level, rather
+/// than a recursion: a tree any number of levels deep costs no call stack.
+struct Nodes<'a> {
+    /// At each level, the tasks and then the scopes still to visit there,
+    /// and the level's depth.
+    stack: Vec<(
+        std::slice::Iter<'a, TaskSnapshot>,
+        std::slice::Iter<'a, ScopeSnapshot>,
+        usize,
+    )>,
+}
+
+impl<'a> Nodes<'a> {
+    fn new(roots: &'a [ScopeSnapshot]) -> Self {
+        Nodes {
+            stack: vec![([].iter(), roots.iter(), 0)],
+        }
+    }
+}
+
+impl<'a> Iterator for Nodes<'a> {
+    type Item = (usize, Node<'a>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let (tasks, scopes, depth) = self.stack.last_mut()?;
+            let depth = *depth;
+            if let Some(task) = tasks.next() {
+                if !task.scopes.is_empty() {
+                    self.stack.push(([].iter(), task.scopes.iter(), depth + 1));
+                }
+                return Some((depth, Node::Task(task)));
+            }
+            if let Some(scope) = scopes.next() {
+                if !scope.tasks.is_empty() || !scope.scopes.is_empty() {
+                    let below = (scope.tasks.iter(), scope.scopes.iter(), depth + 1);
+                    self.stack.push(below);
+                }
+                return Some((depth, Node::Scope(scope)));
+            }
+            self.stack.pop();
+        }
+    }
+}
+
+/// The first scope named `name` in the trees from `roots` down, searching
+/// depth first.
+fn find<'a>(roots: &'a [ScopeSnapshot], name: &str) -> Option<&'a ScopeSnapshot> {
+    Nodes::new(roots).find_map(|(_, node)| match node {
+        Node::Scope(scope) if scope.name() == Some(name) => Some(scope),
+        _ => None,
+    })
+}
+
+/// The text of the trees from `roots` down: one line per scope or task.
+fn write_tree(f: &mut fmt::Formatter<'_>, roots: &[ScopeSnapshot]) -> fmt::Result {
+    for (depth, node) in Nodes::new(roots) {
+        match node {
+            Node::Scope(scope) => scope.write_line(f, depth)?,
+            Node::Task(task) => task.write_line(f, depth)?,
+        }
+    }
+    Ok(())
+}
+
+/// The start of a line of a dump's text at `depth`: two spaces per level.
+struct Indent(usize);
+
+impl fmt::Display for Indent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        (0..self.0).try_for_each(|_| f.write_str("  "))
     }
 }
 
@@ -947,6 +1180,11 @@ impl fmt::Display for ScopeSnapshot {
 /// contains, one line each: name (or `<unnamed>`), where it was opened or
 /// spawned, state and age. A scope opened inside a task is shown under
 /// that task; one opened in a scope's body, under the scope.
+///
+/// The tree may be any number of scopes deep: it is built, printed,
+/// searched, cloned and dropped without a recursion (see
+/// [`ScopeSnapshot`]). Its `Debug` form lists the root scopes, each with
+/// its own fields only.
 ///
 /// # Examples
 ///
@@ -1018,7 +1256,7 @@ impl Dump {
     /// # }
     /// ```
     pub fn find(&self, name: &str) -> Option<&ScopeSnapshot> {
-        self.scopes.iter().find_map(|scope| scope.find(name))
+        find(&self.scopes, name)
     }
 
     /// Every task in the tree, each before the tasks of the scopes inside
@@ -1044,11 +1282,11 @@ impl Dump {
     /// # }
     /// ```
     pub fn tasks(&self) -> Vec<&TaskSnapshot> {
-        let mut tasks = Vec::new();
-        for scope in &self.scopes {
-            scope.for_each_task(&mut |task| tasks.push(task));
-        }
-        tasks
+        let tasks = Nodes::new(&self.scopes).filter_map(|(_, node)| match node {
+            Node::Task(task) => Some(task),
+            Node::Scope(_) => None,
+        });
+        tasks.collect()
     }
 
     /// Whether no scope is open.
@@ -1078,14 +1316,13 @@ impl Dump {
 }
 
 impl fmt::Display for Dump {
+    /// The indented tree, one line per scope or task; `no open scopes` if
+    /// there is none.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.scopes.is_empty() {
             return writeln!(f, "no open scopes");
         }
-        for scope in &self.scopes {
-            scope.write(f, 0)?;
-        }
-        Ok(())
+        write_tree(f, &self.scopes)
     }
 }
 
@@ -1733,6 +1970,76 @@ impl fmt::Display for Age {
 #[cfg(all(test, not(nursery_loom)))]
 mod tests {
     use super::*;
+
+    /// A chain `depth` scopes deep, each scope holding one task, which
+    /// holds the next scope; the scopes are named `s{level}`.
+    fn chain(depth: usize) -> ScopeSnapshot {
+        let location = Location::caller();
+        let task = |level: usize, scopes| TaskSnapshot {
+            name: None,
+            location,
+            age: Duration::ZERO,
+            state: TaskState::Running,
+            scope_path: format!("path {level}"),
+            id: None,
+            scopes,
+        };
+        let scope = |level: usize, tasks| ScopeSnapshot {
+            name: Some(Name::new(format!("s{level}").into())),
+            location,
+            age: Duration::ZERO,
+            state: ScopeState::Open,
+            tasks,
+            scopes: Vec::new(),
+        };
+        let mut inner = scope(depth - 1, Vec::new());
+        for level in (0..depth - 1).rev() {
+            inner = scope(level, vec![task(level, vec![inner])]);
+        }
+        inner
+    }
+
+    /// Runs `f` on a thread with a 2 MiB stack, like tokio's worker threads.
+    fn on_small_stack<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
+        std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(f)
+            .unwrap()
+            .join()
+            .expect("the thread panicked")
+    }
+
+    #[test]
+    fn a_deep_snapshot_is_searched_cloned_and_dropped_without_recursion() {
+        const DEPTH: usize = 50_000;
+        on_small_stack(|| {
+            let dump = Dump {
+                scopes: vec![chain(DEPTH)],
+            };
+            let innermost = format!("s{}", DEPTH - 1);
+            let found = dump.find(&innermost).expect("the innermost scope");
+            assert!(found.tasks().is_empty() && found.scopes().is_empty());
+            assert_eq!(dump.tasks().len(), DEPTH - 1);
+
+            let copy = dump.clone();
+            assert_eq!(copy.tasks().len(), DEPTH - 1);
+            assert!(copy.find(&innermost).is_some());
+            assert_eq!(
+                format!("{:?}", copy.scopes()[0].tasks()[0]),
+                format!(
+                    "TaskSnapshot {{ name: None, location: {:?}, age: 0ns, state: Running, \
+                     scope_path: \"path 0\", id: None, scopes: 1 }}",
+                    copy.scopes()[0].location()
+                )
+            );
+            assert!(format!("{copy:?}").ends_with("state: Open, tasks: 1, scopes: 0 }] }"));
+            drop(copy);
+            let task = dump.scopes()[0].tasks()[0].clone();
+            drop(dump);
+            assert_eq!(task.scopes()[0].name(), Some("s1"));
+            drop(task);
+        });
+    }
 
     /// Spawns a task that finishes at once (`true`) or never (`false`) on
     /// `rt`, and records it in `registry`.
