@@ -1165,12 +1165,26 @@ fn write_tree(f: &mut fmt::Formatter<'_>, roots: &[ScopeSnapshot]) -> fmt::Resul
     Ok(())
 }
 
-/// The start of a line of a dump's text at `depth`: two spaces per level.
+/// Depths shown by indentation alone in the text of a dump.
+const MAX_INDENT: usize = 32;
+
+/// Two spaces for each level of depth up to [`MAX_INDENT`].
+const INDENT: &str = "                                                                ";
+const _: () = assert!(INDENT.len() == 2 * MAX_INDENT);
+
+/// The start of a line of a dump's text at `depth`: two spaces per level,
+/// up to [`MAX_INDENT`] levels; a deeper line is indented as that level
+/// and names its depth, as in `[depth 4812] `. So a line's length does not
+/// grow with its depth, and a dump's text with the number of its lines.
 struct Indent(usize);
 
 impl fmt::Display for Indent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        (0..self.0).try_for_each(|_| f.write_str("  "))
+        f.write_str(&INDENT[..2 * self.0.min(MAX_INDENT)])?;
+        if self.0 > MAX_INDENT {
+            write!(f, "[depth {}] ", self.0)?;
+        }
+        Ok(())
     }
 }
 
@@ -1180,6 +1194,22 @@ impl fmt::Display for Indent {
 /// contains, one line each: name (or `<unnamed>`), where it was opened or
 /// spawned, state and age. A scope opened inside a task is shown under
 /// that task; one opened in a scope's body, under the scope.
+///
+/// Each line is indented two spaces per level of depth below its root
+/// scope (a task is one level below its scope, a scope opened in a task
+/// one below the task), up to 32 levels. A line deeper than that is
+/// indented as the 32nd level and starts with its depth, so that the
+/// text grows with the number of lines alone, however deep the tree:
+///
+/// ```text
+/// scope `deep` opened at src/main.rs:10:5: open, age 12ms
+///   task <unnamed> spawned at src/main.rs:11:9: running, age 12ms
+///     scope `level-1` opened at src/main.rs:20:5: open, age 12ms
+/// ...
+///                                                                 scope `level-16` opened at src/main.rs:20:5: open, age 11ms
+///                                                                 [depth 33] task <unnamed> spawned at src/main.rs:21:9: running, age 11ms
+///                                                                 [depth 34] scope `level-17` opened at src/main.rs:20:5: open, age 11ms
+/// ```
 ///
 /// The tree may be any number of scopes deep: it is built, printed,
 /// searched, cloned and dropped without a recursion (see
@@ -1316,8 +1346,8 @@ impl Dump {
 }
 
 impl fmt::Display for Dump {
-    /// The indented tree, one line per scope or task; `no open scopes` if
-    /// there is none.
+    /// The indented tree, one line per scope or task (see [`Dump`] for the
+    /// lines deeper than 32 levels); `no open scopes` if there is none.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.scopes.is_empty() {
             return writeln!(f, "no open scopes");
@@ -1331,7 +1361,9 @@ impl fmt::Display for Dump {
 ///
 /// Cheap enough to call on demand (on a signal, from a debug endpoint): it
 /// locks each scope's bookkeeping briefly, one at a time, and never blocks
-/// a running task.
+/// a running task. It needs no more call stack for a deep nest than for a
+/// shallow one, and its text indents up to 32 levels and gives deeper
+/// lines their depth (`[depth 4812] scope ...`, see [`Dump`]).
 ///
 /// # Examples
 ///
@@ -2010,20 +2042,43 @@ mod tests {
     }
 
     #[test]
-    fn a_deep_snapshot_is_searched_cloned_and_dropped_without_recursion() {
+    fn a_deep_snapshot_is_printed_searched_cloned_and_dropped_without_recursion() {
         const DEPTH: usize = 50_000;
         on_small_stack(|| {
             let dump = Dump {
                 scopes: vec![chain(DEPTH)],
             };
+            let text = dump.to_string();
+            let lines: Vec<&str> = text.lines().collect();
+            assert_eq!(lines.len(), 2 * DEPTH - 1);
+            assert!(
+                lines[0].starts_with("scope `s0` opened at "),
+                "{}",
+                lines[0]
+            );
+            assert!(lines[1].starts_with("  task <unnamed> spawned at "));
+            let indent = " ".repeat(2 * MAX_INDENT);
+            assert!(lines[MAX_INDENT].starts_with(&format!("{indent}scope `s16` ")));
+            assert!(lines[MAX_INDENT + 1].starts_with(&format!("{indent}[depth 33] task ")));
+            let last = format!(
+                "{indent}[depth {}] scope `s{}` opened at ",
+                2 * DEPTH - 2,
+                DEPTH - 1
+            );
+            assert!(
+                lines[lines.len() - 1].starts_with(&last),
+                "{}",
+                lines[lines.len() - 1]
+            );
+            assert!(text.len() < 200 * lines.len(), "{} bytes", text.len());
+
             let innermost = format!("s{}", DEPTH - 1);
             let found = dump.find(&innermost).expect("the innermost scope");
             assert!(found.tasks().is_empty() && found.scopes().is_empty());
             assert_eq!(dump.tasks().len(), DEPTH - 1);
 
             let copy = dump.clone();
-            assert_eq!(copy.tasks().len(), DEPTH - 1);
-            assert!(copy.find(&innermost).is_some());
+            assert_eq!(copy.to_string(), text);
             assert_eq!(
                 format!("{:?}", copy.scopes()[0].tasks()[0]),
                 format!(
