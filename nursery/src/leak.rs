@@ -595,6 +595,11 @@ impl TaskSnapshot {
     /// The names of the scopes it belongs to, outermost first, joined with
     /// ` > ` (`<unnamed>` for a scope without a name).
     ///
+    /// A path through more than eight scopes names the four outermost and
+    /// the four innermost, and counts those between:
+    /// ``"`a` > `b` > `c` > `d` > ... 49992 scopes ... > `w` > `x` > `y` > `z`"``.
+    /// So a path is as cheap to make and as short to print at any depth.
+    ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// # nursery::Nursery::builder().name("crawl").limit(2).scope(|n| async move {
@@ -1361,9 +1366,12 @@ impl fmt::Display for Dump {
 ///
 /// Cheap enough to call on demand (on a signal, from a debug endpoint): it
 /// locks each scope's bookkeeping briefly, one at a time, and never blocks
-/// a running task. It needs no more call stack for a deep nest than for a
-/// shallow one, and its text indents up to 32 levels and gives deeper
-/// lines their depth (`[depth 4812] scope ...`, see [`Dump`]).
+/// a running task. Its time and memory grow with the number of scopes and
+/// tasks alone, however deeply the scopes are nested, and it needs no more
+/// call stack for a deep nest than for a shallow one: the text indents up
+/// to 32 levels and gives deeper lines their depth (`[depth 4812] scope
+/// ...`, see [`Dump`]), and a task's [scope
+/// path](TaskSnapshot::scope_path) names at most eight scopes.
 ///
 /// # Examples
 ///
@@ -1396,7 +1404,8 @@ pub fn dump() -> Dump {
 /// The scopes from `root` down to the one visited are kept on a stack of
 /// the walk's own, not the call stack: a nest of scopes any number deep
 /// costs no call stack, and each path is made from the names on that
-/// stack. The stack lets go of the innermost scope first.
+/// stack, in the same time at any depth. The stack lets go of the
+/// innermost scope first.
 fn walk<T>(
     root: Arc<Scope>,
     mut open: impl FnMut(&Scope, &str) -> T,
@@ -1530,14 +1539,41 @@ fn live_tasks(scope: &Scope, now: Stamp, path: &str) -> (Vec<TaskSnapshot>, usiz
     (tasks, async_tasks)
 }
 
+/// How many of the outermost scopes a path names before it elides, and
+/// how many of the innermost after.
+pub(crate) const PATH_HEAD: usize = 4;
+pub(crate) const PATH_TAIL: usize = 4;
+
 /// The path of a scope `len` levels deep (itself the last): the names of
-/// the scopes from the outermost down, joined with ` > `. `name(level)` is
-/// the name of the scope `level` levels below the outermost.
-fn scope_path<'a>(len: usize, name: impl Fn(usize) -> Option<&'a Name>) -> String {
-    let names: Vec<String> = (0..len)
-        .map(|level| DisplayName(name(level).map(Name::as_str)).to_string())
-        .collect();
-    names.join(" > ")
+/// the scopes from the outermost down, joined with ` > `. Past
+/// `PATH_HEAD + PATH_TAIL` scopes, the ones between the first
+/// `PATH_HEAD` and the last `PATH_TAIL` are counted rather than named:
+/// ``"`a` > `b` > `c` > `d` > ... 49992 scopes ... > `w` > `x` > `y` > `z`"``.
+///
+/// `name(level)` is the name of the scope `level` levels below the
+/// outermost; it is asked only for the names kept, so a path takes the
+/// same time and room at any depth.
+pub(crate) fn scope_path<'a>(len: usize, name: impl Fn(usize) -> Option<&'a Name>) -> String {
+    use std::fmt::Write as _;
+
+    let mut path = String::new();
+    let mut push = |part: &dyn fmt::Display| {
+        if !path.is_empty() {
+            path.push_str(" > ");
+        }
+        let _ = write!(path, "{part}");
+    };
+    let name = |level| DisplayName(name(level).map(Name::as_str));
+    let elided = len.saturating_sub(PATH_HEAD + PATH_TAIL);
+    if elided == 0 {
+        (0..len).for_each(|level| push(&name(level)));
+    } else {
+        (0..PATH_HEAD).for_each(|level| push(&name(level)));
+        let plural = if elided == 1 { "" } else { "s" };
+        push(&format_args!("... {elided} scope{plural} ..."));
+        (len - PATH_TAIL..len).for_each(|level| push(&name(level)));
+    }
+    path
 }
 
 /// The live tasks in the scopes of one runtime: what a leak check finds.
@@ -1548,8 +1584,8 @@ pub(crate) struct Census {
 }
 
 /// The live tasks in the scopes of `runtime`, each scope's before those of
-/// the scopes inside it; with the same [`walk`] as [`dump`], so with no
-/// call stack for the depth.
+/// the scopes inside it; with the same [`walk`] as [`dump`], so in the
+/// same time and call stack at any depth.
 pub(crate) fn census(runtime: tokio::runtime::Id) -> Census {
     let now = Stamp::now();
     let mut census = Census {
@@ -1824,7 +1860,7 @@ pub(crate) fn watch_dropped(scope: Arc<Scope>, grace: Duration) {
 fn check_dropped(scope: &Arc<Scope>, dropped: std::time::Instant) {
     // A dropped scope leaves the tree when its last child has ended, which
     // is by far the common case by now: then there is nothing to report,
-    // and no path to build (a walk up the tree, as deep as the scope is).
+    // and no path to build.
     if !scope.is_registered() {
         return;
     }
@@ -2002,6 +2038,124 @@ impl fmt::Display for Age {
 #[cfg(all(test, not(nursery_loom)))]
 mod tests {
     use super::*;
+
+    /// The path of scopes named `names`, every name kept.
+    fn full_path(names: &[Option<&str>]) -> String {
+        let names: Vec<String> = names
+            .iter()
+            .map(|name| DisplayName(*name).to_string())
+            .collect();
+        names.join(" > ")
+    }
+
+    #[test]
+    fn a_scope_path_names_the_outermost_and_innermost_scopes_and_counts_the_rest() {
+        let names: Vec<Name> = (0..50_000)
+            .map(|i| Name::new(format!("s{i}").into()))
+            .collect();
+        let path = |len: usize| scope_path(len, |level| names.get(level));
+        assert_eq!(path(1), "`s0`");
+        assert_eq!(
+            path(8),
+            "`s0` > `s1` > `s2` > `s3` > `s4` > `s5` > `s6` > `s7`"
+        );
+        assert_eq!(
+            path(9),
+            "`s0` > `s1` > `s2` > `s3` > ... 1 scope ... > `s5` > `s6` > `s7` > `s8`"
+        );
+        assert_eq!(
+            path(50_000),
+            "`s0` > `s1` > `s2` > `s3` > ... 49992 scopes ... > `s49996` > `s49997` > `s49998` > `s49999`"
+        );
+        let unnamed = scope_path(3, |level| names.get(level).filter(|_| level == 1));
+        assert_eq!(unnamed, "<unnamed> > `s1` > <unnamed>");
+    }
+
+    /// Opens scopes down to `depth`, each in the body of the last, named
+    /// `s{level}` except every third; in each, records the scope's
+    /// `path()` and spawns a task that waits for `stop`; in the innermost,
+    /// takes a dump, then stops the tasks.
+    fn nest(
+        level: usize,
+        depth: usize,
+        stop: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
+        paths: Arc<std::sync::Mutex<Vec<String>>>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Dump>> + Send>> {
+        let mut builder = crate::Nursery::builder();
+        if level % 3 != 1 {
+            builder = builder.name(format!("s{level}"));
+        }
+        Box::pin(async move {
+            let scoped = builder.scope(move |n: crate::Nursery<()>| async move {
+                let path = crate::context::current().expect("in a scope").path();
+                lock(&paths).push(path);
+                let mut waiting = stop.subscribe();
+                n.spawn_named(format!("t{level}"), async move {
+                    let _ = waiting.wait_for(|stop| *stop).await;
+                    Ok(())
+                });
+                if level + 1 == depth {
+                    let dump = dump();
+                    stop.send_replace(true);
+                    return Ok(Some(dump));
+                }
+                Ok(nest(level + 1, depth, stop, paths).await)
+            });
+            scoped.await.ok().flatten()
+        })
+    }
+
+    #[test]
+    fn a_scopes_path_is_the_path_its_tasks_show_in_a_dump_at_every_depth() {
+        const DEPTH: usize = 20;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let stop = std::sync::Arc::new(tokio::sync::watch::Sender::new(false));
+        let paths = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let dump = rt.block_on(async {
+            let dumped = nest(0, DEPTH, stop, paths.clone());
+            let dumped = tokio::time::timeout(Duration::from_secs(5), dumped);
+            dumped.await.expect("the scopes never closed")
+        });
+        let dump = dump.expect("the innermost scope took a dump");
+        let paths = lock(&paths).clone();
+        assert_eq!(paths.len(), DEPTH);
+        let names: Vec<String> = (0..DEPTH).map(|level| format!("s{level}")).collect();
+        let names: Vec<Option<&str>> = (0..DEPTH)
+            .map(|level| Some(names[level].as_str()).filter(|_| level % 3 != 1))
+            .collect();
+        for (level, path) in paths.iter().enumerate() {
+            let len = level + 1;
+            let expected = if len <= PATH_HEAD + PATH_TAIL {
+                full_path(&names[..len])
+            } else {
+                format!(
+                    "{} > ... {} scope{} ... > {}",
+                    full_path(&names[..PATH_HEAD]),
+                    len - PATH_HEAD - PATH_TAIL,
+                    if len - PATH_HEAD - PATH_TAIL == 1 {
+                        ""
+                    } else {
+                        "s"
+                    },
+                    full_path(&names[len - PATH_TAIL..len]),
+                )
+            };
+            assert_eq!(path, &expected, "path() {len} scopes deep");
+            let name = format!("t{level}");
+            let tasks = dump.tasks();
+            let Some(task) = tasks.iter().find(|task| task.name() == Some(&name)) else {
+                panic!("task {name} in the dump:\n{dump}");
+            };
+            assert_eq!(
+                task.scope_path(),
+                expected,
+                "the dump's path {len} scopes deep"
+            );
+        }
+    }
 
     /// A chain `depth` scopes deep, each scope holding one task, which
     /// holds the next scope; the scopes are named `s{level}`.
