@@ -522,12 +522,18 @@ impl fmt::Display for ScopeState {
 /// // task `fetch` spawned at FILE:LINE:COL: running, age 0ms
 /// println!("{fetch}");
 /// assert_eq!(fetch.scope_path(), "`crawl`");
+/// // Its own fields, and how many scopes are open inside it.
+/// assert!(format!("{opener:?}").ends_with(", scopes: 1 }"));
 /// #     n.cancel();
 /// #     Ok(())
 /// # }).await.unwrap();
 /// # }
 /// ```
-#[derive(Clone, Debug)]
+///
+/// Its `Debug` form shows the task's own fields and how many scopes are
+/// open inside it, not those scopes: the tree below a task may be any
+/// number of levels deep. Print a [`Dump`] or a [`ScopeSnapshot`] for the
+/// tree.
 pub struct TaskSnapshot {
     name: Option<Name>,
     location: &'static Location<'static>,
@@ -657,6 +663,11 @@ impl TaskSnapshot {
     /// The names of the scopes it belongs to, outermost first, joined with
     /// ` > ` (`<unnamed>` for a scope without a name).
     ///
+    /// A path through more than eight scopes names the four outermost and
+    /// the four innermost, and counts those between:
+    /// ``"`a` > `b` > `c` > `d` > ... 49992 scopes ... > `w` > `x` > `y` > `z`"``.
+    /// So a path is as cheap to make and as short to print at any depth.
+    ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// # nursery::Nursery::builder().name("crawl").limit(2).scope(|n| async move {
@@ -714,15 +725,48 @@ impl TaskSnapshot {
         self.id
     }
 
-    fn write_line(&self, f: &mut fmt::Formatter<'_>, indent: &str) -> fmt::Result {
+    /// Its line in the text of a dump, `depth` levels below the root scope.
+    fn write_line(&self, f: &mut fmt::Formatter<'_>, depth: usize) -> fmt::Result {
         writeln!(
             f,
-            "{indent}task {} spawned at {}: {}, age {}",
+            "{}task {} spawned at {}: {}, age {}",
+            Indent(depth),
             DisplayName(self.name()),
             self.location,
             self.state,
             Age(self.age)
         )
+    }
+}
+
+impl Clone for TaskSnapshot {
+    /// A copy of the task and of the scopes inside it (each copied with
+    /// [`ScopeSnapshot::clone`], which needs no call stack for their depth).
+    fn clone(&self) -> Self {
+        TaskSnapshot {
+            name: self.name.clone(),
+            location: self.location,
+            age: self.age,
+            state: self.state,
+            scope_path: self.scope_path.clone(),
+            id: self.id,
+            scopes: self.scopes.clone(),
+        }
+    }
+}
+
+impl fmt::Debug for TaskSnapshot {
+    /// The task's own fields, and how many scopes are open inside it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskSnapshot")
+            .field("name", &self.name)
+            .field("location", &self.location)
+            .field("age", &self.age)
+            .field("state", &self.state)
+            .field("scope_path", &self.scope_path)
+            .field("id", &self.id)
+            .field("scopes", &self.scopes.len())
+            .finish()
     }
 }
 
@@ -743,7 +787,14 @@ impl fmt::Display for TaskSnapshot {
 
 /// One scope, its tasks and the scopes inside it, as they were when a
 /// [`Dump`] was taken. Printed, it is the indented tree of [`Dump`] from
-/// this scope down.
+/// this scope down (this scope at depth 0).
+///
+/// A tree of snapshots may be any number of scopes deep: building it,
+/// printing it, searching it, cloning it and dropping it all keep their
+/// place in the tree on a stack of their own rather than the call stack,
+/// so none of them overflows a thread's stack. Its `Debug` form shows the
+/// scope's own fields and how many tasks and scopes it holds directly,
+/// not the tree below it; print it (`Display`) for the tree.
 ///
 /// # Examples
 ///
@@ -763,12 +814,13 @@ impl fmt::Display for TaskSnapshot {
 /// // The tree from `crawl` down, one line per scope or task.
 /// println!("{crawl}");
 /// assert!(crawl.to_string().starts_with("scope `crawl` opened at "));
+/// // Its own fields, and how many tasks and scopes it holds directly.
+/// assert!(format!("{crawl:?}").ends_with(", tasks: 3, scopes: 0 }"));
 /// #     n.cancel();
 /// #     Ok(())
 /// # }).await.unwrap();
 /// # }
 /// ```
-#[derive(Clone, Debug)]
 pub struct ScopeSnapshot {
     name: Option<Name>,
     location: &'static Location<'static>,
@@ -958,54 +1010,254 @@ impl ScopeSnapshot {
     /// # }
     /// ```
     pub fn find(&self, name: &str) -> Option<&ScopeSnapshot> {
-        if self.name() == Some(name) {
-            return Some(self);
-        }
-        let in_tasks = self.tasks.iter().flat_map(|task| &task.scopes);
-        in_tasks
-            .chain(&self.scopes)
-            .find_map(|scope| scope.find(name))
+        find(std::slice::from_ref(self), name)
     }
 
-    fn write(&self, f: &mut fmt::Formatter<'_>, depth: usize) -> fmt::Result {
-        let indent = "  ".repeat(depth);
+    /// Its line in the text of a dump, `depth` levels below the root scope.
+    fn write_line(&self, f: &mut fmt::Formatter<'_>, depth: usize) -> fmt::Result {
         writeln!(
             f,
-            "{indent}scope {} opened at {}: {}, age {}",
+            "{}scope {} opened at {}: {}, age {}",
+            Indent(depth),
             DisplayName(self.name()),
             self.location,
             self.state,
             Age(self.age)
-        )?;
-        let inner = format!("{indent}  ");
-        for task in &self.tasks {
-            task.write_line(f, &inner)?;
-            for scope in &task.scopes {
-                scope.write(f, depth + 2)?;
-            }
-        }
-        for scope in &self.scopes {
-            scope.write(f, depth + 1)?;
-        }
-        Ok(())
+        )
     }
 
-    fn for_each_task<'a>(&'a self, f: &mut impl FnMut(&'a TaskSnapshot)) {
-        for task in &self.tasks {
-            f(task);
-            for scope in &task.scopes {
-                scope.for_each_task(f);
-            }
-        }
-        for scope in &self.scopes {
-            scope.for_each_task(f);
-        }
+    /// Whether a scope is open in it or in one of its tasks.
+    fn has_inner_scopes(&self) -> bool {
+        !self.scopes.is_empty() || self.tasks.iter().any(|task| !task.scopes.is_empty())
     }
 }
 
 impl fmt::Display for ScopeSnapshot {
+    /// The tree from this scope down, as [`Dump`] prints it, with this
+    /// scope at depth 0.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.write(f, 0)
+        write_tree(f, std::slice::from_ref(self))
+    }
+}
+
+impl fmt::Debug for ScopeSnapshot {
+    /// The scope's own fields, and how many tasks and scopes it holds
+    /// directly.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ScopeSnapshot")
+            .field("name", &self.name)
+            .field("location", &self.location)
+            .field("age", &self.age)
+            .field("state", &self.state)
+            .field("tasks", &self.tasks.len())
+            .field("scopes", &self.scopes.len())
+            .finish()
+    }
+}
+
+impl Clone for ScopeSnapshot {
+    /// A copy of the whole tree from this scope down, made with a stack of
+    /// the scopes being copied rather than a recursion.
+    fn clone(&self) -> Self {
+        /// A scope being copied: the copy so far (its tasks without their
+        /// scopes, no scopes of its own yet), and the next of the original's
+        /// inner scopes to copy: the `inner`th scope of its `task`th task,
+        /// or of its own once `task` is past its tasks.
+        struct Copying<'a> {
+            original: &'a ScopeSnapshot,
+            copy: ScopeSnapshot,
+            task: usize,
+            inner: usize,
+        }
+
+        impl<'a> Copying<'a> {
+            fn new(original: &'a ScopeSnapshot) -> Self {
+                let tasks = original.tasks.iter().map(|task| TaskSnapshot {
+                    name: task.name.clone(),
+                    location: task.location,
+                    age: task.age,
+                    state: task.state,
+                    scope_path: task.scope_path.clone(),
+                    id: task.id,
+                    scopes: Vec::with_capacity(task.scopes.len()),
+                });
+                let copy = ScopeSnapshot {
+                    name: original.name.clone(),
+                    location: original.location,
+                    age: original.age,
+                    state: original.state,
+                    tasks: tasks.collect(),
+                    scopes: Vec::with_capacity(original.scopes.len()),
+                };
+                Copying {
+                    original,
+                    copy,
+                    task: 0,
+                    inner: 0,
+                }
+            }
+
+            /// The next inner scope to copy, in the order they are held.
+            fn next(&mut self) -> Option<&'a ScopeSnapshot> {
+                let original = self.original;
+                while let Some(task) = original.tasks.get(self.task) {
+                    if let Some(inner) = task.scopes.get(self.inner) {
+                        self.inner += 1;
+                        return Some(inner);
+                    }
+                    self.task += 1;
+                    self.inner = 0;
+                }
+                let inner = original.scopes.get(self.inner)?;
+                self.inner += 1;
+                Some(inner)
+            }
+
+            /// Puts the copy of the inner scope [`next`](Self::next) gave
+            /// last where the original has it.
+            fn attach(&mut self, inner: ScopeSnapshot) {
+                match self.copy.tasks.get_mut(self.task) {
+                    Some(task) => task.scopes.push(inner),
+                    None => self.copy.scopes.push(inner),
+                }
+            }
+        }
+
+        // The scope being copied, and those it is inside, outermost first.
+        let mut copying = Copying::new(self);
+        let mut outer = Vec::new();
+        loop {
+            if let Some(inner) = copying.next() {
+                outer.push(std::mem::replace(&mut copying, Copying::new(inner)));
+                continue;
+            }
+            let Some(next) = outer.pop() else {
+                return copying.copy;
+            };
+            let done = std::mem::replace(&mut copying, next);
+            copying.attach(done.copy);
+        }
+    }
+}
+
+impl Drop for ScopeSnapshot {
+    /// Takes the tree below this scope apart with a list of the scopes
+    /// still to drop: left to the compiler, dropping each scope would drop
+    /// the scopes inside it first, one call deeper for each level.
+    fn drop(&mut self) {
+        if !self.has_inner_scopes() {
+            return;
+        }
+        let mut pending = std::mem::take(&mut self.scopes);
+        for task in &mut self.tasks {
+            pending.append(&mut task.scopes);
+        }
+        while let Some(mut scope) = pending.pop() {
+            pending.append(&mut scope.scopes);
+            for task in &mut scope.tasks {
+                pending.append(&mut task.scopes);
+            }
+            // `scope` is dropped here, with nothing left inside it.
+        }
+    }
+}
+
+/// A scope or a task in a tree of snapshots.
+enum Node<'a> {
+    Scope(&'a ScopeSnapshot),
+    Task(&'a TaskSnapshot),
+}
+
+/// The scopes and tasks of trees of snapshots, each with its depth below
+/// its root scope, in the order a dump prints them: each before what it
+/// holds, a scope's tasks (each with the scopes inside it) before the
+/// scopes of its own.
+///
+/// An iterator with a stack of the places it is at, one per level, rather
+/// than a recursion: a tree any number of levels deep costs no call stack.
+struct Nodes<'a> {
+    /// At each level, the tasks and then the scopes still to visit there,
+    /// and the level's depth.
+    stack: Vec<(
+        std::slice::Iter<'a, TaskSnapshot>,
+        std::slice::Iter<'a, ScopeSnapshot>,
+        usize,
+    )>,
+}
+
+impl<'a> Nodes<'a> {
+    fn new(roots: &'a [ScopeSnapshot]) -> Self {
+        Nodes {
+            stack: vec![([].iter(), roots.iter(), 0)],
+        }
+    }
+}
+
+impl<'a> Iterator for Nodes<'a> {
+    type Item = (usize, Node<'a>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let (tasks, scopes, depth) = self.stack.last_mut()?;
+            let depth = *depth;
+            if let Some(task) = tasks.next() {
+                if !task.scopes.is_empty() {
+                    self.stack.push(([].iter(), task.scopes.iter(), depth + 1));
+                }
+                return Some((depth, Node::Task(task)));
+            }
+            if let Some(scope) = scopes.next() {
+                if !scope.tasks.is_empty() || !scope.scopes.is_empty() {
+                    let below = (scope.tasks.iter(), scope.scopes.iter(), depth + 1);
+                    self.stack.push(below);
+                }
+                return Some((depth, Node::Scope(scope)));
+            }
+            self.stack.pop();
+        }
+    }
+}
+
+/// The first scope named `name` in the trees from `roots` down, searching
+/// depth first.
+fn find<'a>(roots: &'a [ScopeSnapshot], name: &str) -> Option<&'a ScopeSnapshot> {
+    Nodes::new(roots).find_map(|(_, node)| match node {
+        Node::Scope(scope) if scope.name() == Some(name) => Some(scope),
+        _ => None,
+    })
+}
+
+/// The text of the trees from `roots` down: one line per scope or task.
+fn write_tree(f: &mut fmt::Formatter<'_>, roots: &[ScopeSnapshot]) -> fmt::Result {
+    for (depth, node) in Nodes::new(roots) {
+        match node {
+            Node::Scope(scope) => scope.write_line(f, depth)?,
+            Node::Task(task) => task.write_line(f, depth)?,
+        }
+    }
+    Ok(())
+}
+
+/// Depths shown by indentation alone in the text of a dump.
+const MAX_INDENT: usize = 32;
+
+/// Two spaces for each level of depth up to [`MAX_INDENT`].
+const INDENT: &str = "                                                                ";
+const _: () = assert!(INDENT.len() == 2 * MAX_INDENT);
+
+/// The start of a line of a dump's text at `depth`: two spaces per level,
+/// up to [`MAX_INDENT`] levels; a deeper line is indented as that level
+/// and names its depth, as in `[depth 4812] `. So a line's length does not
+/// grow with its depth, and a dump's text with the number of its lines.
+struct Indent(usize);
+
+impl fmt::Display for Indent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&INDENT[..2 * self.0.min(MAX_INDENT)])?;
+        if self.0 > MAX_INDENT {
+            write!(f, "[depth {}] ", self.0)?;
+        }
+        Ok(())
     }
 }
 
@@ -1015,6 +1267,27 @@ impl fmt::Display for ScopeSnapshot {
 /// contains, one line each: name (or `<unnamed>`), where it was opened or
 /// spawned, state and age. A scope opened inside a task is shown under
 /// that task; one opened in a scope's body, under the scope.
+///
+/// Each line is indented two spaces per level of depth below its root
+/// scope (a task is one level below its scope, a scope opened in a task
+/// one below the task), up to 32 levels. A line deeper than that is
+/// indented as the 32nd level and starts with its depth, so that the
+/// text grows with the number of lines alone, however deep the tree:
+///
+/// ```text
+/// scope `deep` opened at src/main.rs:10:5: open, age 12ms
+///   task <unnamed> spawned at src/main.rs:11:9: running, age 12ms
+///     scope `level-1` opened at src/main.rs:20:5: open, age 12ms
+/// ...
+///                                                                 scope `level-16` opened at src/main.rs:20:5: open, age 11ms
+///                                                                 [depth 33] task <unnamed> spawned at src/main.rs:21:9: running, age 11ms
+///                                                                 [depth 34] scope `level-17` opened at src/main.rs:20:5: open, age 11ms
+/// ```
+///
+/// The tree may be any number of scopes deep: it is built, printed,
+/// searched, cloned and dropped without a recursion (see
+/// [`ScopeSnapshot`]). Its `Debug` form lists the root scopes, each with
+/// its own fields only.
 ///
 /// # Examples
 ///
@@ -1086,7 +1359,7 @@ impl Dump {
     /// # }
     /// ```
     pub fn find(&self, name: &str) -> Option<&ScopeSnapshot> {
-        self.scopes.iter().find_map(|scope| scope.find(name))
+        find(&self.scopes, name)
     }
 
     /// Every task in the tree, each before the tasks of the scopes inside
@@ -1112,11 +1385,11 @@ impl Dump {
     /// # }
     /// ```
     pub fn tasks(&self) -> Vec<&TaskSnapshot> {
-        let mut tasks = Vec::new();
-        for scope in &self.scopes {
-            scope.for_each_task(&mut |task| tasks.push(task));
-        }
-        tasks
+        let tasks = Nodes::new(&self.scopes).filter_map(|(_, node)| match node {
+            Node::Task(task) => Some(task),
+            Node::Scope(_) => None,
+        });
+        tasks.collect()
     }
 
     /// Whether no scope is open.
@@ -1146,14 +1419,13 @@ impl Dump {
 }
 
 impl fmt::Display for Dump {
+    /// The indented tree, one line per scope or task (see [`Dump`] for the
+    /// lines deeper than 32 levels); `no open scopes` if there is none.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.scopes.is_empty() {
             return writeln!(f, "no open scopes");
         }
-        for scope in &self.scopes {
-            scope.write(f, 0)?;
-        }
-        Ok(())
+        write_tree(f, &self.scopes)
     }
 }
 
@@ -1162,7 +1434,12 @@ impl fmt::Display for Dump {
 ///
 /// Cheap enough to call on demand (on a signal, from a debug endpoint): it
 /// locks each scope's bookkeeping briefly, one at a time, and never blocks
-/// a running task.
+/// a running task. Its time and memory grow with the number of scopes and
+/// tasks alone, however deeply the scopes are nested, and it needs no more
+/// call stack for a deep nest than for a shallow one: the text indents up
+/// to 32 levels and gives deeper lines their depth (`[depth 4812] scope
+/// ...`, see [`Dump`]), and a task's [scope
+/// path](TaskSnapshot::scope_path) names at most eight scopes.
 ///
 /// # Examples
 ///
@@ -1173,40 +1450,135 @@ impl fmt::Display for Dump {
 pub fn dump() -> Dump {
     prune_dead_roots();
     let now = Stamp::now();
-    Dump {
-        scopes: roots().iter().map(|root| snapshot(root, now, "")).collect(),
+    let mut scopes = Vec::new();
+    for root in roots() {
+        walk(
+            root,
+            |scope, path| Snapshotting::new(scope, path, now),
+            |done, scope, outer| match outer {
+                Some(outer) => outer.attach(done.snapshot, scope.host),
+                None => scopes.push(done.snapshot),
+            },
+        );
+    }
+    Dump { scopes }
+}
+
+/// Visits `root` and every scope open below it, depth first, each before
+/// the scopes inside it. `open` makes what the walk keeps for a scope,
+/// from the scope and its path; `close` gets that back once every scope
+/// below has been visited, along with the scope and what is kept for the
+/// scope it is in (`None` for `root`).
+///
+/// The scopes from `root` down to the one visited are kept on a stack of
+/// the walk's own, not the call stack: a nest of scopes any number deep
+/// costs no call stack, and each path is made from the names on that
+/// stack, in the same time at any depth. The stack lets go of the
+/// innermost scope first.
+fn walk<T>(
+    root: Arc<Scope>,
+    mut open: impl FnMut(&Scope, &str) -> T,
+    mut close: impl FnMut(T, &Scope, Option<&mut T>),
+) {
+    /// A scope on the walk's stack: the scopes inside it not visited yet,
+    /// and what the walk keeps for it.
+    struct Frame<T> {
+        scope: Arc<Scope>,
+        inner: std::vec::IntoIter<Arc<Scope>>,
+        kept: T,
+    }
+
+    let mut frames: Vec<Frame<T>> = Vec::new();
+    let mut next = Some(root);
+    loop {
+        if let Some(scope) = next.take() {
+            let path = scope_path(frames.len() + 1, |level| match frames.get(level) {
+                Some(frame) => frame.scope.name.as_ref(),
+                None => scope.name.as_ref(),
+            });
+            let kept = open(&scope, &path);
+            let inner = scope.inner_scopes().into_iter();
+            frames.push(Frame { scope, inner, kept });
+        }
+        let Some(top) = frames.last_mut() else {
+            return;
+        };
+        next = top.inner.next();
+        if next.is_none() {
+            if let Some(done) = frames.pop() {
+                close(
+                    done.kept,
+                    &done.scope,
+                    frames.last_mut().map(|f| &mut f.kept),
+                );
+            }
+        }
     }
 }
 
-fn snapshot(scope: &Arc<Scope>, now: Stamp, outer_path: &str) -> ScopeSnapshot {
-    let path = scope_path(outer_path, scope.name.as_ref());
-    let cancelled = scope.core.is_cancelled();
-    let state = if scope.is_dropped() {
-        ScopeState::Dropped
-    } else if cancelled {
-        ScopeState::Cancelling
-    } else {
-        ScopeState::Open
-    };
-    let mut tasks = live_tasks(scope, now, &path).0;
-    let mut scopes = Vec::new();
-    for inner in scope.inner_scopes() {
-        let snapshot = snapshot(&inner, now, &path);
-        let host = tasks
-            .iter_mut()
-            .find(|task| task.id.is_some() && task.id == inner.host);
-        match host {
-            Some(task) => task.scopes.push(snapshot),
-            None => scopes.push(snapshot),
+/// A scope's snapshot being built by [`dump`]: its tasks are in, the
+/// scopes inside it are added as they are done.
+struct Snapshotting {
+    snapshot: ScopeSnapshot,
+    /// Which of its tasks has which id, once it has enough tasks for a
+    /// search through them to cost more than the map.
+    hosts: Option<std::collections::HashMap<Id, usize>>,
+}
+
+/// Up to this many tasks, a scope's tasks are searched for the host of an
+/// inner scope rather than looked up.
+const SEARCHED_HOSTS: usize = 8;
+
+impl Snapshotting {
+    fn new(scope: &Scope, path: &str, now: Stamp) -> Self {
+        let cancelled = scope.core.is_cancelled();
+        let state = if scope.is_dropped() {
+            ScopeState::Dropped
+        } else if cancelled {
+            ScopeState::Cancelling
+        } else {
+            ScopeState::Open
+        };
+        let snapshot = ScopeSnapshot {
+            name: scope.name.clone(),
+            location: scope.location,
+            age: scope.opened.until(now),
+            state,
+            tasks: live_tasks(scope, now, path).0,
+            scopes: Vec::new(),
+        };
+        Snapshotting {
+            snapshot,
+            hosts: None,
         }
     }
-    ScopeSnapshot {
-        name: scope.name.clone(),
-        location: scope.location,
-        age: scope.opened.until(now),
-        state,
-        tasks,
-        scopes,
+
+    /// Adds the snapshot of a scope opened inside this one: under the task
+    /// it was opened in, if that is one of this scope's, else under the
+    /// scope itself.
+    fn attach(&mut self, inner: ScopeSnapshot, host: Option<Id>) {
+        match host.and_then(|host| self.task_with(host)) {
+            Some(task) => self.snapshot.tasks[task].scopes.push(inner),
+            None => self.snapshot.scopes.push(inner),
+        }
+    }
+
+    /// The index of the task with id `id`.
+    fn task_with(&mut self, id: Id) -> Option<usize> {
+        let tasks = &self.snapshot.tasks;
+        if tasks.len() <= SEARCHED_HOSTS {
+            return tasks.iter().position(|task| task.id == Some(id));
+        }
+        let hosts = self.hosts.get_or_insert_with(|| {
+            let mut hosts = std::collections::HashMap::with_capacity(tasks.len());
+            for (index, task) in tasks.iter().enumerate() {
+                if let Some(id) = task.id {
+                    hosts.entry(id).or_insert(index);
+                }
+            }
+            hosts
+        });
+        hosts.get(&id).copied()
     }
 }
 
@@ -1236,13 +1608,41 @@ fn live_tasks(scope: &Scope, now: Stamp, path: &str) -> (Vec<TaskSnapshot>, usiz
     (tasks, async_tasks)
 }
 
-fn scope_path(outer: &str, name: Option<&Name>) -> String {
-    let name = DisplayName(name.map(Name::as_str)).to_string();
-    if outer.is_empty() {
-        name
+/// How many of the outermost scopes a path names before it elides, and
+/// how many of the innermost after.
+pub(crate) const PATH_HEAD: usize = 4;
+pub(crate) const PATH_TAIL: usize = 4;
+
+/// The path of a scope `len` levels deep (itself the last): the names of
+/// the scopes from the outermost down, joined with ` > `. Past
+/// `PATH_HEAD + PATH_TAIL` scopes, the ones between the first
+/// `PATH_HEAD` and the last `PATH_TAIL` are counted rather than named:
+/// ``"`a` > `b` > `c` > `d` > ... 49992 scopes ... > `w` > `x` > `y` > `z`"``.
+///
+/// `name(level)` is the name of the scope `level` levels below the
+/// outermost; it is asked only for the names kept, so a path takes the
+/// same time and room at any depth.
+pub(crate) fn scope_path<'a>(len: usize, name: impl Fn(usize) -> Option<&'a Name>) -> String {
+    use std::fmt::Write as _;
+
+    let mut path = String::new();
+    let mut push = |part: &dyn fmt::Display| {
+        if !path.is_empty() {
+            path.push_str(" > ");
+        }
+        let _ = write!(path, "{part}");
+    };
+    let name = |level| DisplayName(name(level).map(Name::as_str));
+    let elided = len.saturating_sub(PATH_HEAD + PATH_TAIL);
+    if elided == 0 {
+        (0..len).for_each(|level| push(&name(level)));
     } else {
-        format!("{outer} > {name}")
+        (0..PATH_HEAD).for_each(|level| push(&name(level)));
+        let plural = if elided == 1 { "" } else { "s" };
+        push(&format_args!("... {elided} scope{plural} ..."));
+        (len - PATH_TAIL..len).for_each(|level| push(&name(level)));
     }
+    path
 }
 
 /// The live tasks in the scopes of one runtime: what a leak check finds.
@@ -1252,6 +1652,9 @@ pub(crate) struct Census {
     pub(crate) async_tasks: usize,
 }
 
+/// The live tasks in the scopes of `runtime`, each scope's before those of
+/// the scopes inside it; with the same [`walk`] as [`dump`], so in the
+/// same time and call stack at any depth.
 pub(crate) fn census(runtime: tokio::runtime::Id) -> Census {
     let now = Stamp::now();
     let mut census = Census {
@@ -1260,20 +1663,15 @@ pub(crate) fn census(runtime: tokio::runtime::Id) -> Census {
     };
     for root in roots() {
         if root.rt.id() == runtime {
-            count_live(&root, now, "", &mut census);
+            let count = |scope: &Scope, path: &str| {
+                let (tasks, async_tasks) = live_tasks(scope, now, path);
+                census.tasks.extend(tasks);
+                census.async_tasks += async_tasks;
+            };
+            walk(root, count, |(), _, _| {});
         }
     }
     census
-}
-
-fn count_live(scope: &Arc<Scope>, now: Stamp, outer_path: &str, census: &mut Census) {
-    let path = scope_path(outer_path, scope.name.as_ref());
-    let (tasks, async_tasks) = live_tasks(scope, now, &path);
-    census.tasks.extend(tasks);
-    census.async_tasks += async_tasks;
-    for inner in scope.inner_scopes() {
-        count_live(&inner, now, &path, census);
-    }
 }
 
 // ===== leaks =====
@@ -1628,7 +2026,7 @@ pub(crate) fn watch_dropped(scope: &Arc<Scope>, grace: Duration) {
 fn check_dropped(scope: &Weak<Scope>, dropped: std::time::Instant) {
     // A dropped scope leaves the tree when its last child has ended, which
     // is by far the common case by now: then there is nothing to report,
-    // and no path to build (a walk up the tree, as deep as the scope is).
+    // and no path to build.
     let Some(scope) = scope.upgrade() else {
         return;
     };
@@ -1855,6 +2253,217 @@ impl fmt::Display for Age {
 #[cfg(all(test, not(nursery_loom)))]
 mod tests {
     use super::*;
+
+    /// The path of scopes named `names`, every name kept.
+    fn full_path(names: &[Option<&str>]) -> String {
+        let names: Vec<String> = names
+            .iter()
+            .map(|name| DisplayName(*name).to_string())
+            .collect();
+        names.join(" > ")
+    }
+
+    #[test]
+    fn a_scope_path_names_the_outermost_and_innermost_scopes_and_counts_the_rest() {
+        let names: Vec<Name> = (0..50_000)
+            .map(|i| Name::new(format!("s{i}").into()))
+            .collect();
+        let path = |len: usize| scope_path(len, |level| names.get(level));
+        assert_eq!(path(1), "`s0`");
+        assert_eq!(
+            path(8),
+            "`s0` > `s1` > `s2` > `s3` > `s4` > `s5` > `s6` > `s7`"
+        );
+        assert_eq!(
+            path(9),
+            "`s0` > `s1` > `s2` > `s3` > ... 1 scope ... > `s5` > `s6` > `s7` > `s8`"
+        );
+        assert_eq!(
+            path(50_000),
+            "`s0` > `s1` > `s2` > `s3` > ... 49992 scopes ... > `s49996` > `s49997` > `s49998` > `s49999`"
+        );
+        let unnamed = scope_path(3, |level| names.get(level).filter(|_| level == 1));
+        assert_eq!(unnamed, "<unnamed> > `s1` > <unnamed>");
+    }
+
+    /// Opens scopes down to `depth`, each in the body of the last, named
+    /// `s{level}` except every third; in each, records the scope's
+    /// `path()` and spawns a task that waits for `stop`; in the innermost,
+    /// takes a dump, then stops the tasks.
+    fn nest(
+        level: usize,
+        depth: usize,
+        stop: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
+        paths: Arc<std::sync::Mutex<Vec<String>>>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Dump>> + Send>> {
+        let mut builder = crate::Nursery::builder();
+        if level % 3 != 1 {
+            builder = builder.name(format!("s{level}"));
+        }
+        Box::pin(async move {
+            let scoped = builder.scope(move |n: crate::Nursery<()>| async move {
+                let path = crate::context::current().expect("in a scope").path();
+                lock(&paths).push(path);
+                let mut waiting = stop.subscribe();
+                n.spawn_named(format!("t{level}"), async move {
+                    let _ = waiting.wait_for(|stop| *stop).await;
+                    Ok(())
+                });
+                if level + 1 == depth {
+                    let dump = dump();
+                    stop.send_replace(true);
+                    return Ok(Some(dump));
+                }
+                Ok(nest(level + 1, depth, stop, paths).await)
+            });
+            scoped.await.ok().flatten()
+        })
+    }
+
+    #[test]
+    fn a_scopes_path_is_the_path_its_tasks_show_in_a_dump_at_every_depth() {
+        const DEPTH: usize = 20;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let stop = std::sync::Arc::new(tokio::sync::watch::Sender::new(false));
+        let paths = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let dump = rt.block_on(async {
+            let dumped = nest(0, DEPTH, stop, paths.clone());
+            let dumped = tokio::time::timeout(Duration::from_secs(5), dumped);
+            dumped.await.expect("the scopes never closed")
+        });
+        let dump = dump.expect("the innermost scope took a dump");
+        let paths = lock(&paths).clone();
+        assert_eq!(paths.len(), DEPTH);
+        let names: Vec<String> = (0..DEPTH).map(|level| format!("s{level}")).collect();
+        let names: Vec<Option<&str>> = (0..DEPTH)
+            .map(|level| Some(names[level].as_str()).filter(|_| level % 3 != 1))
+            .collect();
+        for (level, path) in paths.iter().enumerate() {
+            let len = level + 1;
+            let expected = if len <= PATH_HEAD + PATH_TAIL {
+                full_path(&names[..len])
+            } else {
+                format!(
+                    "{} > ... {} scope{} ... > {}",
+                    full_path(&names[..PATH_HEAD]),
+                    len - PATH_HEAD - PATH_TAIL,
+                    if len - PATH_HEAD - PATH_TAIL == 1 {
+                        ""
+                    } else {
+                        "s"
+                    },
+                    full_path(&names[len - PATH_TAIL..len]),
+                )
+            };
+            assert_eq!(path, &expected, "path() {len} scopes deep");
+            let name = format!("t{level}");
+            let tasks = dump.tasks();
+            let Some(task) = tasks.iter().find(|task| task.name() == Some(&name)) else {
+                panic!("task {name} in the dump:\n{dump}");
+            };
+            assert_eq!(
+                task.scope_path(),
+                expected,
+                "the dump's path {len} scopes deep"
+            );
+        }
+    }
+
+    /// A chain `depth` scopes deep, each scope holding one task, which
+    /// holds the next scope; the scopes are named `s{level}`.
+    fn chain(depth: usize) -> ScopeSnapshot {
+        let location = Location::caller();
+        let task = |level: usize, scopes| TaskSnapshot {
+            name: None,
+            location,
+            age: Duration::ZERO,
+            state: TaskState::Running,
+            scope_path: format!("path {level}"),
+            id: None,
+            scopes,
+        };
+        let scope = |level: usize, tasks| ScopeSnapshot {
+            name: Some(Name::new(format!("s{level}").into())),
+            location,
+            age: Duration::ZERO,
+            state: ScopeState::Open,
+            tasks,
+            scopes: Vec::new(),
+        };
+        let mut inner = scope(depth - 1, Vec::new());
+        for level in (0..depth - 1).rev() {
+            inner = scope(level, vec![task(level, vec![inner])]);
+        }
+        inner
+    }
+
+    /// Runs `f` on a thread with a 2 MiB stack, like tokio's worker threads.
+    fn on_small_stack<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
+        std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(f)
+            .unwrap()
+            .join()
+            .expect("the thread panicked")
+    }
+
+    #[test]
+    fn a_deep_snapshot_is_printed_searched_cloned_and_dropped_without_recursion() {
+        const DEPTH: usize = 50_000;
+        on_small_stack(|| {
+            let dump = Dump {
+                scopes: vec![chain(DEPTH)],
+            };
+            let text = dump.to_string();
+            let lines: Vec<&str> = text.lines().collect();
+            assert_eq!(lines.len(), 2 * DEPTH - 1);
+            assert!(
+                lines[0].starts_with("scope `s0` opened at "),
+                "{}",
+                lines[0]
+            );
+            assert!(lines[1].starts_with("  task <unnamed> spawned at "));
+            let indent = " ".repeat(2 * MAX_INDENT);
+            assert!(lines[MAX_INDENT].starts_with(&format!("{indent}scope `s16` ")));
+            assert!(lines[MAX_INDENT + 1].starts_with(&format!("{indent}[depth 33] task ")));
+            let last = format!(
+                "{indent}[depth {}] scope `s{}` opened at ",
+                2 * DEPTH - 2,
+                DEPTH - 1
+            );
+            assert!(
+                lines[lines.len() - 1].starts_with(&last),
+                "{}",
+                lines[lines.len() - 1]
+            );
+            assert!(text.len() < 200 * lines.len(), "{} bytes", text.len());
+
+            let innermost = format!("s{}", DEPTH - 1);
+            let found = dump.find(&innermost).expect("the innermost scope");
+            assert!(found.tasks().is_empty() && found.scopes().is_empty());
+            assert_eq!(dump.tasks().len(), DEPTH - 1);
+
+            let copy = dump.clone();
+            assert_eq!(copy.to_string(), text);
+            assert_eq!(
+                format!("{:?}", copy.scopes()[0].tasks()[0]),
+                format!(
+                    "TaskSnapshot {{ name: None, location: {:?}, age: 0ns, state: Running, \
+                     scope_path: \"path 0\", id: None, scopes: 1 }}",
+                    copy.scopes()[0].location()
+                )
+            );
+            assert!(format!("{copy:?}").ends_with("state: Open, tasks: 1, scopes: 0 }] }"));
+            drop(copy);
+            let task = dump.scopes()[0].tasks()[0].clone();
+            drop(dump);
+            assert_eq!(task.scopes()[0].name(), Some("s1"));
+            drop(task);
+        });
+    }
 
     /// Spawns a task that finishes at once (`true`) or never (`false`) on
     /// `rt`, and records it in `registry`.

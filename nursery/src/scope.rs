@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cause::{Cause as PublicCause, Who};
 use crate::context;
 use crate::error::{Error, Interrupted, Name, SpawnErrorKind, TaskInfo};
-use crate::leak::{self, DisplayName, Registry, ScopeList, Stamp};
+use crate::leak::{self, Registry, ScopeList, Stamp};
 use crate::limit::{Admission, Rate};
 use crate::nursery::Nursery;
 use crate::shared::{Cancelling, Cause, Core, Outcome, Payload, Refusal};
@@ -669,6 +669,14 @@ pub(crate) struct Scope {
     tree_aborted: AtomicBool,
     /// The scope that was current when this one opened.
     parent: Option<Arc<Scope>>,
+    /// How many scopes this one is inside: 0 for a root.
+    depth: usize,
+    /// For a scope deep enough for its [path](Scope::path) to elide names,
+    /// the innermost of the outermost scopes the path names (an ancestor,
+    /// which the chain of parents holds anyway): the path's first names
+    /// are a few steps up from it, rather than at the end of a walk up the
+    /// whole chain.
+    path_anchor: Option<Arc<Scope>>,
     /// The scopes open inside this one (in its body or its children): a
     /// cancel reaches their cores before any of their children can observe
     /// the token, so none of them starts a child after the cancel.
@@ -749,6 +757,8 @@ impl Scope {
             dropped_at: Mutex::new(None),
             holds_parent: AtomicBool::new(false),
             tree_aborted: AtomicBool::new(false),
+            depth: parent.as_ref().map_or(0, |parent| parent.depth + 1),
+            path_anchor: parent.as_deref().and_then(Scope::path_anchor_below),
             parent,
             scopes: Mutex::new(ScopeList::default()),
             registry: Mutex::new(Registry::new()),
@@ -923,16 +933,61 @@ impl Scope {
         self.dropped.load(Ordering::Acquire)
     }
 
-    /// The names of this scope and its ancestors, outermost first.
+    /// The names of this scope and its ancestors, outermost first, as
+    /// [`leak::scope_path`] joins them: past eight scopes, the four
+    /// outermost and the four innermost, with a count of those between.
+    ///
+    /// Made in the same time at any depth: the innermost names are a few
+    /// steps up from this scope, the outermost a few steps up from its
+    /// path anchor.
     pub(crate) fn path(&self) -> String {
-        let mut names = Vec::new();
-        let mut scope = Some(self);
-        while let Some(current) = scope {
-            names.push(DisplayName(current.name.as_ref().map(Name::as_str)).to_string());
-            scope = current.parent.as_deref();
+        /// `from` and the scopes above it, `count` in all, innermost first.
+        fn up(from: &Scope, count: usize) -> Vec<&Scope> {
+            std::iter::successors(Some(from), |scope| scope.parent.as_deref())
+                .take(count)
+                .collect()
         }
-        names.reverse();
-        names.join(" > ")
+        let len = self.depth + 1;
+        let elides = len > leak::PATH_HEAD + leak::PATH_TAIL;
+        // The scopes whose names the path keeps, outermost first: if it
+        // elides, the first few, from the anchor; then the last few, or
+        // all of them, down to this scope.
+        let mut kept = Vec::with_capacity(leak::PATH_HEAD + leak::PATH_TAIL);
+        if let (true, Some(anchor)) = (elides, &self.path_anchor) {
+            kept.extend(up(anchor, leak::PATH_HEAD).into_iter().rev());
+        }
+        let head = kept.len();
+        let tail = if elides { leak::PATH_TAIL } else { len };
+        kept.extend(up(self, tail).into_iter().rev());
+        leak::scope_path(len, |level| {
+            let index = if level < head {
+                Some(level)
+            } else {
+                (level + kept.len()).checked_sub(len)
+            };
+            index
+                .and_then(|index| kept.get(index))
+                .and_then(|scope| scope.name.as_ref())
+        })
+    }
+
+    /// The path anchor of a scope opened inside this one: the scope at
+    /// depth `PATH_HEAD - 1` above it, if its path elides names. Inherited
+    /// from this scope's own, or found a few steps up when the new scope is
+    /// the first deep enough to need one.
+    fn path_anchor_below(&self) -> Option<Arc<Scope>> {
+        if self.depth + 2 <= leak::PATH_HEAD + leak::PATH_TAIL {
+            return None;
+        }
+        if let Some(anchor) = &self.path_anchor {
+            return Some(anchor.clone());
+        }
+        // This scope is deeper than the anchor: it is one of its ancestors.
+        let mut anchor = self.parent.as_ref()?;
+        while anchor.depth > leak::PATH_HEAD - 1 {
+            anchor = anchor.parent.as_ref()?;
+        }
+        Some(anchor.clone())
     }
 
     /// A child's future (or closure) has been dropped.
