@@ -127,7 +127,7 @@ fn worker_threads_value(expr: &Expr) -> syn::Result<usize> {
             "`worker_threads` must be at least 1",
         )),
         Ok(workers) => Ok(workers),
-        Err(_) => Err(expected()),
+        Err(_) => Err(too_large(int, "worker_threads")),
     }
 }
 
@@ -153,6 +153,8 @@ pub(crate) struct NurseryArgs {
     /// `collect_errors` (or `collect_errors = true`), with the key's span;
     /// `None` when absent or `= false`.
     pub(crate) collect_errors: Option<Span>,
+    /// `max_suppressed = N`: how many errors to keep behind the first.
+    pub(crate) max_suppressed: Option<(usize, Span)>,
     pub(crate) rate: Option<(Rate, Span)>,
     /// `crate = "path"`; `None` means `::nursery`.
     pub(crate) crate_path: Option<Path>,
@@ -165,8 +167,8 @@ pub(crate) struct Rate {
     pub(crate) per: Duration,
 }
 
-const NURSERY_KEYS: &str =
-    "`name`, `limit`, `timeout`, `grace`, `leak_grace`, `collect_errors`, `rate` or `crate`";
+const NURSERY_KEYS: &str = "`name`, `limit`, `timeout`, `grace`, `leak_grace`, `collect_errors`, \
+                            `max_suppressed`, `rate` or `crate`";
 
 impl NurseryArgs {
     /// Parses the tokens inside `#[nursery(..)]`.
@@ -186,6 +188,7 @@ struct NurseryOptions {
     grace: Option<Setting<Duration>>,
     leak_grace: Option<Setting<Duration>>,
     collect_errors: Option<Setting<bool>>,
+    max_suppressed: Option<Setting<usize>>,
     rate: Option<Setting<Rate>>,
     crate_path: Option<Setting<Path>>,
 }
@@ -206,6 +209,7 @@ impl NurseryOptions {
                 duration_value("leak_grace", expr)
             }),
             "collect_errors" => Setting::flag(&mut self.collect_errors, &meta),
+            "max_suppressed" => Setting::put(&mut self.max_suppressed, &meta, max_suppressed_value),
             "rate" => Setting::put(&mut self.rate, &meta, rate_value),
             "crate" => Setting::put(&mut self.crate_path, &meta, crate_value),
             "deadline" | "cancel_on" => Err(Error::new(
@@ -233,6 +237,7 @@ impl NurseryOptions {
                 .collect_errors
                 .filter(|collect| collect.value)
                 .map(|collect| collect.key),
+            max_suppressed: spanned(self.max_suppressed),
             rate: spanned(self.rate),
             crate_path: self.crate_path.map(|path| path.value),
         }
@@ -271,8 +276,44 @@ fn limit_value(expr: &Expr) -> syn::Result<usize> {
              (leave `limit` out for no limit)",
         )),
         Ok(limit) => Ok(limit),
-        Err(_) => Err(expected()),
+        Err(_) => Err(too_large(int, "limit")),
     }
+}
+
+fn max_suppressed_value(expr: &Expr) -> syn::Result<usize> {
+    let Expr::Lit(syn::ExprLit {
+        lit: Lit::Int(int), ..
+    }) = expr
+    else {
+        return Err(Error::new(
+            expr.span(),
+            "expected a whole number of errors, as in `max_suppressed = 100`",
+        ));
+    };
+    int.base10_parse::<usize>()
+        .map_err(|_| too_large(int, "max_suppressed"))
+}
+
+/// The error for a whole number that does not fit a `usize` (or whose
+/// suffix is not one the option takes).
+fn too_large(int: &syn::LitInt, key: &str) -> Error {
+    if !int.suffix().is_empty() && int.suffix() != "usize" {
+        return Error::new(
+            int.span(),
+            format!(
+                "`{key}` takes a plain whole number, without the `{}` suffix",
+                int.suffix()
+            ),
+        );
+    }
+    Error::new(
+        int.span(),
+        format!(
+            "`{key}` = {} is too large: at most {} on this target",
+            int.base10_digits(),
+            usize::MAX
+        ),
+    )
 }
 
 fn rate_value(expr: &Expr) -> syn::Result<Rate> {
@@ -745,12 +786,12 @@ mod tests {
         assert_eq!(
             nursery_error(quote!(workers = 4)),
             "unknown option `workers`: expected `name`, `limit`, `timeout`, `grace`, \
-             `leak_grace`, `collect_errors`, `rate` or `crate`"
+             `leak_grace`, `collect_errors`, `max_suppressed`, `rate` or `crate`"
         );
         assert_eq!(
             nursery_error(quote!(flavor = "multi_thread")),
             "unknown option `flavor`: expected `name`, `limit`, `timeout`, `grace`, \
-             `leak_grace`, `collect_errors`, `rate` or `crate`"
+             `leak_grace`, `collect_errors`, `max_suppressed`, `rate` or `crate`"
         );
         assert_eq!(
             nursery_error(quote!(timeout = "5s", limit = 8, timeout = "10s")),

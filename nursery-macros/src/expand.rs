@@ -514,6 +514,7 @@ fn builder(args: &NurseryArgs, private: &TokenStream, at: Span) -> TokenStream {
         grace,
         leak_grace,
         collect_errors,
+        max_suppressed,
         rate,
         crate_path: _,
     } = args;
@@ -539,6 +540,10 @@ fn builder(args: &NurseryArgs, private: &TokenStream, at: Span) -> TokenStream {
     }
     if let Some(span) = collect_errors {
         builder.extend(quote_spanned!(*span=> .collect_errors()));
+    }
+    if let Some((max, span)) = max_suppressed {
+        let max = spanned(Literal::usize_unsuffixed(*max), *span);
+        builder.extend(quote_spanned!(*span=> .max_suppressed(#max)));
     }
     if let Some((rate, span)) = rate {
         let starts = spanned(Literal::u32_unsuffixed(rate.starts), *span);

@@ -107,6 +107,10 @@ use proc_macro::TokenStream;
 /// - `collect_errors`: a flag (also `collect_errors = true` or `false`):
 ///   failures do not cancel the rest, and the first one is returned once all
 ///   have finished.
+/// - `max_suppressed = 100`: how many errors the scope holds behind the
+///   first until it returns (`Builder::max_suppressed`). The function
+///   returns the first error alone, so this bounds memory only: under
+///   `collect_errors`, a flood of failures keeps at most this many.
 /// - `rate = "100/s"`: at most N child starts per period: `"N/unit"` for one
 ///   unit (`"100/s"`, `"10/m"`) or `"N/duration"` (`"5/100ms"`); N at least 1.
 /// - `crate = "path"`: where `nursery` is, for crates that re-export it

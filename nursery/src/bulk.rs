@@ -23,8 +23,8 @@ use crate::scope::Builder;
 use crate::sync::{Mutex, StdArc as Arc, lock};
 
 /// Runs `f` on every item, at most `limit` at a time, and returns the
-/// results in input order (the Go seed's batch checker writing into a
-/// pre-sized slice by index).
+/// results in input order (as Go code writing into a pre-sized slice by
+/// index does).
 ///
 /// `limit` worker tasks pull items one at a time from the iterator as they
 /// become free, so at most `limit` calls of `f` are in flight and the

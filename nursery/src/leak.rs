@@ -92,8 +92,8 @@ pub(crate) struct Registry {
     pushed: usize,
 }
 
-/// 32 bytes on 64-bit targets: DESIGN.md allows a child 64 bytes of
-/// bookkeeping in all.
+/// 32 bytes on 64-bit targets: a child's bookkeeping stays within 64
+/// bytes in all.
 struct Entry {
     abort: AbortHandle,
     name: Option<Name>,

@@ -97,6 +97,27 @@ const FAR_FUTURE: Duration = Duration::from_secs(30 * 365 * 24 * 60 * 60);
 ///
 /// Dropping the future before it completes aborts every child at once and
 /// starts none of the queued ones (G7); it never blocks.
+///
+/// # Limits
+///
+/// - **Nesting.** A scope opened in a child costs no stack, however deep
+///   the nest: cancelling, dropping, dumping and leak-checking a chain of
+///   50,000 scopes, each in a child of the last, all work on a 2 MiB
+///   worker thread, in time and memory linear in the number of scopes and
+///   tasks.
+/// - **Dropping.** A dropped scope frees its memory, and its children's
+///   tasks, as soon as its last child has ended; until its leak-grace
+///   window ends, what stays is the leak watcher's note to check on it, a
+///   few dozen bytes. A child that panics after the drop has its panic
+///   re-raised by the nearest enclosing scope still running or, with
+///   none, reported as a lost panic ([`Leak::panic`](crate::Leak::panic)).
+/// - **Forgetting.** A scope future that is forgotten (`mem::forget`, a
+///   leaked `Box`) is never dropped: its memory stays allocated, and it
+///   stays in [`dump`](crate::dump), open, for as long as its runtime
+///   runs. Once the runtime has shut down it leaves the tree.
+/// - **Errors.** Every error is kept until the join, each taking the size
+///   of `E` (boxed) and a 16-byte slot; [`Builder::max_suppressed`] caps
+///   how many.
 #[track_caller]
 pub fn scope<F, Fut, T, E>(body: F) -> impl Future<Output = Result<T, Error<E>>>
 where
@@ -241,14 +262,19 @@ impl Builder {
         self
     }
 
-    /// Starts at most `starts` children in any window of `per` (the Go
-    /// seed's rate limiter): the first `starts` start at once, the next ones
+    /// Starts at most `starts` children in any window of `per` (a rate
+    /// limiter, as Go code builds with a ticker): the first `starts` start at once, the next ones
     /// as earlier starts leave the window. Children beyond it wait in the
     /// same FIFO queue as under a [`limit`](Builder::limit), without tokio
     /// tasks; [`Nursery::try_spawn`] hands them back. Times come from
     /// tokio's clock, so tests with a paused clock see exact start times.
     ///
     /// Combined with a limit, a child starts when both allow it.
+    ///
+    /// The scope keeps the time of each start within the last `per`: 8
+    /// bytes a start. A period too long for the clock (centuries, or
+    /// `Duration::MAX`) lets the first `starts` children start and holds
+    /// the rest back for good.
     ///
     /// # Examples
     ///
@@ -302,6 +328,13 @@ impl Builder {
     /// [`deadline`](Builder::deadline) or an enclosing scope's deadline, the
     /// earliest wins. A timeout too large to represent means no timeout.
     ///
+    /// The deadline, not the timer, decides: tokio's timer fires on the
+    /// next millisecond tick at the earliest, and not at all while a body
+    /// holds the thread. A zero timeout times out before the body's first
+    /// poll; a body that holds the thread past the deadline (no `.await`)
+    /// times out when it returns, and [`check`](crate::check) inside it
+    /// already says [`Interrupted::TimedOut`].
+    ///
     /// # Examples
     ///
     /// ```
@@ -325,6 +358,8 @@ impl Builder {
     /// Cancels the scope at `deadline`; the scope then returns
     /// [`Error::TimedOut`] (G5). The earliest of this, the
     /// [`timeout`](Builder::timeout) and an enclosing scope's deadline wins.
+    /// A deadline already passed when the scope starts times out before
+    /// the body's first poll.
     ///
     /// # Examples
     ///
@@ -352,7 +387,8 @@ impl Builder {
     ///
     /// Children observe the token with [`cancelled`](crate::cancelled),
     /// [`check`](crate::check) or [`Nursery::token`]. A non-zero grace needs
-    /// a runtime with the time driver enabled.
+    /// a runtime with the time driver enabled. `Duration::MAX` waits for
+    /// the children to end by themselves, however long they take.
     ///
     /// # Examples
     ///
@@ -391,6 +427,10 @@ impl Builder {
     ///
     /// A child usually ends within microseconds of its abort; one that does
     /// not is stuck in a blocking call or a loop that never yields.
+    ///
+    /// The watch holds nothing of the scope: a dropped scope is freed when
+    /// its last child ends, whatever the window. A window too long for the
+    /// clock (`Duration::MAX`) never reports.
     ///
     /// # Examples
     ///

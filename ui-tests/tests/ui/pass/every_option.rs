@@ -22,6 +22,7 @@ impl From<Interrupted> for MyError {
     leak_grace = "2s",
     name = "crawl",
     collect_errors,
+    max_suppressed = 10,
     crate = "::nursery"
 )]
 async fn crawl(n: Nursery<MyError>, urls: Vec<u32>) -> Result<Vec<u32>, MyError> {
