@@ -135,6 +135,55 @@ fn two_failures_one_error_one_suppressed() {
     });
 }
 
+/// Invariant: three children failing at once under `collect_errors` with
+/// `max_suppressed(1)`: the outcome keeps two errors (the first and one
+/// suppressed) in the order they arrived, counts the third as omitted, and
+/// hands it back to be dropped: none is lost, none kept past the cap.
+#[test]
+fn failures_past_the_cap_are_counted_not_kept() {
+    explore("failures_past_the_cap_are_counted_not_kept", || {
+        let core = Arc::new(Core::new(false, None, None).cap_suppressed(1));
+        let children: Vec<_> = (0..3usize)
+            .map(|i| {
+                core.enter().unwrap();
+                let core = core.clone();
+                thread::spawn(move || {
+                    let (cancelling, discarded) =
+                        core.report_error_with(Box::new(i), false, |_| {});
+                    core.exit();
+                    assert_eq!(
+                        cancelling,
+                        Cancelling::No,
+                        "collected errors cancel nothing"
+                    );
+                    discarded.map(|error| *error.downcast::<usize>().unwrap())
+                })
+            })
+            .collect();
+        join(&core);
+        let discarded: Vec<usize> = children
+            .into_iter()
+            .filter_map(|child| child.join().unwrap())
+            .collect();
+        let outcome = core.take_outcome();
+        let mut seen: Vec<usize> = outcome
+            .errors
+            .into_iter()
+            .map(|e| *e.downcast::<usize>().unwrap())
+            .collect();
+        assert_eq!(seen.len(), 2, "the first error and one suppressed are kept");
+        assert_eq!(outcome.omitted, 1);
+        assert_eq!(
+            discarded.len(),
+            1,
+            "the omitted error comes back to be dropped"
+        );
+        seen.extend(discarded);
+        seen.sort_unstable();
+        assert_eq!(seen, [0, 1, 2], "an error was lost or kept twice");
+    });
+}
+
 /// Invariant: `Nursery::cancel` racing a child's failure: exactly one of
 /// them fixes the outcome; if the cancel won, the child's error is a
 /// consequence and is discarded; if the failure won, the cancel is a no-op.
