@@ -1347,7 +1347,8 @@ pin_project! {
     /// on its own stack first. The setup at the first poll and the finish
     /// run in frames of their own; the timers, which most scopes never
     /// arm, live in a box allocated when one is (see [`Cold`]); the cancel
-    /// paths are out of line.
+    /// paths are out of line; the body's poll is inlined into this one
+    /// ([`context::enter_inline`]), so that a level is one frame, not two.
     ///
     /// Polled again once it has completed, it panics with the message an
     /// `async fn`'s future gives.
@@ -1608,7 +1609,7 @@ where
             let SlotProj::Live { future } = this.body.as_mut().project() else {
                 break;
             };
-            let polled = context::enter(this.lent, || {
+            let polled = context::enter_inline(this.lent, || {
                 catch_unwind(AssertUnwindSafe(|| future.poll(cx)))
             });
             match polled {
