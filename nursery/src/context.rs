@@ -22,6 +22,16 @@ thread_local! {
 /// Runs `f` with the scope in `slot` as the current scope, then puts it back
 /// (also if `f` unwinds).
 pub(crate) fn enter<R>(slot: &mut Option<Arc<Scope>>, f: impl FnOnce() -> R) -> R {
+    enter_inline(slot, f)
+}
+
+/// [`enter`], always inlined into its caller: for the scope future's poll
+/// of its body. The body's poll then runs in the scope future's own frame
+/// rather than in a frame of its own beside it, which in a nest of scopes
+/// (each polled from inside the body of the last) is one frame less per
+/// level.
+#[inline(always)]
+pub(crate) fn enter_inline<R>(slot: &mut Option<Arc<Scope>>, f: impl FnOnce() -> R) -> R {
     struct Restore<'a> {
         slot: &'a mut Option<Arc<Scope>>,
         outer: Option<Option<Arc<Scope>>>,

@@ -3,18 +3,19 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::future::{Future, poll_fn};
+use std::future::Future;
 use std::marker::PhantomData;
 use std::panic::Location;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
-use std::pin::pin;
-use std::task::Poll;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use pin_project_lite::pin_project;
 use tokio::runtime::Handle;
 use tokio::task::AbortHandle;
 use tokio::time::{Instant, Sleep, sleep, sleep_until};
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::cause::{Cause as PublicCause, Who};
 use crate::context;
@@ -51,6 +52,15 @@ const FAR_FUTURE: Duration = Duration::from_secs(30 * 365 * 24 * 60 * 60);
 /// - a scope opened inside a child or body of this one is cancelled with it
 ///   and inherits its deadline (G4);
 /// - dropping the returned future aborts every child at once (G7).
+///
+/// A scope opened in the body of another is polled from inside that
+/// body's poll, as any awaited future is: a recursion of scopes nested in
+/// bodies takes stack in proportion to its depth. A scope nested in a body
+/// uses about 300 bytes of stack per level in release builds; plain
+/// recursion (a boxed `async` block awaiting the next) about 100. A 2 MiB
+/// thread, the default for tokio's workers, holds several thousand levels.
+/// A scope opened in a child takes none of its parent's stack: the child
+/// is a task of its own.
 ///
 /// Use [`Nursery::builder`] for a name, a limit, a deadline, a grace period,
 /// `collect_errors` or an outside cancellation token.
@@ -895,9 +905,10 @@ impl Scope {
         lock(&self.registry).push_runner(abort, current);
     }
 
-    /// Starts the queued children the rate now allows, and keeps `timer` set
-    /// for the next one it holds back.
-    fn pace(&self, mut timer: std::pin::Pin<&mut Option<Sleep>>, cx: &mut std::task::Context<'_>) {
+    /// Starts the queued children the rate now allows, and keeps the rate's
+    /// timer (in the scope future's [`Cold`] parts) set for the next one it
+    /// holds back.
+    fn pace(&self, slot: &mut Option<Pin<Box<Cold>>>, cx: &mut Context<'_>) {
         let Some(limiter) = self.core.limiter().filter(|limiter| limiter.is_paced()) else {
             return;
         };
@@ -908,7 +919,9 @@ impl Scope {
             let now = self.clock();
             limiter.release(0, now);
             let Some(due) = limiter.next_due(now) else {
-                timer.set(None);
+                if let Some(cold) = slot {
+                    cold.as_mut().project().pace.set(None);
+                }
                 return;
             };
             if due <= now {
@@ -926,6 +939,7 @@ impl Scope {
                 .epoch
                 .checked_add(Duration::from_nanos(due))
                 .unwrap_or_else(|| Instant::now() + FAR_FUTURE);
+            let mut timer = cold(slot).project().pace;
             match timer.as_mut().as_pin_mut() {
                 Some(sleep) if sleep.deadline() == at => {}
                 _ => timer.set(Some(sleep_until(at))),
@@ -1500,14 +1514,16 @@ impl Scope {
     /// [`Cause::TimedOut`], which fixes the outcome (G5). So a zero timeout
     /// times out, and `check()` never says `Ok` past the deadline.
     pub(crate) fn is_cancelled(&self) -> bool {
-        if self.core.is_cancelled() {
-            return true;
-        }
-        if self.deadline_passed() {
-            self.cancel(Cause::TimedOut);
-            return true;
-        }
-        false
+        self.core.is_cancelled() || (self.deadline_passed() && self.time_out())
+    }
+
+    /// Cancels the scope for its passed deadline; out of line, so that
+    /// the polls that check the deadline keep a small frame.
+    #[cold]
+    #[inline(never)]
+    fn time_out(&self) -> bool {
+        self.cancel(Cause::TimedOut);
+        true
     }
 }
 
@@ -1557,8 +1573,10 @@ fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
 // ===== the scope future =====
 
 /// Drops the body in place. A panic from its destructor is the body's
-/// panic: the scope joins, then re-raises it (G1, G3).
-fn drop_body<Fut>(body: std::pin::Pin<&mut Slot<Fut>>, scope: &Scope) {
+/// panic: the scope joins, then re-raises it (G1, G3). Out of line: the
+/// body's destructor takes room of its own, and runs once a scope.
+#[inline(never)]
+fn drop_body<Fut>(body: Pin<&mut Slot<Fut>>, scope: &Scope) {
     if let Err(payload) = body.drop_future() {
         scope.report_panic(payload, false);
     }
@@ -1596,73 +1614,259 @@ impl Drop for Open {
     }
 }
 
-async fn run<F, Fut, T, E>(
+pin_project! {
+    /// The future [`scope`] returns. The scope opens at the first poll;
+    /// from then on each poll polls the body inline, in the scope.
+    ///
+    /// Written out by hand, not as an `async fn`, to keep it and its poll
+    /// frame small: a scope nested in a body is polled from inside that
+    /// body's poll, so the stack a nest of them takes grows by one poll
+    /// frame per level, and an outer body that boxes the future builds it
+    /// on its own stack first. The setup at the first poll and the finish
+    /// run in frames of their own; the timers, which most scopes never
+    /// arm, live in a box allocated when one is (see [`Cold`]); the cancel
+    /// paths are out of line; the body's poll is inlined into this one
+    /// ([`context::enter_inline`]), so that a level is one frame, not two.
+    ///
+    /// Polled again once it has completed, it panics with the message an
+    /// `async fn`'s future gives.
+    #[project = RunProj]
+    #[project_replace = RunOwn]
+    enum Run<F, Fut, T, E> {
+        Unopened {
+            config: Builder,
+            body: F,
+            location: &'static Location<'static>,
+            error: PhantomData<fn() -> E>,
+        },
+        Open {
+            #[pin]
+            running: Running<Fut, T>,
+        },
+        Done,
+        // A panic left the future (no runtime, or the scope re-raised one).
+        Panicked,
+    }
+}
+
+fn run<F, Fut, T, E>(
     config: Builder,
     body: F,
     location: &'static Location<'static>,
-) -> Result<T, Error<E>>
+) -> Run<F, Fut, T, E>
 where
     F: FnOnce(Nursery<E>) -> Fut,
     Fut: Future<Output = Result<T, E>>,
     E: Send + 'static,
 {
-    let (scope, timed) = Scope::open(&config, location);
-    let scope = Arc::new(scope);
-    let mut open = Open::new(&scope);
-    let grace = scope.grace;
-    // The body closure runs in the scope too: a panic there (after it has
-    // spawned children, say) is the body's panic, re-raised after the join.
-    let mut lent = Some(scope.clone());
-    let made = {
-        #[cfg(feature = "tracing")]
-        let _entered = scope.span.enter();
-        context::enter(&mut lent, || {
-            catch_unwind(AssertUnwindSafe(|| body(Nursery::new(scope.clone()))))
+    Run::Unopened {
+        config,
+        body,
+        location,
+        error: PhantomData,
+    }
+}
+
+pin_project! {
+    /// An open scope's future: the body, and what watches for cancels from
+    /// outside the scope's own children.
+    ///
+    /// The fields drop in order: the body before `open`, so an unfinished
+    /// body (and any inner scope in it) is torn down before this scope is
+    /// abandoned.
+    struct Running<Fut, T> {
+        // The body's value, once it has returned one.
+        value: Option<T>,
+        // The timers and the outside token, once one is needed.
+        cold: Option<Pin<Box<Cold>>>,
+        // Cancels from enclosing scopes arrive through `cancelling`; this
+        // catches the token being cancelled directly (`Nursery::token`).
+        #[pin]
+        token_cancelled: WaitForCancellationFutureOwned,
+        #[pin]
+        body: Slot<Fut>,
+        // The scope, lent to the thread for each poll of the body.
+        lent: Option<Arc<Scope>>,
+        open: Open,
+        // The cancel has been started here (queue closed, token fired).
+        cancel_seen: bool,
+    }
+}
+
+pin_project! {
+    /// The parts of a scope future that most scopes never use, boxed so
+    /// that they take no room (a `Sleep` is over a hundred bytes) in the
+    /// future, and none in its poll frame: the deadline timer, the outside
+    /// token of [`Builder::cancel_on`], the grace timer and the rate's
+    /// timer. Allocated when the scope opens with a deadline of its own or
+    /// an outside token, or when it first arms the grace or rate timer;
+    /// kept until the scope future is dropped.
+    struct Cold {
+        #[pin]
+        deadline: Option<Sleep>,
+        #[pin]
+        outside: Option<WaitForCancellationFutureOwned>,
+        #[pin]
+        grace: Option<Sleep>,
+        #[pin]
+        pace: Option<Sleep>,
+    }
+}
+
+/// The scope's [`Cold`] parts, allocated if they are not yet.
+fn cold(slot: &mut Option<Pin<Box<Cold>>>) -> Pin<&mut Cold> {
+    slot.get_or_insert_with(|| {
+        Box::pin(Cold {
+            deadline: None,
+            outside: None,
+            grace: None,
+            pace: None,
         })
-    };
-    // Declared after `open`: dropped before it, so an unfinished body (and
-    // any inner scope in it) is torn down before this scope is abandoned.
-    let mut body = pin!(match made {
-        Ok(future) => Slot::Live { future },
-        Err(payload) => {
-            scope.report_panic(payload, false);
-            Slot::Dropped
+    })
+    .as_mut()
+}
+
+impl<F, Fut, T, E> Future for Run<F, Fut, T, E>
+where
+    F: FnOnce(Nursery<E>) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    E: Send + 'static,
+{
+    type Output = Result<T, Error<E>>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if let RunProj::Unopened { .. } = self.as_mut().project() {
+            self.as_mut().open();
         }
-    });
+        let running = match self.as_mut().project() {
+            RunProj::Open { running } => running,
+            RunProj::Done => panic!("`async fn` resumed after completion"),
+            RunProj::Panicked => panic!("`async fn` resumed after panicking"),
+            RunProj::Unopened { .. } => unreachable!("nursery: the scope opens at its first poll"),
+        };
+        match running.poll_join(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(()) => Poll::Ready(self.finish()),
+        }
+    }
+}
 
-    // Sources of cancellation from outside the scope's own children.
-    let mut deadline_timer = pin!(timed.map(sleep_until));
-    // Cancels from enclosing scopes arrive through `cancelling`; this
-    // catches the token being cancelled directly (`Nursery::token`).
-    let mut token_cancelled = pin!(scope.token.clone().cancelled_owned());
-    let mut outside_cancelled = pin!(config.cancel_on.map(CancellationToken::cancelled_owned));
-    let mut grace_timer = pin!(None::<Sleep>);
-    let mut pace_timer = pin!(None::<Sleep>);
+impl<F, Fut, T, E> Run<F, Fut, T, E>
+where
+    F: FnOnce(Nursery<E>) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    E: Send + 'static,
+{
+    /// Opens the scope and runs the body closure in it: the first poll.
+    /// Out of line, so that what it moves (the settings, the scope, the
+    /// body's future on its way into place) takes no room in the frame of
+    /// every later poll.
+    #[inline(never)]
+    fn open(mut self: Pin<&mut Self>) {
+        // Until the scope is in place, a panic (no runtime) leaves the
+        // future spent.
+        let RunOwn::Unopened {
+            config,
+            body,
+            location,
+            error: _,
+        } = self.as_mut().project_replace(Run::Panicked)
+        else {
+            unreachable!("nursery: a scope opens once")
+        };
+        let (scope, timed) = Scope::open(&config, location);
+        let scope = Arc::new(scope);
+        let open = Open::new(&scope);
+        // The body closure runs in the scope too: a panic there (after it
+        // has spawned children, say) is the body's panic, re-raised after
+        // the join.
+        let mut lent = Some(scope.clone());
+        let made = {
+            #[cfg(feature = "tracing")]
+            let _entered = scope.span.enter();
+            context::enter(&mut lent, || {
+                catch_unwind(AssertUnwindSafe(|| body(Nursery::new(scope.clone()))))
+            })
+        };
+        let body = match made {
+            Ok(future) => Slot::Live { future },
+            Err(payload) => {
+                scope.report_panic(payload, false);
+                Slot::Dropped
+            }
+        };
+        // Sources of cancellation from outside the scope's own children.
+        let deadline = timed.map(sleep_until);
+        let token_cancelled = scope.token.clone().cancelled_owned();
+        let outside = config.cancel_on.map(CancellationToken::cancelled_owned);
+        let cold = (deadline.is_some() || outside.is_some()).then(|| {
+            Box::pin(Cold {
+                deadline,
+                outside,
+                grace: None,
+                pace: None,
+            })
+        });
+        self.set(Run::Open {
+            running: Running {
+                value: None,
+                cold,
+                token_cancelled,
+                body,
+                lent,
+                open,
+                cancel_seen: false,
+            },
+        });
+    }
 
-    let mut cancel_seen = false;
-    let mut value = None;
+    /// The join is complete: closes the scope and turns its outcome into
+    /// the result.
+    #[inline(never)]
+    fn finish(mut self: Pin<&mut Self>) -> Result<T, Error<E>> {
+        let RunProj::Open { running } = self.as_mut().project() else {
+            unreachable!("nursery: only an open scope finishes")
+        };
+        let running = running.project();
+        let value = running.value.take();
+        let scope = running.open.scope.clone();
+        running.open.joined = true;
+        // Drops the rest: `open` leaves the tree of open scopes.
+        self.as_mut().set(Run::Panicked);
+        scope.closed();
+        let outcome = scope.core.take_outcome();
+        drop(scope);
+        let result = finish(outcome, value);
+        self.set(Run::Done);
+        result
+    }
+}
 
-    poll_fn(|cx| {
+impl<Fut, T, E> Running<Fut, T>
+where
+    Fut: Future<Output = Result<T, E>>,
+    E: Send + 'static,
+{
+    /// One poll of an open scope: watches for cancels, polls the body, and
+    /// says when the body and every child have finished.
+    fn poll_join(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut this = self.project();
+        let scope = &this.open.scope;
         // The body, and whatever the scope does on its behalf, runs in the
         // scope's span.
         #[cfg(feature = "tracing")]
         let _entered = scope.span.enter();
         scope.core.register(cx.waker());
 
-        if poll_once(deadline_timer.as_mut(), cx) {
-            deadline_timer.set(None);
-            scope.cancel(Cause::TimedOut);
-        }
-        if poll_once(outside_cancelled.as_mut(), cx) {
-            outside_cancelled.set(None);
-            scope.cancel(Cause::Cancelled);
+        if let Some(cold) = this.cold {
+            scope.poll_outside(cold.as_mut(), cx);
         }
 
         // The token cancelled directly, by whoever holds it: an outside
         // cancel. Checked again after the body yields (below), so a body that
         // cancels the token has its scope cancelled before any child it
         // spawned meanwhile gets to run on this thread.
-        if !scope.core.is_cancelled() && token_cancelled.as_mut().poll(cx).is_ready() {
+        if !scope.core.is_cancelled() && this.token_cancelled.as_mut().poll(cx).is_ready() {
             scope.cancel_from_parent();
         }
 
@@ -1672,30 +1876,21 @@ where
             // not fired: checked before the body runs (a zero timeout) and
             // again after it returns (a body that held the thread).
             if scope.is_cancelled() {
-                if !cancel_seen {
-                    cancel_seen = true;
-                    // Usually done already by whoever cancelled, maybe
-                    // still under way on another thread; idempotent, and
-                    // in the same order.
-                    drop(scope.core.close_queue());
-                    if grace.is_zero() {
-                        scope.abort_all();
-                    } else {
-                        grace_timer.set(Some(sleep(grace)));
-                    }
-                    scope.fire_token();
+                if !*this.cancel_seen {
+                    *this.cancel_seen = true;
+                    scope.start_cancel(this.cold);
                 }
                 if scope.core.cause().is_some_and(Cause::interrupts_body) {
-                    drop_body(body.as_mut(), &scope);
+                    drop_body(this.body.as_mut(), scope);
                 }
             }
             if body_yielded {
                 break;
             }
-            let SlotProj::Live { future } = body.as_mut().project() else {
+            let SlotProj::Live { future } = this.body.as_mut().project() else {
                 break;
             };
-            let polled = context::enter(&mut lent, || {
+            let polled = context::enter_inline(this.lent, || {
                 catch_unwind(AssertUnwindSafe(|| future.poll(cx)))
             });
             match polled {
@@ -1703,22 +1898,22 @@ where
                     if !scope.core.is_cancelled() && scope.token.is_cancelled() {
                         scope.cancel_from_parent();
                     }
-                    if cancel_seen || !scope.core.is_cancelled() {
+                    if *this.cancel_seen || !scope.core.is_cancelled() {
                         break;
                     }
                     // The body cancelled the scope: start the cancel now.
                     body_yielded = true;
                 }
                 Ok(Poll::Ready(Ok(output))) => {
-                    value = Some(output);
-                    drop_body(body.as_mut(), &scope);
+                    *this.value = Some(output);
+                    drop_body(this.body.as_mut(), scope);
                 }
                 Ok(Poll::Ready(Err(error))) => {
-                    drop_body(body.as_mut(), &scope);
+                    drop_body(this.body.as_mut(), scope);
                     scope.report_error(Box::new(error), false);
                 }
                 Err(payload) => {
-                    drop_body(body.as_mut(), &scope);
+                    drop_body(this.body.as_mut(), scope);
                     scope.report_panic(payload, false);
                 }
             }
@@ -1726,13 +1921,12 @@ where
             // the scope: go round once more to start the cancel.
         }
 
-        if poll_once(grace_timer.as_mut(), cx) {
-            grace_timer.set(None);
-            scope.abort_all();
+        if let Some(cold) = this.cold {
+            scope.poll_grace(cold.as_mut(), cx);
         }
-        scope.pace(pace_timer.as_mut(), cx);
+        scope.pace(this.cold, cx);
 
-        if !matches!(*body, Slot::Dropped) {
+        if !matches!(*this.body, Slot::Dropped) {
             return Poll::Pending;
         }
         if scope.core.try_close() {
@@ -1742,20 +1936,55 @@ where
         // (an exit wakes the scope for it as the count halves).
         scope.release_finished();
         Poll::Pending
-    })
-    .await;
+    }
+}
 
-    open.joined = true;
-    drop(open);
-    scope.closed();
-    finish(scope.core.take_outcome(), value)
+impl Scope {
+    /// Polls the deadline timer and the outside token, and cancels the
+    /// scope if either has fired.
+    #[inline(never)]
+    fn poll_outside(&self, cold: Pin<&mut Cold>, cx: &mut Context<'_>) {
+        let mut cold = cold.project();
+        if poll_once(cold.deadline.as_mut(), cx) {
+            cold.deadline.set(None);
+            self.cancel(Cause::TimedOut);
+        }
+        if poll_once(cold.outside.as_mut(), cx) {
+            cold.outside.set(None);
+            self.cancel(Cause::Cancelled);
+        }
+    }
+
+    /// Polls the grace timer, and aborts the children still running once
+    /// it has fired.
+    #[inline(never)]
+    fn poll_grace(&self, cold: Pin<&mut Cold>, cx: &mut Context<'_>) {
+        let mut grace = cold.project().grace;
+        if poll_once(grace.as_mut(), cx) {
+            grace.set(None);
+            self.abort_all();
+        }
+    }
+
+    /// The scope future has seen its scope cancelled: stops the queue, aborts
+    /// the children or arms the grace timer, and fires the token. Usually
+    /// done already by whoever cancelled, maybe still under way on another
+    /// thread; idempotent, and in the same order.
+    #[cold]
+    #[inline(never)]
+    fn start_cancel(&self, slot: &mut Option<Pin<Box<Cold>>>) {
+        drop(self.core.close_queue());
+        if self.grace.is_zero() {
+            self.abort_all();
+        } else {
+            cold(slot).project().grace.set(Some(sleep(self.grace)));
+        }
+        self.fire_token();
+    }
 }
 
 /// Polls an optional future once; `true` if it completed.
-fn poll_once<F: Future>(
-    future: std::pin::Pin<&mut Option<F>>,
-    cx: &mut std::task::Context<'_>,
-) -> bool {
+fn poll_once<F: Future>(future: Pin<&mut Option<F>>, cx: &mut Context<'_>) -> bool {
     future
         .as_pin_mut()
         .is_some_and(|future| future.poll(cx).is_ready())
