@@ -1,10 +1,10 @@
 //! Fan-out and fan-in: `map`, `for_each`, `map_unordered` and `race`, each
 //! one call on top of a scope, so none can leak a task or lose an error.
 //!
-//! `map` and `for_each` are pull-based: they run `limit` worker tasks that
-//! pull the next item when they are free (Go's worker pool), so a million
-//! items cost memory for `limit` tasks, not a million, and no tokio task is
-//! spawned per item. Each helper opens its own scope inside the current
+//! `map` and `for_each` are pull-based: they run up to `limit` worker
+//! tasks (never more than there are items) that pull the next item when
+//! they are free (Go's worker pool), so a million items cost memory for
+//! `limit` tasks, not a million, and no tokio task is spawned per item. Each helper opens its own scope inside the current
 //! one: cancelling the enclosing scope, its deadline and fail-fast apply.
 
 use std::convert::Infallible;
@@ -20,15 +20,16 @@ use tokio::sync::mpsc;
 use crate::error::Error;
 use crate::nursery::Nursery;
 use crate::scope::Builder;
-use crate::sync::{Mutex, StdArc as Arc, lock};
+use crate::sync::{Mutex, Ordering, StdArc as Arc, StdAtomicUsize, lock};
 
 /// Runs `f` on every item, at most `limit` at a time, and returns the
 /// results in input order (as Go code writing into a pre-sized slice by
 /// index does).
 ///
-/// `limit` worker tasks pull items one at a time from the iterator as they
-/// become free, so at most `limit` calls of `f` are in flight and the
-/// iterator is consumed lazily. Fail-fast: the first error cancels the
+/// Up to `limit` worker tasks (one per item, when there are fewer) pull
+/// items one at a time from the iterator as they become free, so at most
+/// `limit` calls of `f` are in flight and the iterator is consumed lazily;
+/// `usize::MAX` means as many at once as there are items. Fail-fast: the first error cancels the
 /// rest and is returned; a panic in `f` is re-raised once every worker has
 /// stopped. The work runs in a scope inside the current one, so the
 /// enclosing scope's cancellation and deadline apply.
@@ -179,8 +180,14 @@ impl<It: Iterator, F> Pool<It, F> {
         }
     }
 
-    /// Runs the workers in a scope; each returns its `(index, value)`
-    /// results.
+    /// Runs the workers in a scope; each leaves its `(index, value)`
+    /// results in the list returned.
+    ///
+    /// The scope starts one worker; each worker that takes an item starts
+    /// another while there are fewer than `workers`. So an iterator that
+    /// does not know its length gets no more workers than it has items
+    /// (plus one), whatever the limit, and an item is taken only by the
+    /// worker about to call `f` on it: none is taken and then left.
     async fn run<T, E, Call, CallFut>(
         self,
         location: &'static Location<'static>,
@@ -191,7 +198,7 @@ impl<It: Iterator, F> Pool<It, F> {
         It: Send + 'static,
         It::Item: Send + 'static,
         F: Send + Sync + 'static,
-        Call: Fn(It::Item, Arc<F>) -> CallFut + Clone + Send + 'static,
+        Call: Fn(It::Item, Arc<F>) -> CallFut + Send + Sync + 'static,
         CallFut: Future<Output = Result<T, E>> + Send,
         T: Send + 'static,
         E: Send + 'static,
@@ -200,41 +207,80 @@ impl<It: Iterator, F> Pool<It, F> {
         if workers == 0 {
             return Ok(Vec::new());
         }
-        Builder::new()
+        let crew = Arc::new(Crew {
+            items,
+            f,
+            call,
+            name,
+            workers,
+            started: StdAtomicUsize::new(1),
+            parts: Mutex::new(Vec::new()),
+        });
+        let crew = Builder::new()
             .name(name)
             .scope_at(
                 move |n: Nursery<E>| async move {
-                    let handles: Vec<_> = (0..workers)
-                        .map(|_| {
-                            let (items, f, call) = (items.clone(), f.clone(), call.clone());
-                            n.spawn_named(name, async move {
-                                let mut done = Vec::new();
-                                // Once the scope is cancelled (during a grace
-                                // period, say) no new item is taken.
-                                while crate::check().is_ok() {
-                                    let Some((index, item)) = next(&items) else {
-                                        break;
-                                    };
-                                    done.push((index, call(item, f.clone()).await?));
-                                }
-                                Ok(done)
-                            })
-                        })
-                        .collect();
-                    let mut parts = Vec::with_capacity(workers);
-                    for handle in handles {
-                        match handle.await {
-                            Ok(part) => parts.push(part),
-                            // A worker failed or panicked: the scope is
-                            // cancelling this body; its outcome says why.
-                            Err(_) => std::future::pending::<()>().await,
-                        }
-                    }
-                    Ok(parts)
+                    Crew::start(&n, crew.clone());
+                    Ok(crew)
                 },
                 location,
             )
-            .await
+            .await?;
+        // Every worker has ended: the list is complete.
+        Ok(std::mem::take(&mut *lock(&crew.parts)))
+    }
+}
+
+/// What the workers of a [`Pool`] share.
+struct Crew<It, F, Call, T> {
+    items: Arc<Mutex<Numbered<It>>>,
+    f: Arc<F>,
+    call: Call,
+    name: &'static str,
+    /// The most workers at once.
+    workers: usize,
+    /// Workers started so far.
+    started: StdAtomicUsize,
+    /// Each finished worker's results.
+    parts: Mutex<Vec<Vec<(usize, T)>>>,
+}
+
+impl<It, F, Call, T> Crew<It, F, Call, T> {
+    /// Starts a worker, which starts the next one once it has an item.
+    fn start<E, CallFut>(n: &Nursery<E>, crew: Arc<Self>)
+    where
+        It: Iterator + Send + 'static,
+        It::Item: Send + 'static,
+        F: Send + Sync + 'static,
+        Call: Fn(It::Item, Arc<F>) -> CallFut + Send + Sync + 'static,
+        CallFut: Future<Output = Result<T, E>> + Send,
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        let spawner = n.clone();
+        n.spawn_named(crew.name, async move {
+            let mut done = Vec::new();
+            // Once the scope is cancelled (during a grace period, say) no
+            // new item is taken.
+            while crate::check().is_ok() {
+                let Some((index, item)) = next(&crew.items) else {
+                    break;
+                };
+                // Relaxed: a count of workers, ordered by nothing else.
+                let room = crew
+                    .started
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |started| {
+                        (started < crew.workers).then_some(started + 1)
+                    })
+                    .is_ok();
+                if room {
+                    Crew::start(&spawner, crew.clone());
+                }
+                done.push((index, (crew.call)(item, crew.f.clone()).await?));
+            }
+            lock(&crew.parts).push(done);
+            Ok(())
+        });
     }
 }
 
@@ -357,15 +403,15 @@ fn retype<E>(error: Error<Infallible>) -> Error<E> {
 /// Runs `f` on every item of `stream`, at most `limit` at a time, and
 /// yields the results in the order they complete (fan-in).
 ///
-/// `limit` worker tasks (fewer if the stream's size hint says so) take
-/// turns pulling the next item from `stream`, call `f` on it and hand the
-/// result to the stream's consumer through a channel that holds
-/// `max(limit, 32)` results: no tokio task is spawned per item, and the
-/// workers keep going while the consumer sleeps, so it is woken once per
-/// batch rather than once per result. A slow consumer slows the fan-out
-/// down: a worker whose result finds the channel full waits, so at most
-/// `limit` calls are in flight and `max(limit, 32)` results wait to be
-/// taken. The work runs in a
+/// Up to `limit` worker tasks (one per item pulled, so never more than
+/// the stream has items) take turns pulling the next item from `stream`,
+/// call `f` on it and hand the result to the stream's consumer through a
+/// channel that holds `limit` results (at least 32, at most 65,536): no
+/// tokio task is spawned per item, and the workers keep going while the
+/// consumer sleeps, so it is woken once per batch rather than once per
+/// result. A slow consumer slows the fan-out down: a worker whose result
+/// finds the channel full waits, so at most `limit` calls are in flight
+/// and a channel's worth of results wait to be taken. The work runs in a
 /// scope inside the one current at the first poll; dropping the stream
 /// cancels it at once (G7).
 ///
@@ -406,7 +452,7 @@ where
 {
     check_limit("map_unordered", limit);
     let location = Location::caller();
-    let (results_tx, results) = mpsc::channel::<T>(limit.max(RESULTS_BUFFER));
+    let (results_tx, results) = mpsc::channel::<T>(results_buffer(limit));
     let workers = match stream.size_hint() {
         (_, Some(upper)) => limit.min(upper),
         (_, None) => limit,
@@ -415,24 +461,12 @@ where
         // One puller at a time: a stream is polled by one task.
         let stream = Arc::new(tokio::sync::Mutex::new(Box::pin(stream)));
         let f = Arc::new(f);
-        for _ in 0..workers {
-            let (stream, f, results_tx) = (stream.clone(), f.clone(), results_tx.clone());
-            n.spawn_named("map_unordered", async move {
-                while crate::check().is_ok() {
-                    let item = {
-                        let mut stream = stream.lock().await;
-                        poll_fn(|cx| stream.as_mut().poll_next(cx)).await
-                    };
-                    let Some(item) = item else { break };
-                    let value = f(item).await?;
-                    if results_tx.send(value).await.is_err() {
-                        // The consumer is gone; the scope is being dropped.
-                        break;
-                    }
-                }
-                Ok(())
-            });
-        }
+        let started = Arc::new(StdAtomicUsize::new(0));
+        // One worker to begin with; each that takes an item starts the
+        // next while there are fewer than `workers`: a stream that does
+        // not know its length gets no more workers than it has items (plus
+        // one), whatever the limit.
+        start_puller(&n, stream, f, results_tx, started, workers);
         Ok(())
     };
     MapUnordered {
@@ -446,10 +480,77 @@ where
     }
 }
 
+/// Starts a worker of a [`map_unordered`]: it takes turns pulling from
+/// `stream`, and starts the next worker once it has an item, while fewer
+/// than `workers` have started.
+fn start_puller<S, F, Fut, T, E>(
+    n: &Nursery<E>,
+    stream: Arc<tokio::sync::Mutex<Pin<Box<S>>>>,
+    f: Arc<F>,
+    results_tx: mpsc::Sender<T>,
+    started: Arc<StdAtomicUsize>,
+    workers: usize,
+) where
+    S: Stream + Send + 'static,
+    S::Item: Send + 'static,
+    F: Fn(S::Item) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<T, E>> + Send + 'static,
+    T: Send + 'static,
+    E: Send + 'static,
+{
+    // Relaxed: a count of workers, ordered by nothing else.
+    if started
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |count| {
+            (count < workers).then_some(count + 1)
+        })
+        .is_err()
+    {
+        return;
+    }
+    let spawner = n.clone();
+    n.spawn_named("map_unordered", async move {
+        let mut first = true;
+        while crate::check().is_ok() {
+            let item = {
+                let mut stream = stream.lock().await;
+                poll_fn(|cx| stream.as_mut().poll_next(cx)).await
+            };
+            let Some(item) = item else { break };
+            if std::mem::take(&mut first) {
+                start_puller(
+                    &spawner,
+                    stream.clone(),
+                    f.clone(),
+                    results_tx.clone(),
+                    started.clone(),
+                    workers,
+                );
+            }
+            let value = f(item).await?;
+            if results_tx.send(value).await.is_err() {
+                // The consumer is gone; the scope is being dropped.
+                break;
+            }
+        }
+        Ok(())
+    });
+}
+
 /// The fewest results a [`map_unordered`] holds for its consumer: with a
 /// consumer on another thread, each wake-up of it costs microseconds, and
 /// a buffer of `limit` (2, say) would pay one per couple of results.
 const RESULTS_BUFFER: usize = 32;
+
+/// The most results a channel of the bulk helpers holds, whatever the
+/// limit: a channel's slots are allocated as they fill, but tokio refuses
+/// a bound past `usize::MAX >> 3`, and a limit meant as "no limit" should
+/// not ask for one.
+pub(crate) const MAX_BUFFER: usize = 1 << 16;
+
+/// The results buffer of a [`map_unordered`] with `limit` workers.
+fn results_buffer(limit: usize) -> usize {
+    limit.clamp(RESULTS_BUFFER, MAX_BUFFER)
+}
 
 /// The scope of a [`map_unordered`], boxed so the stream is `Unpin`.
 type BoxScope<E> = Pin<Box<dyn Future<Output = Result<(), Error<E>>> + Send>>;

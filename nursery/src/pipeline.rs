@@ -9,10 +9,11 @@ use std::pin::pin;
 use futures_core::Stream;
 use tokio::sync::mpsc;
 
+use crate::bulk::MAX_BUFFER;
 use crate::error::Error;
 use crate::nursery::Nursery;
 use crate::scope::Builder;
-use crate::sync::StdArc as Arc;
+use crate::sync::{Ordering, StdArc as Arc, StdAtomicUsize};
 
 /// Items on their way between stages, numbered at the source so that
 /// [`Pipeline::ordered`] can restore input order at the end.
@@ -146,9 +147,11 @@ impl<T: Send + 'static, E: Send + 'static> Pipeline<T, E> {
         }
     }
 
-    /// Adds a stage: `workers` tasks each take the next item, map it with
-    /// `f` and pass the result on. The stage's output channel holds up to
-    /// `workers` results.
+    /// Adds a stage: up to `workers` tasks each take the next item, map it
+    /// with `f` and pass the result on. The stage starts with one worker
+    /// and adds one for each item taken while it has fewer than `workers`,
+    /// so it never has more workers than items. The stage's output channel
+    /// holds up to `workers` results (at most 65,536).
     ///
     /// # Examples
     ///
@@ -287,40 +290,81 @@ impl<T: Send + 'static, E: Send + 'static> Pipeline<T, E> {
         U: Send + 'static,
     {
         let Pipeline { build, ordered } = self;
-        let f = Arc::new(f);
         Pipeline {
             build: Box::new(move |n: &Nursery<E>| {
                 // Several workers take turns at one receiver: whoever holds
                 // the lock waits for the next item.
-                let items = Arc::new(tokio::sync::Mutex::new(build(n)));
-                let (out_tx, out) = mpsc::channel(workers);
-                for _ in 0..workers {
-                    let (items, out_tx, f) = (items.clone(), out_tx.clone(), f.clone());
-                    n.spawn_named("pipeline stage", async move {
-                        // Once the scope is cancelled (during a grace period,
-                        // say) no stage takes or starts a new item.
-                        while crate::check().is_ok() {
-                            let next = items.lock().await.recv().await;
-                            let Some((seq, item)) = next else {
-                                return Ok(());
-                            };
-                            if crate::check().is_err() {
-                                break;
-                            }
-                            if let Some(mapped) = f(item).await? {
-                                if out_tx.send((seq, mapped)).await.is_err() {
-                                    return Ok(());
-                                }
-                            }
-                        }
-                        Ok(())
-                    });
-                }
+                let items = tokio::sync::Mutex::new(build(n));
+                let (out_tx, out) = mpsc::channel(workers.min(MAX_BUFFER));
+                let stage = Arc::new(Stage {
+                    items,
+                    out_tx,
+                    f,
+                    workers,
+                    started: StdAtomicUsize::new(1),
+                });
+                stage_worker(n, stage);
                 out
             }),
             ordered,
         }
     }
+}
+
+/// What the workers of one stage share.
+struct Stage<T, U, F> {
+    items: tokio::sync::Mutex<Items<T>>,
+    out_tx: mpsc::Sender<(u64, U)>,
+    f: F,
+    /// The most workers the stage may have.
+    workers: usize,
+    /// Workers started so far.
+    started: StdAtomicUsize,
+}
+
+/// Starts a worker of `stage`. A stage starts with one; each worker that
+/// takes an item starts another while the stage has fewer than its
+/// `workers`, so a stage grows to its count only as items keep coming,
+/// and a count meant as "as many as needed" (`usize::MAX`) costs a worker
+/// per item at most.
+fn stage_worker<T, U, E, F, Fut>(n: &Nursery<E>, stage: Arc<Stage<T, U, F>>)
+where
+    T: Send + 'static,
+    U: Send + 'static,
+    E: Send + 'static,
+    F: Fn(T) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Option<U>, E>> + Send + 'static,
+{
+    let spawner = n.clone();
+    n.spawn_named("pipeline stage", async move {
+        // Once the scope is cancelled (during a grace period, say) no
+        // stage takes or starts a new item.
+        while crate::check().is_ok() {
+            let next = stage.items.lock().await.recv().await;
+            let Some((seq, item)) = next else {
+                return Ok(());
+            };
+            if crate::check().is_err() {
+                break;
+            }
+            // Relaxed: a count of workers, ordered by nothing else.
+            let room = stage
+                .started
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |started| {
+                    (started < stage.workers).then_some(started + 1)
+                })
+                .is_ok();
+            if room {
+                stage_worker(&spawner, stage.clone());
+            }
+            if let Some(mapped) = (stage.f)(item).await? {
+                if stage.out_tx.send((seq, mapped)).await.is_err() {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    });
 }
 
 #[track_caller]

@@ -62,6 +62,8 @@ impl<T> Weak<T> {
 /// `std::sync::Arc` (an owned semaphore permit, say): the bulk helpers' and
 /// pipelines' plumbing. Never loom's.
 pub(crate) use std::sync::Arc as StdArc;
+/// A counter of that plumbing (a pipeline stage's workers). Never loom's.
+pub(crate) use std::sync::atomic::AtomicUsize as StdAtomicUsize;
 
 /// Process-wide state outside the modelled core (the list of root scopes,
 /// kept leaks, the leak watcher's queue) lives in statics, which loom's

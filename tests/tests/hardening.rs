@@ -191,6 +191,90 @@ async fn a_macro_rate_with_a_period_of_centuries_starts_once_then_waits_for_the_
     assert_eq!(started.load(SeqCst), 1);
 }
 
+// ===== counts at their extremes =====
+
+/// Three items from an iterator that does not know its length.
+fn three_items() -> impl Iterator<Item = u32> + Send + 'static {
+    let mut left = 3;
+    std::iter::from_fn(move || {
+        left -= 1;
+        (left >= 0).then_some(left as u32)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn map_and_for_each_without_a_limit_start_a_worker_per_item() {
+    let doubled = bounded(
+        "map with usize::MAX",
+        nursery::map(
+            three_items(),
+            usize::MAX,
+            |i| async move { Ok::<_, ()>(i * 2) },
+        ),
+    )
+    .await;
+    assert_eq!(doubled, Ok(vec![4, 2, 0]));
+    let seen = Arc::new(AtomicUsize::new(0));
+    let count = seen.clone();
+    let done = bounded(
+        "for_each with usize::MAX",
+        nursery::for_each(three_items(), usize::MAX, move |_| {
+            let count = count.clone();
+            async move {
+                count.fetch_add(1, SeqCst);
+                Ok::<_, ()>(())
+            }
+        }),
+    )
+    .await;
+    assert_eq!(done, Ok(()));
+    assert_eq!(seen.load(SeqCst), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn map_unordered_without_a_limit_starts_a_worker_per_item() {
+    use futures_util::StreamExt;
+
+    // A stream that does not know its length.
+    let stream = futures_util::stream::iter(three_items()).filter(|_| std::future::ready(true));
+    let mut results: Vec<u32> = bounded(
+        "map_unordered with usize::MAX",
+        nursery::map_unordered(stream, usize::MAX, |i| async move { Ok::<_, ()>(i + 1) })
+            .map(|result| result.expect("no item fails"))
+            .collect::<Vec<u32>>(),
+    )
+    .await;
+    results.sort_unstable();
+    assert_eq!(results, [1, 2, 3]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipeline_stages_without_a_limit_start_a_worker_per_item() {
+    let out = bounded(
+        "a pipeline with usize::MAX workers",
+        nursery::Pipeline::from_iter(three_items())
+            .stage(usize::MAX, |i| async move { Ok::<_, ()>(i * 10) })
+            .filter_map(usize::MAX, |i| async move { Ok((i > 0).then_some(i)) })
+            .ordered()
+            .collect(),
+    )
+    .await;
+    assert_eq!(out, Ok(vec![20, 10]));
+}
+
+#[tokio::test]
+async fn the_largest_limit_and_weight_run_every_child() {
+    let result = Nursery::builder()
+        .limit(usize::MAX)
+        .scope(|n: Nursery<()>| async move {
+            let heavy = n.spawn_weighted(usize::MAX, async { Ok(1) });
+            let light = n.spawn(async { Ok(2) });
+            Ok(heavy.await.map_err(|_| ())? + light.await.map_err(|_| ())?)
+        })
+        .await;
+    assert_eq!(result, Ok(3));
+}
+
 // ===== a deadline that has passed =====
 
 #[tokio::test]
