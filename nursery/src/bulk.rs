@@ -2,9 +2,9 @@
 //! one call on top of a scope, so none can leak a task or lose an error.
 //!
 //! `map` and `for_each` are pull-based: they run up to `limit` worker
-//! tasks (never more than there are items) that pull the next item when
-//! they are free (Go's worker pool), so a million items cost memory for
-//! `limit` tasks, not a million, and no tokio task is spawned per item. Each helper opens its own scope inside the current
+//! tasks that pull the next item when they are free (Go's worker pool), so
+//! a million items cost memory for `limit` tasks, not a million, and no
+//! tokio task is spawned per item. Each helper opens its own scope inside the current
 //! one: cancelling the enclosing scope, its deadline and fail-fast apply.
 
 use std::convert::Infallible;
@@ -26,10 +26,12 @@ use crate::sync::{Mutex, Ordering, StdArc as Arc, StdAtomicUsize, lock};
 /// results in input order (as Go code writing into a pre-sized slice by
 /// index does).
 ///
-/// Up to `limit` worker tasks (one per item, when there are fewer) pull
-/// items one at a time from the iterator as they become free, so at most
-/// `limit` calls of `f` are in flight and the iterator is consumed lazily;
-/// `usize::MAX` means as many at once as there are items. Fail-fast: the first error cancels the
+/// Up to `limit` worker tasks pull items one at a time from the iterator
+/// as they become free, so at most `limit` calls of `f` are in flight and
+/// the iterator is consumed lazily. Up to 64 workers (no more than the
+/// iterator's known length) start at once; past that, a worker starts for
+/// each item taken while there are fewer than `limit`, so `usize::MAX`
+/// means as many at once as there are items. Fail-fast: the first error cancels the
 /// rest and is returned; a panic in `f` is re-raised once every worker has
 /// stopped. The work runs in a scope inside the current one, so the
 /// enclosing scope's cancellation and deadline apply.
@@ -183,11 +185,12 @@ impl<It: Iterator, F> Pool<It, F> {
     /// Runs the workers in a scope; each leaves its `(index, value)`
     /// results in the list returned.
     ///
-    /// The scope starts one worker; each worker that takes an item starts
-    /// another while there are fewer than `workers`. So an iterator that
-    /// does not know its length gets no more workers than it has items
-    /// (plus one), whatever the limit, and an item is taken only by the
-    /// worker about to call `f` on it: none is taken and then left.
+    /// The scope starts up to [`EAGER_WORKERS`] at once; beyond that, each
+    /// worker that takes an item starts another while there are fewer than
+    /// `workers`. So an iterator that does not know its length gets no
+    /// more workers than it has items (plus [`EAGER_WORKERS`]), whatever
+    /// the limit, and an item is taken only by the worker about to call
+    /// `f` on it: none is taken and then left.
     async fn run<T, E, Call, CallFut>(
         self,
         location: &'static Location<'static>,
@@ -207,20 +210,23 @@ impl<It: Iterator, F> Pool<It, F> {
         if workers == 0 {
             return Ok(Vec::new());
         }
+        let eager = workers.min(EAGER_WORKERS);
         let crew = Arc::new(Crew {
             items,
             f,
             call,
             name,
             workers,
-            started: StdAtomicUsize::new(1),
+            started: StdAtomicUsize::new(eager),
             parts: Mutex::new(Vec::new()),
         });
         let crew = Builder::new()
             .name(name)
             .scope_at(
                 move |n: Nursery<E>| async move {
-                    Crew::start(&n, crew.clone());
+                    for _ in 0..eager {
+                        Crew::start(&n, crew.clone());
+                    }
                     Ok(crew)
                 },
                 location,
@@ -266,14 +272,7 @@ impl<It, F, Call, T> Crew<It, F, Call, T> {
                 let Some((index, item)) = next(&crew.items) else {
                     break;
                 };
-                // Relaxed: a count of workers, ordered by nothing else.
-                let room = crew
-                    .started
-                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |started| {
-                        (started < crew.workers).then_some(started + 1)
-                    })
-                    .is_ok();
-                if room {
+                if room_for_one_more(&crew.started, crew.workers) {
                     Crew::start(&spawner, crew.clone());
                 }
                 done.push((index, (crew.call)(item, crew.f.clone()).await?));
@@ -403,8 +402,8 @@ fn retype<E>(error: Error<Infallible>) -> Error<E> {
 /// Runs `f` on every item of `stream`, at most `limit` at a time, and
 /// yields the results in the order they complete (fan-in).
 ///
-/// Up to `limit` worker tasks (one per item pulled, so never more than
-/// the stream has items) take turns pulling the next item from `stream`,
+/// Up to `limit` worker tasks (up to 64 at once, then one more for each
+/// item pulled) take turns pulling the next item from `stream`,
 /// call `f` on it and hand the result to the stream's consumer through a
 /// channel that holds `limit` results (at least 32, at most 65,536): no
 /// tokio task is spawned per item, and the workers keep going while the
@@ -461,12 +460,17 @@ where
         // One puller at a time: a stream is polled by one task.
         let stream = Arc::new(tokio::sync::Mutex::new(Box::pin(stream)));
         let f = Arc::new(f);
-        let started = Arc::new(StdAtomicUsize::new(0));
-        // One worker to begin with; each that takes an item starts the
-        // next while there are fewer than `workers`: a stream that does
-        // not know its length gets no more workers than it has items (plus
-        // one), whatever the limit.
-        start_puller(&n, stream, f, results_tx, started, workers);
+        // Up to `EAGER_WORKERS` at once; beyond, each worker that takes
+        // its first item starts the next while there are fewer than
+        // `workers`: a stream that does not know its length gets no more
+        // workers than it has items (plus `EAGER_WORKERS`), whatever the
+        // limit.
+        let eager = workers.min(EAGER_WORKERS);
+        let started = Arc::new(StdAtomicUsize::new(eager));
+        for _ in 0..eager {
+            let (stream, f, results_tx) = (stream.clone(), f.clone(), results_tx.clone());
+            start_puller(&n, stream, f, results_tx, started.clone(), workers);
+        }
         Ok(())
     };
     MapUnordered {
@@ -498,15 +502,6 @@ fn start_puller<S, F, Fut, T, E>(
     T: Send + 'static,
     E: Send + 'static,
 {
-    // Relaxed: a count of workers, ordered by nothing else.
-    if started
-        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |count| {
-            (count < workers).then_some(count + 1)
-        })
-        .is_err()
-    {
-        return;
-    }
     let spawner = n.clone();
     n.spawn_named("map_unordered", async move {
         let mut first = true;
@@ -516,7 +511,7 @@ fn start_puller<S, F, Fut, T, E>(
                 poll_fn(|cx| stream.as_mut().poll_next(cx)).await
             };
             let Some(item) = item else { break };
-            if std::mem::take(&mut first) {
+            if std::mem::take(&mut first) && room_for_one_more(&started, workers) {
                 start_puller(
                     &spawner,
                     stream.clone(),
@@ -534,6 +529,28 @@ fn start_puller<S, F, Fut, T, E>(
         }
         Ok(())
     });
+}
+
+/// Workers that [`map`], [`for_each`], [`map_unordered`] and a pipeline
+/// stage start at once; past these, each worker that takes an item starts
+/// the next. Up to here, a helper starts like a worker pool: every worker
+/// at once, ready to run in parallel (a task spawned from a busy runtime
+/// thread waits in that thread's next-task slot, which no other thread
+/// takes from, so workers that start one another run one after the other
+/// until the first yields).
+pub(crate) const EAGER_WORKERS: usize = 64;
+
+/// Takes a place for one more worker, if fewer than `workers` have
+/// started.
+pub(crate) fn room_for_one_more(started: &StdAtomicUsize, workers: usize) -> bool {
+    // Relaxed: a count of workers, ordered by nothing else. Read first, so
+    // a helper at its count pays a load per item, not a write.
+    started.load(Ordering::Relaxed) < workers
+        && started
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |count| {
+                (count < workers).then_some(count + 1)
+            })
+            .is_ok()
 }
 
 /// The fewest results a [`map_unordered`] holds for its consumer: with a

@@ -161,6 +161,11 @@ impl Registry {
         });
     }
 
+    /// Entries held: children's tasks not let go of yet.
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len() + self.runners.len()
+    }
+
     /// Children recorded so far.
     pub(crate) fn pushed(&self) -> usize {
         self.pushed
@@ -2046,6 +2051,14 @@ fn check_dropped(scope: &Weak<Scope>, dropped: std::time::Instant) {
     }
 }
 
+pub(crate) use watcher::scope_ended;
+
+/// Drops `registry` (and with it the last references to its children's
+/// tokio tasks) on the watcher's thread, as soon as it gets to it.
+pub(crate) fn free_soon(registry: Registry) {
+    watcher::schedule(Duration::ZERO, watcher::Job::Free(registry));
+}
+
 /// Resolves after `duration` of real time, whatever the runtime's clock
 /// (paused or not) and whether it has a timer at all.
 pub(crate) fn real_sleep(duration: Duration) -> oneshot::Receiver<()> {
@@ -2066,10 +2079,12 @@ mod watcher {
 
     use super::check_dropped;
     use crate::scope::Scope;
-    use crate::sync::{StaticCondvar, StaticMutex, Weak, static_lock};
+    use crate::sync::{Ordering, StaticAtomicUsize, StaticCondvar, StaticMutex, Weak, static_lock};
 
     pub(super) enum Job {
         Dropped(Weak<Scope>, Instant),
+        /// A dropped scope's children's tasks, to free.
+        Free(super::Registry),
         Wake(tokio::sync::oneshot::Sender<()>),
     }
 
@@ -2102,6 +2117,7 @@ mod watcher {
         fn is_wanted(&self) -> bool {
             match self {
                 Job::Dropped(scope, _) => scope.is_alive(),
+                Job::Free(_) => true,
                 Job::Wake(wake) => !wake.is_closed(),
             }
         }
@@ -2121,8 +2137,21 @@ mod watcher {
         purge_at: usize,
     }
 
-    /// Below this many jobs the queue is never purged.
+    /// Below this many jobs the queue is not purged for its length.
     const MIN_PURGE: usize = 1024;
+
+    /// Dropped scopes that have ended since the last purge (relaxed: a
+    /// count that only decides when to purge).
+    static ENDED: StaticAtomicUsize = StaticAtomicUsize::new(0);
+
+    /// Ended scopes that make a purge worth it, however short the queue.
+    const MIN_ENDED: usize = 16;
+
+    /// A dropped scope has ended: its note in the queue, if it has one, is
+    /// no longer wanted.
+    pub(crate) fn scope_ended() {
+        ENDED.fetch_add(1, Ordering::Relaxed);
+    }
 
     fn watcher() -> &'static Watcher {
         static WATCHER: OnceLock<&'static Watcher> = OnceLock::new();
@@ -2149,12 +2178,18 @@ mod watcher {
         // job that never comes due: it waits at the end of the queue.
         let at = Instant::now().checked_add(after).unwrap_or_else(far_future);
         let mut queue = static_lock(&watcher.queue);
-        // Jobs whose scope has been freed (every child ended) or whose
-        // waiter has gone would wait out their window for nothing: with
-        // long windows they would pile up. They go when the queue has
-        // doubled since the last purge, so the queue stays within twice
-        // the jobs still wanted (plus a floor), at a constant cost per job.
-        if queue.due.len() >= queue.purge_at {
+        // Jobs whose scope has ended (every child gone) or whose waiter
+        // has gone would wait out their window for nothing, and a note of
+        // an ended scope still holds the scope's memory (a weak reference
+        // keeps the allocation, though not what is in it): with long
+        // windows they would pile up. They go when the queue has doubled
+        // since the last purge, or when as many scopes have ended as half
+        // the queue (and at least `MIN_ENDED`): the queue stays within
+        // twice the jobs still wanted, plus a few, at a constant cost per
+        // job.
+        let ended = ENDED.load(Ordering::Relaxed);
+        if queue.due.len() >= queue.purge_at || ended >= (queue.due.len() / 2).max(MIN_ENDED) {
+            ENDED.fetch_sub(ended, Ordering::Relaxed);
             queue.due.retain(|Reverse(due)| due.job.is_wanted());
             queue.purge_at = (queue.due.len() * 2).max(MIN_PURGE);
         }
@@ -2195,6 +2230,7 @@ mod watcher {
                     let _ =
                         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match due.job {
                             Job::Dropped(scope, dropped) => check_dropped(&scope, dropped),
+                            Job::Free(registry) => drop(registry),
                             Job::Wake(wake) => {
                                 let _ = wake.send(());
                             }

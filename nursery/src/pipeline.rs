@@ -9,11 +9,11 @@ use std::pin::pin;
 use futures_core::Stream;
 use tokio::sync::mpsc;
 
-use crate::bulk::MAX_BUFFER;
+use crate::bulk::{EAGER_WORKERS, MAX_BUFFER, room_for_one_more};
 use crate::error::Error;
 use crate::nursery::Nursery;
 use crate::scope::Builder;
-use crate::sync::{Ordering, StdArc as Arc, StdAtomicUsize};
+use crate::sync::{StdArc as Arc, StdAtomicUsize};
 
 /// Items on their way between stages, numbered at the source so that
 /// [`Pipeline::ordered`] can restore input order at the end.
@@ -148,10 +148,11 @@ impl<T: Send + 'static, E: Send + 'static> Pipeline<T, E> {
     }
 
     /// Adds a stage: up to `workers` tasks each take the next item, map it
-    /// with `f` and pass the result on. The stage starts with one worker
-    /// and adds one for each item taken while it has fewer than `workers`,
-    /// so it never has more workers than items. The stage's output channel
-    /// holds up to `workers` results (at most 65,536).
+    /// with `f` and pass the result on. Up to 64 workers start at once;
+    /// past that the stage adds one for each item taken while it has fewer
+    /// than `workers`, so a count meant as "as many as needed"
+    /// (`usize::MAX`) costs a worker per item at most. The stage's output
+    /// channel holds up to `workers` results (at most 65,536).
     ///
     /// # Examples
     ///
@@ -296,14 +297,17 @@ impl<T: Send + 'static, E: Send + 'static> Pipeline<T, E> {
                 // the lock waits for the next item.
                 let items = tokio::sync::Mutex::new(build(n));
                 let (out_tx, out) = mpsc::channel(workers.min(MAX_BUFFER));
+                let eager = workers.min(EAGER_WORKERS);
                 let stage = Arc::new(Stage {
                     items,
                     out_tx,
                     f,
                     workers,
-                    started: StdAtomicUsize::new(1),
+                    started: StdAtomicUsize::new(eager),
                 });
-                stage_worker(n, stage);
+                for _ in 0..eager {
+                    stage_worker(n, stage.clone());
+                }
                 out
             }),
             ordered,
@@ -322,11 +326,11 @@ struct Stage<T, U, F> {
     started: StdAtomicUsize,
 }
 
-/// Starts a worker of `stage`. A stage starts with one; each worker that
-/// takes an item starts another while the stage has fewer than its
-/// `workers`, so a stage grows to its count only as items keep coming,
-/// and a count meant as "as many as needed" (`usize::MAX`) costs a worker
-/// per item at most.
+/// Starts a worker of `stage`. A stage starts up to
+/// [`EAGER_WORKERS`] at once; beyond, each worker that takes an item
+/// starts another while the stage has fewer than its `workers`, so a stage
+/// grows past that only as items keep coming, and a count meant as "as
+/// many as needed" (`usize::MAX`) costs a worker per item at most.
 fn stage_worker<T, U, E, F, Fut>(n: &Nursery<E>, stage: Arc<Stage<T, U, F>>)
 where
     T: Send + 'static,
@@ -347,14 +351,7 @@ where
             if crate::check().is_err() {
                 break;
             }
-            // Relaxed: a count of workers, ordered by nothing else.
-            let room = stage
-                .started
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |started| {
-                    (started < stage.workers).then_some(started + 1)
-                })
-                .is_ok();
-            if room {
+            if room_for_one_more(&stage.started, stage.workers) {
                 stage_worker(&spawner, stage.clone());
             }
             if let Some(mapped) = (stage.f)(item).await? {

@@ -65,6 +65,7 @@ pub(crate) use std::sync::Arc as StdArc;
 /// A counter of that plumbing (a pipeline stage's workers). Never loom's.
 pub(crate) use std::sync::atomic::AtomicUsize as StdAtomicUsize;
 
+pub(crate) use std::sync::atomic::AtomicUsize as StaticAtomicUsize;
 /// Process-wide state outside the modelled core (the list of root scopes,
 /// kept leaks, the leak watcher's queue) lives in statics, which loom's
 /// types cannot: it always uses std.
