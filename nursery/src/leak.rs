@@ -370,9 +370,9 @@ pub(crate) fn add_root(scope: &Arc<Scope>) -> usize {
 /// allocated: forgetting a future leaks it. A forgotten scope whose runtime
 /// still runs stays in the tree, where [`dump`] shows it open.)
 ///
-/// Each runtime other than the caller's own is asked once, by spawning a
-/// task that would never finish and aborting it: a runtime that has shut
-/// down ends it inside `spawn`.
+/// Each runtime other than the caller's own, and with no task alive, is
+/// asked once, by spawning a task that would never finish and aborting it:
+/// a runtime that has shut down ends it inside `spawn`.
 pub(crate) fn prune_dead_roots() -> usize {
     let roots = roots();
     let current = tokio::runtime::Handle::try_current().ok().map(|rt| rt.id());
@@ -398,6 +398,11 @@ pub(crate) fn prune_dead_roots() -> usize {
 }
 
 fn has_shut_down(rt: &tokio::runtime::Handle) -> bool {
+    // A runtime that has shut down has dropped every task: one with tasks
+    // alive is running, and is not disturbed by a probe.
+    if rt.metrics().num_alive_tasks() > 0 {
+        return false;
+    }
     let probe = rt.spawn(std::future::pending::<()>());
     let gone = probe.is_finished();
     probe.abort();
