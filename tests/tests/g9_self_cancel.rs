@@ -6,9 +6,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use nursery::{Error, Nursery};
-use nursery_tests::{Tracker, yield_rounds};
+use nursery_tests::{Tracker, within, yield_rounds};
 use tokio::sync::oneshot;
 use tokio::time::{Instant, sleep};
+use tokio_util::sync::CancellationToken;
 
 /// A child that never returns by itself.
 async fn forever<T>() -> Result<T, String> {
@@ -231,4 +232,117 @@ async fn g9_cancel_drops_queued_children_unstarted() {
         "only the running one started"
     );
     assert!(trackers.iter().all(Tracker::was_dropped));
+}
+
+/// `n.cancel()` stops the children, not the body, but does not shield the
+/// body from a deadline: a body that never returns after the cancel is
+/// still interrupted when the deadline passes, and the scope times out.
+#[tokio::test(start_paused = true)]
+async fn g9_a_deadline_still_interrupts_the_body_after_cancel() {
+    let start = Instant::now();
+    let body = Tracker::new();
+    let child = Tracker::new();
+    let (body_tracker, child_future) = (body.clone(), child.track(forever::<()>()));
+    let result = within(
+        "a scope whose deadline passed after n.cancel()",
+        Nursery::builder()
+            .timeout(Duration::from_secs(1))
+            .scope(|n: Nursery<String>| {
+                body_tracker.track(async move {
+                    drop(n.spawn(child_future));
+                    n.cancel();
+                    forever::<()>().await
+                })
+            }),
+    )
+    .await;
+    assert_eq!(result, Err(Error::TimedOut));
+    assert_eq!(Instant::now(), start + Duration::from_secs(1));
+    assert_eq!(
+        body.dropped_at(),
+        Some(start + Duration::from_secs(1)),
+        "the body is dropped at the deadline"
+    );
+    assert!(!body.completed());
+    assert_eq!(
+        child.dropped_at(),
+        Some(start),
+        "the child was stopped at the cancel"
+    );
+}
+
+/// The same for an outside cancel: a `cancel_on` token cancelled after
+/// `n.cancel()` interrupts the body, and the scope returns `Cancelled`.
+#[tokio::test(start_paused = true)]
+async fn g9_an_outside_cancel_still_interrupts_the_body_after_cancel() {
+    let shutdown = CancellationToken::new();
+    let body = Tracker::new();
+    let (cancelled_tx, cancelled) = oneshot::channel();
+    let body_tracker = body.clone();
+    let scope = Nursery::builder()
+        .cancel_on(shutdown.clone())
+        .scope(|n: Nursery<String>| {
+            body_tracker.track(async move {
+                drop(n.spawn(forever::<()>()));
+                n.cancel();
+                cancelled_tx.send(()).unwrap();
+                forever::<()>().await
+            })
+        });
+    let trigger = async {
+        cancelled.await.unwrap();
+        shutdown.cancel();
+    };
+    let (result, ()) = within("a scope cancelled from outside after n.cancel()", async {
+        tokio::join!(scope, trigger)
+    })
+    .await;
+    assert_eq!(result, Err(Error::Cancelled));
+    assert!(body.was_dropped() && !body.completed());
+}
+
+/// And for a cancel from the enclosing scope: an inner scope whose body
+/// called `n.cancel()` is still cancelled with its parent, body and all.
+#[tokio::test(start_paused = true)]
+async fn g9_the_parent_s_cancel_still_interrupts_the_body_after_cancel() {
+    let result = within(
+        "an inner scope cancelled by its parent after n.cancel()",
+        nursery::scope(|outer: Nursery<String>| async move {
+            let inner = nursery::scope(|n: Nursery<String>| async move {
+                n.cancel();
+                outer.cancel();
+                forever::<()>().await
+            })
+            .await;
+            Ok(inner)
+        }),
+    )
+    .await;
+    assert_eq!(result, Ok(Err(Error::Cancelled)));
+}
+
+/// G9 on the multi-thread runtime, in real time: after `n.cancel()` the
+/// body runs on, and the deadline still interrupts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn g9_a_deadline_still_interrupts_the_body_after_cancel_multi_thread() {
+    let stopped = Tracker::new();
+    let child_future = stopped.track(forever::<()>());
+    let (seen_tx, seen) = oneshot::channel();
+    let result = within(
+        "a scope whose deadline passed after n.cancel()",
+        Nursery::builder()
+            .timeout(Duration::from_millis(200))
+            .scope(|n: Nursery<String>| async move {
+                let handle = n.spawn(child_future);
+                n.cancel();
+                // The child is stopped, the body goes on.
+                let child_cancelled = handle.await.unwrap_err().is_cancelled();
+                seen_tx.send(child_cancelled).unwrap();
+                forever::<()>().await
+            }),
+    )
+    .await;
+    assert_eq!(result, Err(Error::TimedOut));
+    assert_eq!(seen.await, Ok(true), "the body ran on after the cancel");
+    assert!(stopped.was_dropped() && !stopped.completed());
 }
