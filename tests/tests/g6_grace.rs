@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use nursery::{Error, Nursery};
-use nursery_tests::Tracker;
+use nursery_tests::{DropCounter, Tracker, parked_in, within};
 use tokio::sync::{Barrier, Mutex, oneshot};
 use tokio::time::{Instant, sleep};
 use tokio_util::sync::CancellationToken;
@@ -242,4 +242,52 @@ async fn g6_default_grace_aborts_at_once() {
         "aborted at the cancel"
     );
     assert_eq!(Instant::now(), cancelled_at);
+}
+
+/// With zero grace (the default), a cancel caused by a child's error aborts
+/// the other children before the token fires: on the multi-thread runtime,
+/// where another worker could poll a child the moment the token fires, no
+/// child ever sees `nursery::cancelled()` return. (The drop path is checked
+/// in `g7_drop.rs`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn g6_zero_grace_failure_aborts_siblings_before_they_see_the_token_multi_thread() {
+    const CHILDREN: usize = 64;
+    const ROUNDS: usize = 500;
+    for round in 0..ROUNDS {
+        let parked = DropCounter::new();
+        let saw_token = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (parked_out, saw) = (parked.clone(), saw_token.clone());
+        let result = within(
+            "a scope whose child failed",
+            nursery::scope(|n: Nursery<String>| async move {
+                for _ in 0..CHILDREN {
+                    let (parked, saw) = (parked_out.guard(), saw.clone());
+                    drop(n.spawn(async move {
+                        parked_in(nursery::cancelled(), parked).await;
+                        saw.fetch_add(1, Ordering::SeqCst);
+                        Ok(())
+                    }));
+                }
+                // Every child is waiting on the token; then one fails.
+                parked_out.wait_for(CHILDREN).await;
+                drop(n.spawn(async { Err::<(), _>("boom".to_owned()) }));
+                forever::<()>().await
+            }),
+        )
+        .await;
+        assert_eq!(
+            result,
+            Err(Error::Failed {
+                error: "boom".to_owned(),
+                suppressed: vec![],
+                omitted: 0
+            }),
+            "round {round}"
+        );
+        assert_eq!(
+            saw_token.load(Ordering::SeqCst),
+            0,
+            "round {round}: a child saw the token of a zero-grace cancel"
+        );
+    }
 }
