@@ -72,6 +72,38 @@ async fn test_accepts_a_leak_grace_in_microseconds() {}
 #[nursery::test(leak_grace = "1m")]
 async fn test_accepts_a_leak_grace_in_minutes() {}
 
+// ===== the leak check =====
+
+/// A test whose body leaves a plain tokio task running fails, with the
+/// leak report as its panic message.
+#[nursery::test(leak_grace = "20ms")]
+#[should_panic(expected = "1 task leaked")]
+async fn test_fails_when_its_body_leaves_a_tokio_task_running() {
+    tokio::spawn(std::future::pending::<()>());
+}
+
+/// A test whose body drops a scope with a blocking child stuck past the
+/// leak grace fails, naming the child.
+#[nursery::test(leak_grace = "20ms", flavor = "multi_thread", worker_threads = 2)]
+#[should_panic(expected = "task `stuck-in-the-test` spawned at")]
+async fn test_fails_when_a_dropped_scope_leaves_a_blocking_child_stuck() {
+    let (started_tx, started) = tokio::sync::oneshot::channel();
+    let scope = nursery::scope(|n: Nursery<String>| async move {
+        drop(n.spawn_blocking_named("stuck-in-the-test", move |_token| {
+            let _ = started_tx.send(());
+            // Ignores its token; stuck well past the check's window (and
+            // released in the end, so the runtime can shut down).
+            std::thread::sleep(Duration::from_millis(500));
+            Ok(())
+        }));
+        std::future::pending::<Result<(), String>>().await
+    });
+    tokio::select! {
+        result = scope => panic!("the scope finished: {result:?}"),
+        _ = started => {} // the scope is dropped here
+    }
+}
+
 // ===== the body runs in a root scope =====
 
 #[nursery::test]
