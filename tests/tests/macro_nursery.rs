@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use nursery::{Interrupted, Nursery, nursery};
-use nursery_tests::{HighWater, Tracker, yield_rounds};
-use tokio::sync::oneshot;
+use nursery_tests::{HighWater, Tracker, within, yield_rounds};
+use tokio::sync::{Semaphore, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -38,13 +38,20 @@ fn relay(_: nursery::JoinError) -> MyError {
 
 #[nursery(limit = 2)]
 async fn limited(n: Nursery<MyError>, gauge: HighWater, children: usize) -> Result<(), MyError> {
+    let go = Arc::new(Semaphore::new(0));
     for _ in 0..children {
-        let gauge = gauge.clone();
+        let (gauge, go) = (gauge.clone(), go.clone());
         n.spawn(async move {
             let _running = gauge.enter();
-            yield_rounds(5).await;
+            go.acquire().await.unwrap().forget();
             Ok(())
         });
+    }
+    // Lets one child go each time the limit is full: the limit is used, and
+    // a child beyond it has every chance to start meanwhile.
+    for released in 0..children {
+        gauge.wait_for_current(2.min(children - released)).await;
+        go.add_permits(1);
     }
     Ok(())
 }
@@ -52,7 +59,14 @@ async fn limited(n: Nursery<MyError>, gauge: HighWater, children: usize) -> Resu
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn nursery_attr_limit_is_honoured() {
     let gauge = HighWater::new();
-    assert_eq!(limited(gauge.clone(), 40).await, Ok(()));
+    assert_eq!(
+        within(
+            "a #[nursery(limit = 2)] function",
+            limited(gauge.clone(), 40)
+        )
+        .await,
+        Ok(())
+    );
     assert_eq!(gauge.peak(), 2, "never more than the limit, and it is used");
     assert_eq!(gauge.current(), 0, "every child has finished");
 }
