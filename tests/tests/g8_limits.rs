@@ -9,6 +9,7 @@ use std::time::Duration;
 use nursery::Nursery;
 use nursery_tests::{HighWater, Latch, Tracker, yield_rounds};
 use tokio::runtime::Handle;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 /// A safety net for blocking waits: a broken test fails instead of hanging.
@@ -26,24 +27,23 @@ async fn g8_at_most_limit_children_run_at_once() {
             let gauge = gauge.clone();
             let ran = ran.clone();
             async move {
+                let go = Arc::new(Semaphore::new(0));
                 for _ in 0..CHILDREN {
-                    let gauge = gauge.clone();
-                    let ran = ran.clone();
+                    let (gauge, ran, go) = (gauge.clone(), ran.clone(), go.clone());
                     drop(n.spawn(async move {
                         let _running = gauge.enter();
                         ran.fetch_add(1, Ordering::SeqCst);
-                        // Stay until the limit has been reached at least
-                        // once (bounded), then a little longer: without a
-                        // limit every spawned child would overlap here.
-                        for _ in 0..10_000 {
-                            if gauge.peak() >= LIMIT {
-                                break;
-                            }
-                            tokio::task::yield_now().await;
-                        }
-                        yield_rounds(20).await;
+                        // Stay until the body lets one child go.
+                        go.acquire().await.unwrap().forget();
                         Ok(())
                     }));
+                }
+                // One child goes each time the limit is full: the limit is
+                // used, and without it every spawned child would have had
+                // every chance to overlap meanwhile.
+                for released in 0..CHILDREN {
+                    gauge.wait_for_current(LIMIT.min(CHILDREN - released)).await;
+                    go.add_permits(1);
                 }
                 Ok(())
             }
@@ -120,11 +120,12 @@ fn g8_queued_children_are_not_tokio_tasks() {
     let release = CancellationToken::new();
     let ran = Arc::new(AtomicUsize::new(0));
     let most_tasks = Arc::new(AtomicUsize::new(0));
+    let started = Arc::new(Semaphore::new(0));
 
     let (result, snapshot) = runtime.block_on(async {
         let mut snapshot = None;
-        let (release, ran, most_tasks, snapshot_slot) =
-            (&release, &ran, &most_tasks, &mut snapshot);
+        let (release, ran, most_tasks, started, snapshot_slot) =
+            (&release, &ran, &most_tasks, &started, &mut snapshot);
         let result = Nursery::builder()
             .limit(LIMIT)
             .scope(|n: Nursery<String>| async move {
@@ -132,14 +133,20 @@ fn g8_queued_children_are_not_tokio_tasks() {
                     let release = release.clone();
                     let ran = ran.clone();
                     let most_tasks = most_tasks.clone();
+                    let started = started.clone();
                     drop(n.spawn(async move {
                         let alive = Handle::current().metrics().num_alive_tasks();
                         most_tasks.fetch_max(alive, Ordering::SeqCst);
                         ran.fetch_add(1, Ordering::SeqCst);
+                        started.add_permits(1);
                         release.cancelled().await;
                         Ok(())
                     }));
                 }
+                // The first LIMIT have started; then every ready task runs
+                // (a current-thread runtime), and no other child may start.
+                let limit = u32::try_from(LIMIT).unwrap();
+                started.acquire_many(limit).await.unwrap().forget();
                 yield_rounds(10).await;
                 *snapshot_slot = Some((
                     n.live(),
@@ -263,7 +270,9 @@ async fn g8_a_future_handed_back_by_try_spawn_can_be_spawned_later() {
     assert_eq!(result, Ok(true));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// Current-thread runtime: once every ready task has run, a queued child
+/// that had been started would have been polled.
+#[tokio::test]
 async fn g8_spawn_blocking_counts_against_the_limit() {
     // A blocking child holds the only slot.
     let latch = Latch::new();
@@ -284,6 +293,7 @@ async fn g8_spawn_blocking_counts_against_the_limit() {
                 assert!(refused.is_full(), "the blocking child takes the slot");
                 let handle = n.spawn(queued_future);
                 assert_eq!(n.live(), 2);
+                assert_eq!((n.stats().running, n.stats().queued), (1, 1));
                 yield_rounds(10).await;
                 assert!(!queued.was_polled(), "started while the slot was taken");
                 latch.open();
@@ -294,7 +304,10 @@ async fn g8_spawn_blocking_counts_against_the_limit() {
         })
         .await;
     assert_eq!(result, Ok(true));
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn g8_spawn_blocking_waits_for_a_slot_like_any_child() {
     // An async child holds the only slot; a blocking child waits its turn.
     let first_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let result = Nursery::builder()
@@ -314,7 +327,11 @@ async fn g8_spawn_blocking_counts_against_the_limit() {
                 });
                 let blocking = n.spawn_blocking(move |_| Ok(first_done.load(Ordering::SeqCst)));
                 assert_eq!(n.live(), 2);
-                yield_rounds(10).await;
+                assert_eq!(
+                    (n.stats().running, n.stats().queued),
+                    (1, 1),
+                    "the blocking child is queued, not started"
+                );
                 release.cancel();
                 first.await.map_err(|e| e.to_string())?;
                 blocking.await.map_err(|e| e.to_string())
@@ -336,14 +353,19 @@ async fn g8_live_counts_running_and_queued_children() {
             assert_eq!(n.live(), 0);
             let releases: Vec<_> = (0..5).map(|_| CancellationToken::new()).collect();
             let trackers: Vec<_> = (0..5).map(|_| Tracker::new()).collect();
+            let started = Arc::new(Semaphore::new(0));
             let mut handles = Vec::new();
             for (release, tracker) in releases.iter().zip(&trackers) {
-                let release = release.clone();
+                let (release, started) = (release.clone(), started.clone());
                 handles.push(n.spawn(tracker.track(async move {
+                    started.add_permits(1);
                     release.cancelled().await;
                     Ok(())
                 })));
             }
+            // The two with a slot have started; then every ready task runs
+            // (a current-thread runtime), and no other child may start.
+            started.acquire_many(2).await.unwrap().forget();
             yield_rounds(10).await;
             let mut seen = vec![(n.live(), trackers.iter().filter(|t| t.was_polled()).count())];
             for (release, handle) in releases.iter().zip(handles) {
