@@ -8,29 +8,13 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
 
 use nursery::Nursery;
-use nursery_tests::{DropCounter, Latch, yield_rounds};
+use nursery_tests::{DropCounter, Latch, parked_in, yield_rounds};
 use tokio::sync::{Barrier, oneshot, watch};
 
 type E = &'static str;
 
 /// Long enough never to be reached by a passing test; bounds a broken one.
 const SAFETY: Duration = Duration::from_secs(5);
-
-/// Awaits `future`; the first time it is pending, drops `parked` (after the
-/// poll that checked it), so a test waiting for every `parked` guard knows
-/// each task is idle inside `future` and no poll of it is in flight.
-async fn parked_in<F: Future>(future: F, parked: nursery_tests::DropGuard) -> F::Output {
-    let mut future = std::pin::pin!(future);
-    let mut parked = Some(parked);
-    std::future::poll_fn(|cx| {
-        let polled = future.as_mut().poll(cx);
-        if polled.is_pending() {
-            parked.take();
-        }
-        polled
-    })
-    .await
-}
 
 /// A child that waits for the gate and then counts itself in `ran_after`:
 /// a child that was aborted never gets there.
@@ -250,13 +234,13 @@ async fn g7_queued_children_never_start_when_the_scope_is_dropped() {
         result = scope => panic!("the scope finished: {result:?}"),
         _ = all_running.wait() => {}
     }
-    // Queued futures are dropped with the scope, unpolled.
+    // Queued futures are dropped with the scope, unpolled: none of them
+    // can start later, so the count below is final.
     assert_eq!(queued.dropped(), QUEUED);
     // The running ones are aborted; their slots go to nobody.
     tokio::time::timeout(SAFETY, running.wait_for(RUNNING))
         .await
         .expect("children of the dropped scope were never dropped");
-    yield_rounds(10).await;
     assert_eq!(
         started.load(SeqCst),
         0,
