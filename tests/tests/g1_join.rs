@@ -22,16 +22,20 @@ async fn g1_scope_returns_only_after_every_child_finished() {
     const CHILDREN: usize = 16;
     let finished = Arc::new(AtomicUsize::new(0));
     let counter = finished.clone();
+    let body_returned = DropCounter::new();
+    let body_guard = body_returned.guard();
     nursery::scope(|n: Nursery<E>| async move {
+        let _body = body_guard;
         let barrier = Arc::new(Barrier::new(CHILDREN));
         for _ in 0..CHILDREN {
             let barrier = barrier.clone();
             let finished = counter.clone();
+            let body_returned = body_returned.clone();
             // The handle is dropped at once: that detaches nothing.
             drop(n.spawn(async move {
                 barrier.wait().await;
-                // Work that goes on well after the body has returned.
-                yield_rounds(50).await;
+                // Work that goes on after the body has returned.
+                body_returned.wait_for(1).await;
                 finished.fetch_add(1, SeqCst);
                 Ok(())
             }));
@@ -43,16 +47,16 @@ async fn g1_scope_returns_only_after_every_child_finished() {
     assert_eq!(finished.load(SeqCst), CHILDREN);
 }
 
-/// Spawns a child that records itself when done and, below `depth`, first
-/// spawns two siblings doing the same.
-fn spawn_family(n: &Nursery<E>, depth: u32, finished: Arc<AtomicUsize>) {
+/// Spawns a child that waits for the body to return, then, below `depth`,
+/// spawns two siblings doing the same, and records itself as done.
+fn spawn_family(n: &Nursery<E>, depth: u32, finished: Arc<AtomicUsize>, body: DropCounter) {
     let spawner = n.clone();
     drop(n.spawn(async move {
+        body.wait_for(1).await;
         if depth > 0 {
-            spawn_family(&spawner, depth - 1, finished.clone());
-            spawn_family(&spawner, depth - 1, finished.clone());
+            spawn_family(&spawner, depth - 1, finished.clone(), body.clone());
+            spawn_family(&spawner, depth - 1, finished.clone(), body.clone());
         }
-        yield_rounds(20).await;
         finished.fetch_add(1, SeqCst);
         Ok(())
     }));
@@ -62,10 +66,13 @@ fn spawn_family(n: &Nursery<E>, depth: u32, finished: Arc<AtomicUsize>) {
 async fn g1_siblings_spawned_by_children_are_waited_for() {
     let finished = Arc::new(AtomicUsize::new(0));
     let counter = finished.clone();
+    let body_returned = DropCounter::new();
+    let body_guard = body_returned.guard();
     nursery::scope(|n: Nursery<E>| async move {
+        let _body = body_guard;
         // 1 + 2 + 4 + 8 children, the later generations spawned by children
         // after the body has returned, while the scope is joining.
-        spawn_family(&n, 3, counter);
+        spawn_family(&n, 3, counter, body_returned);
         Ok(())
     })
     .await
