@@ -911,13 +911,19 @@ fn a_panicking_leak_hook_does_not_stall_leak_checks() {
         .env(HOOK_CHILD_ENV, "1")
         .output()
         .unwrap();
-    assert!(
-        output.status.success(),
-        "{}\n{}",
+    let (stdout, stderr) = (
         String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
+        String::from_utf8_lossy(&output.stderr),
     );
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    // The filter matched the test, and it ran with the variable set (it
+    // says so on stdout, where `--nocapture` lets it print).
+    assert!(stdout.contains(" 1 passed;"), "{stdout}\n{stderr}");
+    assert!(stdout.contains(HOOK_CHILD_RAN), "{stdout}\n{stderr}");
 }
+
+/// What `panicking_leak_hook_process` prints once it has run its checks.
+const HOOK_CHILD_RAN: &str = "panicking_leak_hook_process: checks done";
 
 #[test]
 #[ignore = "run in a process of its own by a_panicking_leak_hook_does_not_stall_leak_checks"]
@@ -961,6 +967,7 @@ fn panicking_leak_hook_process() {
         assert_eq!(second.unwrap_err().unscoped_tasks(), 1);
     });
     runtime.shutdown_background();
+    println!("{HOOK_CHILD_RAN}");
 }
 
 /// A task that outlived its dropped scope by more than the leak grace, then
