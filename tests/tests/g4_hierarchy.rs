@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nursery::{Error, Interrupted, Nursery};
-use nursery_tests::Tracker;
+use nursery_tests::{Tracker, within};
 use tokio::sync::{Barrier, mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -458,18 +458,29 @@ async fn g4_cancelling_the_scope_token_cancels_the_scope_like_its_parent() {
 async fn g4_no_child_starts_after_the_scope_token_is_cancelled() {
     let late = Tracker::new();
     let late_future = late.track(async { Ok::<_, String>(()) });
-    // The scope's own outcome is not the point here; only the spawn is.
-    let _outcome = tokio::time::timeout(
-        Duration::from_secs(3600),
+    let (handle_tx, handle) = oneshot::channel();
+    let outcome = within(
+        "a scope whose token was cancelled",
         nursery::scope(|n: Nursery<String>| async move {
             n.token().cancel();
             assert!(n.is_cancelled());
-            let handle = n.spawn(late_future);
-            Ok(handle.await.map_err(|e| e.is_cancelled()))
+            handle_tx.send(n.spawn(late_future)).unwrap();
+            // The scope notices its token here, and interrupts the body.
+            forever::<()>().await
         }),
     )
     .await;
     assert!(!late.was_polled(), "the child started after the cancel");
+    let joined = within("the late child's handle", handle.await.unwrap()).await;
+    assert!(
+        joined.as_ref().is_err_and(nursery::JoinError::is_cancelled),
+        "its handle reports the cancel: {joined:?}"
+    );
+    assert_eq!(
+        outcome,
+        Err(Error::Cancelled),
+        "cancelling the token is an outside cancel"
+    );
 }
 
 /// The settled rule: "`spawn` after `n.cancel()` (or any cancel) starts
@@ -483,12 +494,13 @@ async fn g4_no_child_starts_in_a_nested_scope_after_the_outer_is_cancelled() {
     let late_future = late.track(async { Ok::<_, String>(()) });
     let (started_tx, started_rx) = oneshot::channel();
     let (seen_tx, seen_rx) = oneshot::channel();
+    let (inner_tx, inner_rx) = oneshot::channel();
     let outer = Nursery::builder()
         .grace(GRACE)
         .cancel_on(shutdown.clone())
         .scope(|n: Nursery<String>| async move {
             drop(n.spawn(async move {
-                Nursery::builder()
+                let inner = Nursery::builder()
                     .grace(GRACE)
                     .scope(|inner: Nursery<String>| async move {
                         let spawner = inner.clone();
@@ -503,8 +515,9 @@ async fn g4_no_child_starts_in_a_nested_scope_after_the_outer_is_cancelled() {
                         }));
                         forever::<()>().await
                     })
-                    .await
-                    .map_err(|e| e.to_string())
+                    .await;
+                inner_tx.send(inner).unwrap();
+                Ok(())
             }));
             forever::<()>().await
         });
@@ -518,6 +531,7 @@ async fn g4_no_child_starts_in_a_nested_scope_after_the_outer_is_cancelled() {
     assert!(cancelled, "the spawner was told the scope is cancelled");
     assert!(!late.was_polled(), "a child started after the cancel");
     assert_eq!(joined, Err(true), "its handle reports the cancel");
+    assert_eq!(inner_rx.await, Ok(Err(Error::Cancelled)));
 }
 
 /// The outcome is fixed by the first event (here the outside cancel, before
@@ -564,12 +578,13 @@ async fn g4_queued_children_of_a_nested_scope_never_start_after_the_outer_is_can
     let queued = Tracker::new();
     let queued_future = queued.track(async { Ok::<_, String>(()) });
     let (started_tx, started_rx) = oneshot::channel();
+    let (inner_tx, inner_rx) = oneshot::channel();
     let outer = Nursery::builder()
         .grace(GRACE)
         .cancel_on(shutdown.clone())
         .scope(|n: Nursery<String>| async move {
             drop(n.spawn(async move {
-                Nursery::builder()
+                let inner = Nursery::builder()
                     .grace(GRACE)
                     .limit(1)
                     .scope(|inner: Nursery<String>| async move {
@@ -581,8 +596,9 @@ async fn g4_queued_children_of_a_nested_scope_never_start_after_the_outer_is_can
                         drop(inner.spawn(queued_future));
                         forever::<()>().await
                     })
-                    .await
-                    .map_err(|e| e.to_string())
+                    .await;
+                inner_tx.send(inner).unwrap();
+                Ok(())
             }));
             forever::<()>().await
         });
@@ -597,4 +613,5 @@ async fn g4_queued_children_of_a_nested_scope_never_start_after_the_outer_is_can
         !queued.was_polled(),
         "a queued child started after the cancel"
     );
+    assert_eq!(inner_rx.await, Ok(Err(Error::Cancelled)));
 }
