@@ -191,11 +191,24 @@ async fn paced(n: Nursery<MyError>, children: usize) -> Result<Vec<Instant>, MyE
 
 #[tokio::test(start_paused = true)]
 async fn nursery_attr_rate_paces_child_starts() {
-    let starts = paced(6).await.unwrap();
+    let opened = Instant::now();
+    let starts = within("a #[nursery(rate = ..)] function", paced(6))
+        .await
+        .unwrap();
     for window in starts.windows(3) {
         assert!(
             window[2] - window[0] >= Duration::from_millis(100),
             "at most 2 starts in any 100ms: {starts:?}"
+        );
+    }
+    // And no slower than the rate: each pair starts as soon as the window
+    // allows, give or take the timer's millisecond.
+    let offsets: Vec<Duration> = starts.iter().map(|start| *start - opened).collect();
+    for (i, offset) in offsets.iter().enumerate() {
+        let due = Duration::from_millis(100) * u32::try_from(i / 2).unwrap();
+        assert!(
+            *offset >= due && *offset <= due + Duration::from_millis(2),
+            "child {i} started at {offset:?}, due at {due:?}: {offsets:?}"
         );
     }
 }
