@@ -189,6 +189,9 @@ async fn g7_blocking_child_outliving_a_dropped_scope_is_in_the_report() {
     // task still alive is listed once, under `tasks()`.
     assert!(report.leaks().is_empty(), "{report}");
     assert_eq!(report.unscoped_tasks(), 0, "{report}");
+    // A task still alive: the check waited out its whole window.
+    assert!(report.waited() >= CHECK_GRACE, "{:?}", report.waited());
+    assert!(report.waited() < SAFETY, "{:?}", report.waited());
 
     let text = report.to_string();
     assert!(text.starts_with("nursery: "), "{text}");
@@ -253,6 +256,8 @@ async fn g7_leak_hook_gets_the_blocking_child_of_a_dropped_scope() {
     assert!(leak.task().scope_path().ends_with("`hook-inner`"), "{leak}");
     assert!(leak.after() + CLOCK_SLACK >= LEAK_GRACE, "{leak}");
     assert!(leak.after() < SAFETY, "{leak}");
+    assert_eq!(leak.runtime(), tokio::runtime::Handle::current().id());
+    assert_eq!(leak.panic(), None, "a stuck task, not a lost panic");
     let text = leak.to_string();
     assert!(
         text.starts_with(&format!(
@@ -1002,6 +1007,9 @@ async fn a_leak_that_ended_since_is_listed_under_leaks() {
     };
     assert_eq!(leak.task().location(), at);
     assert_eq!(leak.task().scope_path(), "`ended-since`");
+    assert_eq!(leak.panic(), None);
+    // Nothing left alive to wait for: the check did not wait out its window.
+    assert!(report.waited() < CHECK_GRACE, "{:?}", report.waited());
     let text = report.to_string();
     assert!(
         text.starts_with("nursery: 1 task leaked (waited "),
