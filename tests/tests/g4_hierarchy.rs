@@ -615,3 +615,70 @@ async fn g4_queued_children_of_a_nested_scope_never_start_after_the_outer_is_can
     );
     assert_eq!(inner_rx.await, Ok(Err(Error::Cancelled)));
 }
+
+/// G4 deadline nesting on the multi-thread runtime, in real time: the outer
+/// deadline reaches scopes nested three deep through children, each of
+/// which times out (inner first), and a child there sees `TimedOut`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn g4_outer_deadline_makes_nested_scopes_time_out_multi_thread() {
+    const TIMEOUT: Duration = Duration::from_millis(100);
+    let start = std::time::Instant::now();
+    let (report_tx, mut report_rx) = mpsc::unbounded_channel::<Report>();
+    let (check_tx, mut check_rx) = mpsc::unbounded_channel();
+    let (deadline_tx, deadline_rx) = oneshot::channel();
+
+    let outer = within(
+        "an outer scope with a deadline",
+        Nursery::builder().timeout(TIMEOUT).grace(GRACE).scope(
+            move |n: Nursery<String>| async move {
+                let outer_deadline = n.deadline();
+                drop(n.spawn(async move {
+                    let middle_report = report_tx.clone();
+                    let middle = Nursery::builder()
+                        .grace(GRACE)
+                        .scope(move |m: Nursery<String>| async move {
+                            drop(m.spawn(async move {
+                                // A later deadline of its own: the outer one wins.
+                                let inner = Nursery::builder()
+                                    .grace(GRACE)
+                                    .timeout(Duration::from_secs(3600))
+                                    .scope(move |i: Nursery<String>| async move {
+                                        deadline_tx.send((outer_deadline, i.deadline())).unwrap();
+                                        drop(i.spawn(async move {
+                                            nursery::cancelled().await;
+                                            check_tx.send(nursery::check()).unwrap();
+                                            Ok(())
+                                        }));
+                                        forever().await
+                                    })
+                                    .await;
+                                report_tx.send(("inner", inner)).unwrap();
+                                Ok(())
+                            }));
+                            forever().await
+                        })
+                        .await;
+                    middle_report.send(("middle", middle)).unwrap();
+                    Ok(())
+                }));
+                forever::<()>().await
+            },
+        ),
+    )
+    .await;
+
+    assert_eq!(outer, Err(Error::TimedOut));
+    assert!(start.elapsed() >= TIMEOUT, "not before the deadline");
+    let (outer_deadline, inner_deadline) = deadline_rx.await.unwrap();
+    assert!(outer_deadline.is_some());
+    assert_eq!(inner_deadline, outer_deadline, "the earliest deadline wins");
+    assert_eq!(
+        drain(&mut report_rx),
+        [
+            ("inner", Err(Error::TimedOut)),
+            ("middle", Err(Error::TimedOut))
+        ],
+        "inner first, then middle, both before the outer returned"
+    );
+    assert_eq!(drain(&mut check_rx), [Err(Interrupted::TimedOut)]);
+}

@@ -1,11 +1,13 @@
 //! G5 deadline: `timeout` / `deadline` cancel everything when reached, and
 //! the scope returns `Error::TimedOut`, distinguishable from an outside
-//! cancel (`Error::Cancelled`). All on tokio's paused clock.
+//! cancel (`Error::Cancelled`). On tokio's paused clock, and on the
+//! multi-thread runtime in real time, where only the order of events is
+//! checked.
 
 use std::time::Duration;
 
 use nursery::{Error, Nursery};
-use nursery_tests::Tracker;
+use nursery_tests::{Tracker, within};
 use tokio::sync::oneshot;
 use tokio::time::{Instant, sleep};
 use tokio_util::sync::CancellationToken;
@@ -300,4 +302,99 @@ async fn g5_duration_max_timeout_means_no_timeout() {
         .await;
     assert_eq!(result, Err(Error::TimedOut));
     assert_eq!(rx.await.unwrap(), Some(start + SECOND));
+}
+
+// ===== the multi-thread runtime, in real time =====
+
+/// Long enough never to be reached: a deadline or grace that must not be
+/// the one that ends the test.
+const NEVER: Duration = Duration::from_secs(3600);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn g5_timeout_returns_timed_out_when_reached_multi_thread() {
+    const TIMEOUT: Duration = Duration::from_millis(100);
+    let start = std::time::Instant::now();
+    let child = Tracker::new();
+    let child_future = child.track(forever::<()>());
+    let result = within(
+        "a scope with a timeout",
+        Nursery::builder()
+            .timeout(TIMEOUT)
+            .scope(|n: Nursery<String>| async move {
+                drop(n.spawn(child_future));
+                forever::<()>().await
+            }),
+    )
+    .await;
+    assert_eq!(result, Err(Error::TimedOut));
+    assert!(start.elapsed() >= TIMEOUT, "not before the deadline");
+    assert!(child.was_polled(), "the child ran");
+    assert!(
+        child.was_dropped() && !child.completed(),
+        "the child was cancelled before the scope returned"
+    );
+}
+
+/// The outside cancel comes first (once the child runs), the deadline
+/// never: `Cancelled`. Then the deadline first (the child sees it), the
+/// outside cancel during the grace period: `TimedOut`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn g5_the_first_of_deadline_and_outside_cancel_fixes_the_outcome_multi_thread() {
+    let shutdown = CancellationToken::new();
+    let (running_tx, running) = oneshot::channel();
+    let scope = Nursery::builder()
+        .timeout(NEVER)
+        .cancel_on(shutdown.clone())
+        .scope(|n: Nursery<String>| async move {
+            drop(n.spawn(async move {
+                running_tx.send(()).unwrap();
+                forever::<()>().await
+            }));
+            forever::<()>().await
+        });
+    let trigger = async {
+        running.await.unwrap();
+        shutdown.cancel();
+    };
+    let (result, ()) = within("a scope cancelled from outside", async {
+        tokio::join!(scope, trigger)
+    })
+    .await;
+    assert_eq!(result, Err(Error::Cancelled));
+
+    let shutdown = CancellationToken::new();
+    let (timed_out_tx, timed_out) = oneshot::channel();
+    let (seen_tx, seen) = oneshot::channel();
+    let outside = shutdown.clone();
+    let scope = Nursery::builder()
+        .timeout(Duration::from_millis(50))
+        .grace(NEVER)
+        .cancel_on(shutdown.clone())
+        .scope(|n: Nursery<String>| async move {
+            drop(n.spawn(async move {
+                nursery::cancelled().await;
+                timed_out_tx.send(nursery::check()).unwrap();
+                // Stops only once the outside cancel has come too.
+                outside.cancelled().await;
+                seen_tx.send(nursery::check()).unwrap();
+                Ok(())
+            }));
+            forever::<()>().await
+        });
+    let trigger = async {
+        let at_deadline = timed_out.await.unwrap();
+        shutdown.cancel();
+        at_deadline
+    };
+    let (result, at_deadline) = within("a scope past its deadline", async {
+        tokio::join!(scope, trigger)
+    })
+    .await;
+    assert_eq!(at_deadline, Err(nursery::Interrupted::TimedOut));
+    assert_eq!(result, Err(Error::TimedOut));
+    assert_eq!(
+        seen.await,
+        Ok(Err(nursery::Interrupted::TimedOut)),
+        "the later outside cancel changes nothing"
+    );
 }

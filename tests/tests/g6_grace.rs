@@ -1,7 +1,8 @@
 //! G6 graceful cancellation: on cancel the scope's token fires first;
 //! children get `grace` (default zero) to finish by themselves, then the
-//! rest are aborted. All on tokio's paused clock, so instants compare
-//! exactly.
+//! rest are aborted. On tokio's paused clock, so instants compare exactly,
+//! and on the multi-thread runtime in real time, where only the order of
+//! events is checked.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -290,4 +291,71 @@ async fn g6_zero_grace_failure_aborts_siblings_before_they_see_the_token_multi_t
             "round {round}: a child saw the token of a zero-grace cancel"
         );
     }
+}
+
+// ===== the multi-thread runtime, in real time =====
+
+/// On cancel the token fires first; a child that stops within the grace
+/// period completes normally, and one that ignores the token is aborted
+/// once the grace period has passed, before the scope returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn g6_token_first_then_abort_after_the_grace_multi_thread() {
+    const GRACE_MT: Duration = Duration::from_millis(100);
+    let shutdown = CancellationToken::new();
+    let ready = Arc::new(Barrier::new(3));
+    let (polite_tx, polite_value) = oneshot::channel();
+    let (stubborn_saw_tx, stubborn_saw) = oneshot::channel();
+    let polite = Tracker::new();
+    let stubborn = Tracker::new();
+    let polite_child = {
+        let ready = ready.clone();
+        polite.track(async move {
+            ready.wait().await;
+            nursery::cancelled().await;
+            polite_tx.send(7).unwrap();
+            Ok::<_, String>(7)
+        })
+    };
+    let stubborn_child = {
+        let ready = ready.clone();
+        stubborn.track(async move {
+            ready.wait().await;
+            nursery::cancelled().await;
+            stubborn_saw_tx.send(std::time::Instant::now()).unwrap();
+            forever::<u32>().await
+        })
+    };
+    let scope = Nursery::builder()
+        .grace(GRACE_MT)
+        .cancel_on(shutdown.clone())
+        .scope(|n: Nursery<String>| async move {
+            drop(n.spawn(polite_child));
+            drop(n.spawn(stubborn_child));
+            forever::<()>().await
+        });
+    let trigger = async {
+        ready.wait().await;
+        let cancelled_at = std::time::Instant::now();
+        shutdown.cancel();
+        cancelled_at
+    };
+    let (result, cancelled_at) = within("a scope cancelled with a grace period", async {
+        tokio::join!(scope, trigger)
+    })
+    .await;
+    let returned = std::time::Instant::now();
+
+    assert_eq!(result, Err(Error::Cancelled));
+    assert_eq!(polite_value.await, Ok(7), "the polite child saw the token");
+    assert!(polite.completed(), "and completed, not aborted");
+    let saw = stubborn_saw
+        .await
+        .expect("the stubborn child saw the token");
+    assert!(saw < returned, "the token fired before the abort");
+    assert!(stubborn.was_dropped() && !stubborn.completed());
+    assert!(
+        returned - cancelled_at >= GRACE_MT,
+        "aborted only once the grace period had passed: {:?}",
+        returned - cancelled_at
+    );
 }
