@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
 
 use nursery::{Error, Nursery};
-use nursery_tests::{DropCounter, Latch, yield_rounds};
+use nursery_tests::{DropCounter, Latch, within, yield_rounds};
 use tokio::sync::{Barrier, oneshot};
 
 type E = &'static str;
@@ -24,24 +24,27 @@ async fn g1_scope_returns_only_after_every_child_finished() {
     let counter = finished.clone();
     let body_returned = DropCounter::new();
     let body_guard = body_returned.guard();
-    nursery::scope(|n: Nursery<E>| async move {
-        let _body = body_guard;
-        let barrier = Arc::new(Barrier::new(CHILDREN));
-        for _ in 0..CHILDREN {
-            let barrier = barrier.clone();
-            let finished = counter.clone();
-            let body_returned = body_returned.clone();
-            // The handle is dropped at once: that detaches nothing.
-            drop(n.spawn(async move {
-                barrier.wait().await;
-                // Work that goes on after the body has returned.
-                body_returned.wait_for(1).await;
-                finished.fetch_add(1, SeqCst);
-                Ok(())
-            }));
-        }
-        Ok(())
-    })
+    within(
+        "the scope",
+        nursery::scope(|n: Nursery<E>| async move {
+            let _body = body_guard;
+            let barrier = Arc::new(Barrier::new(CHILDREN));
+            for _ in 0..CHILDREN {
+                let barrier = barrier.clone();
+                let finished = counter.clone();
+                let body_returned = body_returned.clone();
+                // The handle is dropped at once: that detaches nothing.
+                drop(n.spawn(async move {
+                    barrier.wait().await;
+                    // Work that goes on after the body has returned.
+                    body_returned.wait_for(1).await;
+                    finished.fetch_add(1, SeqCst);
+                    Ok(())
+                }));
+            }
+            Ok(())
+        }),
+    )
     .await
     .unwrap();
     assert_eq!(finished.load(SeqCst), CHILDREN);
@@ -68,13 +71,16 @@ async fn g1_siblings_spawned_by_children_are_waited_for() {
     let counter = finished.clone();
     let body_returned = DropCounter::new();
     let body_guard = body_returned.guard();
-    nursery::scope(|n: Nursery<E>| async move {
-        let _body = body_guard;
-        // 1 + 2 + 4 + 8 children, the later generations spawned by children
-        // after the body has returned, while the scope is joining.
-        spawn_family(&n, 3, counter, body_returned);
-        Ok(())
-    })
+    within(
+        "the scope",
+        nursery::scope(|n: Nursery<E>| async move {
+            let _body = body_guard;
+            // 1 + 2 + 4 + 8 children, the later generations spawned by children
+            // after the body has returned, while the scope is joining.
+            spawn_family(&n, 3, counter, body_returned);
+            Ok(())
+        }),
+    )
     .await
     .unwrap();
     assert_eq!(finished.load(SeqCst), 15);
@@ -90,39 +96,42 @@ async fn outer_fails_while_child_runs_inner_scope(
     // Inner children, their siblings, and the child holding the inner scope.
     let total = INNER * 2 + 1;
     let guards = guards.clone();
-    let result = nursery::scope(|n: Nursery<E>| async move {
-        let all_started = Arc::new(Barrier::new(INNER * 2 + 1));
-        let started = all_started.clone();
-        let holder_guard = guards.guard();
-        drop(n.spawn(async move {
-            let _guard = holder_guard;
-            nursery::scope(|inner: Nursery<E>| async move {
-                for _ in 0..INNER {
-                    let (guard, sibling_guard) = (guards.guard(), guards.guard());
-                    let (started, sibling_started) = (started.clone(), started.clone());
-                    let spawner = inner.clone();
-                    drop(inner.spawn(async move {
-                        let _guard = guard;
-                        drop(spawner.spawn(async move {
-                            let _guard = sibling_guard;
-                            sibling_started.wait().await;
+    let result = within(
+        "the scope",
+        nursery::scope(|n: Nursery<E>| async move {
+            let all_started = Arc::new(Barrier::new(INNER * 2 + 1));
+            let started = all_started.clone();
+            let holder_guard = guards.guard();
+            drop(n.spawn(async move {
+                let _guard = holder_guard;
+                nursery::scope(|inner: Nursery<E>| async move {
+                    for _ in 0..INNER {
+                        let (guard, sibling_guard) = (guards.guard(), guards.guard());
+                        let (started, sibling_started) = (started.clone(), started.clone());
+                        let spawner = inner.clone();
+                        drop(inner.spawn(async move {
+                            let _guard = guard;
+                            drop(spawner.spawn(async move {
+                                let _guard = sibling_guard;
+                                sibling_started.wait().await;
+                                pending::<Result<(), E>>().await
+                            }));
+                            started.wait().await;
                             pending::<Result<(), E>>().await
                         }));
-                        started.wait().await;
-                        pending::<Result<(), E>>().await
-                    }));
-                }
-                pending::<Result<(), E>>().await
-            })
-            .await
-            .map_err(|_| "inner scope failed")
-        }));
-        drop(n.spawn(async move {
-            all_started.wait().await;
-            Err::<(), _>("outer failed")
-        }));
-        Ok(())
-    })
+                    }
+                    pending::<Result<(), E>>().await
+                })
+                .await
+                .map_err(|_| "inner scope failed")
+            }));
+            drop(n.spawn(async move {
+                all_started.wait().await;
+                Err::<(), _>("outer failed")
+            }));
+            Ok(())
+        }),
+    )
     .await;
     (result, total)
 }
@@ -233,7 +242,10 @@ async fn g1_spawn_blocking_child_is_waited_for_after_cancel() {
         "the scope returned while a blocking child was still running"
     );
     latch.open();
-    assert_eq!(scope.await.unwrap(), Ok("body's result"));
+    assert_eq!(
+        within("the scope", scope).await.unwrap(),
+        Ok("body's result")
+    );
     assert!(finished.load(SeqCst));
 }
 
@@ -269,7 +281,7 @@ async fn g1_outer_waits_for_blocking_child_of_an_aborted_inner_scope() {
     );
     latch.open();
     assert!(matches!(
-        scope.await.unwrap(),
+        within("the scope", scope).await.unwrap(),
         Err(Error::Failed {
             error: "outer failed",
             ..
@@ -316,7 +328,7 @@ async fn g1_join_is_transitive_through_two_levels_of_aborted_inner_scopes() {
     yield_rounds(100).await;
     let returned_early = scope.is_finished();
     latch.open();
-    let result = scope.await.unwrap();
+    let result = within("the scope", scope).await.unwrap();
     assert!(
         !returned_early,
         "the outer scope returned while a blocking grandchild two scopes down was still running"
@@ -339,38 +351,41 @@ async fn g1_join_is_transitive_through_two_levels_with_async_grandchildren() {
     for _ in 0..20 {
         let guards = DropCounter::new();
         let leaves = guards.clone();
-        let result = nursery::scope(|n: Nursery<E>| async move {
-            let all_started = Arc::new(Barrier::new(LEAVES + 1));
-            let started = all_started.clone();
-            drop(n.spawn(async move {
-                nursery::scope(|inner: Nursery<E>| async move {
-                    drop(inner.spawn(async move {
-                        nursery::scope(|innermost: Nursery<E>| async move {
-                            for _ in 0..LEAVES {
-                                let guard = leaves.guard();
-                                let started = started.clone();
-                                drop(innermost.spawn(async move {
-                                    let _guard = guard;
-                                    started.wait().await;
-                                    pending::<Result<(), E>>().await
-                                }));
-                            }
-                            pending::<Result<(), E>>().await
-                        })
-                        .await
-                        .map_err(|_| "innermost scope failed")
-                    }));
-                    pending::<Result<(), E>>().await
-                })
-                .await
-                .map_err(|_| "inner scope failed")
-            }));
-            drop(n.spawn(async move {
-                all_started.wait().await;
-                Err::<(), _>("outer failed")
-            }));
-            Ok(())
-        })
+        let result = within(
+            "the scope",
+            nursery::scope(|n: Nursery<E>| async move {
+                let all_started = Arc::new(Barrier::new(LEAVES + 1));
+                let started = all_started.clone();
+                drop(n.spawn(async move {
+                    nursery::scope(|inner: Nursery<E>| async move {
+                        drop(inner.spawn(async move {
+                            nursery::scope(|innermost: Nursery<E>| async move {
+                                for _ in 0..LEAVES {
+                                    let guard = leaves.guard();
+                                    let started = started.clone();
+                                    drop(innermost.spawn(async move {
+                                        let _guard = guard;
+                                        started.wait().await;
+                                        pending::<Result<(), E>>().await
+                                    }));
+                                }
+                                pending::<Result<(), E>>().await
+                            })
+                            .await
+                            .map_err(|_| "innermost scope failed")
+                        }));
+                        pending::<Result<(), E>>().await
+                    })
+                    .await
+                    .map_err(|_| "inner scope failed")
+                }));
+                drop(n.spawn(async move {
+                    all_started.wait().await;
+                    Err::<(), _>("outer failed")
+                }));
+                Ok(())
+            }),
+        )
         .await;
         assert!(matches!(
             result,
@@ -392,53 +407,56 @@ async fn g1_join_is_transitive_through_two_levels_with_async_grandchildren() {
 /// many guards were handed out.
 async fn mixed_tree(guards: DropCounter) -> usize {
     const EACH: usize = 4;
-    let result = nursery::scope(|n: Nursery<E>| async move {
-        let all_started = Arc::new(Barrier::new(EACH * 2 + 2));
-        for _ in 0..EACH {
-            // Finishes by itself.
-            let guard = guards.guard();
-            drop(n.spawn(async move {
-                let _guard = guard;
-                Ok(())
-            }));
-            // Runs until cancelled, after spawning a sibling that does too.
-            let (guard, sibling_guard) = (guards.guard(), guards.guard());
-            let (started, sibling_started) = (all_started.clone(), all_started.clone());
-            let spawner = n.clone();
-            drop(n.spawn(async move {
-                let _guard = guard;
-                drop(spawner.spawn(async move {
-                    let _guard = sibling_guard;
-                    sibling_started.wait().await;
-                    pending::<Result<(), E>>().await
+    let result = within(
+        "the scope",
+        nursery::scope(|n: Nursery<E>| async move {
+            let all_started = Arc::new(Barrier::new(EACH * 2 + 2));
+            for _ in 0..EACH {
+                // Finishes by itself.
+                let guard = guards.guard();
+                drop(n.spawn(async move {
+                    let _guard = guard;
+                    Ok(())
                 }));
-                started.wait().await;
-                pending::<Result<(), E>>().await
-            }));
-        }
-        let inner_guards = guards.clone();
-        let started = all_started.clone();
-        let holder_guard = guards.guard();
-        drop(n.spawn(async move {
-            let _guard = holder_guard;
-            nursery::scope(|inner: Nursery<E>| async move {
-                for _ in 0..EACH {
-                    let guard = inner_guards.guard();
-                    drop(inner.spawn(async move {
-                        let _guard = guard;
+                // Runs until cancelled, after spawning a sibling that does too.
+                let (guard, sibling_guard) = (guards.guard(), guards.guard());
+                let (started, sibling_started) = (all_started.clone(), all_started.clone());
+                let spawner = n.clone();
+                drop(n.spawn(async move {
+                    let _guard = guard;
+                    drop(spawner.spawn(async move {
+                        let _guard = sibling_guard;
+                        sibling_started.wait().await;
                         pending::<Result<(), E>>().await
                     }));
-                }
-                started.wait().await;
-                pending::<Result<(), E>>().await
-            })
-            .await
-            .map_err(|_| "inner scope failed")
-        }));
-        all_started.wait().await;
-        n.cancel();
-        Ok(())
-    })
+                    started.wait().await;
+                    pending::<Result<(), E>>().await
+                }));
+            }
+            let inner_guards = guards.clone();
+            let started = all_started.clone();
+            let holder_guard = guards.guard();
+            drop(n.spawn(async move {
+                let _guard = holder_guard;
+                nursery::scope(|inner: Nursery<E>| async move {
+                    for _ in 0..EACH {
+                        let guard = inner_guards.guard();
+                        drop(inner.spawn(async move {
+                            let _guard = guard;
+                            pending::<Result<(), E>>().await
+                        }));
+                    }
+                    started.wait().await;
+                    pending::<Result<(), E>>().await
+                })
+                .await
+                .map_err(|_| "inner scope failed")
+            }));
+            all_started.wait().await;
+            n.cancel();
+            Ok(())
+        }),
+    )
     .await;
     assert_eq!(result, Ok(()));
     EACH * 4 + 1

@@ -24,13 +24,16 @@ async fn g5_timeout_returns_timed_out_when_reached() {
     let start = Instant::now();
     let child = Tracker::new();
     let child_future = child.track(forever::<()>());
-    let result = Nursery::builder()
-        .timeout(SECOND)
-        .scope(|n: Nursery<String>| async move {
-            drop(n.spawn(child_future));
-            forever::<()>().await
-        })
-        .await;
+    let result = within(
+        "the scope",
+        Nursery::builder()
+            .timeout(SECOND)
+            .scope(|n: Nursery<String>| async move {
+                drop(n.spawn(child_future));
+                forever::<()>().await
+            }),
+    )
+    .await;
     assert_eq!(result, Err(Error::TimedOut));
     assert_eq!(Instant::now(), start + SECOND, "returns at the deadline");
     assert_eq!(
@@ -56,7 +59,7 @@ async fn g5_cancel_on_token_returns_cancelled_not_timed_out() {
         sleep(SECOND / 2).await;
         shutdown.cancel();
     };
-    let (result, ()) = tokio::join!(scope, trigger);
+    let (result, ()) = within("the scope", async { tokio::join!(scope, trigger) }).await;
     assert_eq!(result, Err(Error::Cancelled));
     assert_eq!(Instant::now(), start + SECOND / 2);
 }
@@ -65,14 +68,17 @@ async fn g5_cancel_on_token_returns_cancelled_not_timed_out() {
 async fn g5_deadline_instant_times_out_at_that_instant() {
     let start = Instant::now();
     let at = start + Duration::from_millis(750);
-    let result = Nursery::builder()
-        .deadline(at)
-        .scope(|n: Nursery<String>| async move {
-            assert_eq!(n.deadline(), Some(at));
-            drop(n.spawn(forever::<()>()));
-            forever::<()>().await
-        })
-        .await;
+    let result = within(
+        "the scope",
+        Nursery::builder()
+            .deadline(at)
+            .scope(|n: Nursery<String>| async move {
+                assert_eq!(n.deadline(), Some(at));
+                drop(n.spawn(forever::<()>()));
+                forever::<()>().await
+            }),
+    )
+    .await;
     assert_eq!(result, Err(Error::TimedOut));
     assert_eq!(Instant::now(), at);
 }
@@ -82,27 +88,33 @@ async fn g5_earliest_of_timeout_and_deadline_wins() {
     // The deadline is earlier.
     let start = Instant::now();
     let early = start + Duration::from_secs(2);
-    let result = Nursery::builder()
-        .timeout(Duration::from_secs(3))
-        .deadline(early)
-        .scope(|n: Nursery<String>| async move {
-            assert_eq!(n.deadline(), Some(early));
-            forever::<()>().await
-        })
-        .await;
+    let result = within(
+        "the scope",
+        Nursery::builder()
+            .timeout(Duration::from_secs(3))
+            .deadline(early)
+            .scope(|n: Nursery<String>| async move {
+                assert_eq!(n.deadline(), Some(early));
+                forever::<()>().await
+            }),
+    )
+    .await;
     assert_eq!(result, Err(Error::TimedOut));
     assert_eq!(Instant::now(), early);
 
     // The timeout is earlier (builder order does not matter).
     let start = Instant::now();
-    let result = Nursery::builder()
-        .deadline(start + Duration::from_secs(4))
-        .timeout(Duration::from_secs(1))
-        .scope(|n: Nursery<String>| async move {
-            assert_eq!(n.deadline(), Some(start + Duration::from_secs(1)));
-            forever::<()>().await
-        })
-        .await;
+    let result = within(
+        "the scope",
+        Nursery::builder()
+            .deadline(start + Duration::from_secs(4))
+            .timeout(Duration::from_secs(1))
+            .scope(|n: Nursery<String>| async move {
+                assert_eq!(n.deadline(), Some(start + Duration::from_secs(1)));
+                forever::<()>().await
+            }),
+    )
+    .await;
     assert_eq!(result, Err(Error::TimedOut));
     assert_eq!(Instant::now(), start + Duration::from_secs(1));
 }
@@ -114,7 +126,7 @@ async fn g5_timeout_counts_from_the_first_poll() {
         .scope(|_: Nursery<String>| async move { forever::<()>().await });
     sleep(Duration::from_secs(5)).await;
     let polled = Instant::now();
-    assert_eq!(scope.await, Err(Error::TimedOut));
+    assert_eq!(within("the scope", scope).await, Err(Error::TimedOut));
     assert_eq!(Instant::now(), polled + SECOND);
 }
 
@@ -123,13 +135,16 @@ async fn g5_deadline_already_passed_times_out_before_the_body_runs() {
     let start = Instant::now();
     sleep(SECOND).await;
     let ran = std::sync::atomic::AtomicBool::new(false);
-    let result = Nursery::builder()
-        .deadline(start)
-        .scope(|_: Nursery<String>| async {
-            ran.store(true, std::sync::atomic::Ordering::SeqCst);
-            Ok(())
-        })
-        .await;
+    let result = within(
+        "the scope",
+        Nursery::builder()
+            .deadline(start)
+            .scope(|_: Nursery<String>| async {
+                ran.store(true, std::sync::atomic::Ordering::SeqCst);
+                Ok(())
+            }),
+    )
+    .await;
     assert_eq!(result, Err(Error::TimedOut));
     assert!(!ran.load(std::sync::atomic::Ordering::SeqCst));
 }
@@ -139,18 +154,21 @@ async fn g5_timeout_at_the_limit_cancels_running_children_and_never_starts_queue
     let start = Instant::now();
     let trackers: Vec<Tracker> = (0..5).map(|_| Tracker::new()).collect();
     let futures: Vec<_> = trackers.iter().map(|t| t.track(forever::<()>())).collect();
-    let result = Nursery::builder()
-        .limit(2)
-        .timeout(SECOND)
-        .scope(|n: Nursery<String>| async move {
-            let handles: Vec<_> = futures.into_iter().map(|f| n.spawn(f)).collect();
-            assert_eq!(n.live(), 5);
-            for handle in handles {
-                let _ = handle.await;
-            }
-            Ok(())
-        })
-        .await;
+    let result = within(
+        "the scope",
+        Nursery::builder()
+            .limit(2)
+            .timeout(SECOND)
+            .scope(|n: Nursery<String>| async move {
+                let handles: Vec<_> = futures.into_iter().map(|f| n.spawn(f)).collect();
+                assert_eq!(n.live(), 5);
+                for handle in handles {
+                    let _ = handle.await;
+                }
+                Ok(())
+            }),
+    )
+    .await;
 
     assert_eq!(result, Err(Error::TimedOut));
     assert_eq!(Instant::now(), start + SECOND);
@@ -183,16 +201,19 @@ async fn g5_deadline_fixes_the_outcome_even_if_every_child_then_finishes_ok() {
             })
         })
         .collect();
-    let result = Nursery::builder()
-        .timeout(SECOND)
-        .grace(Duration::from_secs(10))
-        .scope(|n: Nursery<String>| async move {
-            for future in futures {
-                drop(n.spawn(future));
-            }
-            forever::<()>().await
-        })
-        .await;
+    let result = within(
+        "the scope",
+        Nursery::builder()
+            .timeout(SECOND)
+            .grace(Duration::from_secs(10))
+            .scope(|n: Nursery<String>| async move {
+                for future in futures {
+                    drop(n.spawn(future));
+                }
+                forever::<()>().await
+            }),
+    )
+    .await;
     assert_eq!(result, Err(Error::TimedOut));
     assert_eq!(
         Instant::now(),
@@ -208,16 +229,19 @@ async fn g5_deadline_fixes_the_outcome_even_if_every_child_then_finishes_ok() {
 #[tokio::test(start_paused = true)]
 async fn g5_deadline_during_the_join_wins_over_the_bodys_ok() {
     let start = Instant::now();
-    let result = Nursery::builder()
-        .timeout(SECOND)
-        .scope(|n: Nursery<String>| async move {
-            drop(n.spawn(async {
-                sleep(Duration::from_secs(2)).await;
-                Ok(())
-            }));
-            Ok("body done at once")
-        })
-        .await;
+    let result = within(
+        "the scope",
+        Nursery::builder()
+            .timeout(SECOND)
+            .scope(|n: Nursery<String>| async move {
+                drop(n.spawn(async {
+                    sleep(Duration::from_secs(2)).await;
+                    Ok(())
+                }));
+                Ok("body done at once")
+            }),
+    )
+    .await;
     assert_eq!(result, Err(Error::TimedOut));
     assert_eq!(Instant::now(), start + SECOND);
 }
@@ -242,7 +266,7 @@ async fn g5_the_first_of_deadline_and_outside_cancel_fixes_the_outcome() {
         sleep(SECOND + SECOND / 2).await;
         shutdown.cancel();
     };
-    let (result, ()) = tokio::join!(scope, trigger);
+    let (result, ()) = within("the scope", async { tokio::join!(scope, trigger) }).await;
     assert_eq!(result, Err(Error::TimedOut));
 
     // The outside cancel first, the deadline during the grace period.
@@ -263,43 +287,49 @@ async fn g5_the_first_of_deadline_and_outside_cancel_fixes_the_outcome() {
         sleep(SECOND / 2).await;
         shutdown.cancel();
     };
-    let (result, ()) = tokio::join!(scope, trigger);
+    let (result, ()) = within("the scope", async { tokio::join!(scope, trigger) }).await;
     assert_eq!(result, Err(Error::Cancelled));
 }
 
 #[tokio::test(start_paused = true)]
 async fn g5_duration_max_timeout_means_no_timeout() {
     let start = Instant::now();
-    let result = Nursery::builder()
-        .timeout(Duration::MAX)
-        .scope(|n: Nursery<String>| async move {
-            let deadline = n.deadline();
-            let child = n.spawn(async {
-                sleep(Duration::from_secs(365 * 24 * 3600)).await;
-                Ok(nursery::deadline())
-            });
-            Ok((deadline, child.await.map_err(|e| e.to_string())?))
-        })
-        .await;
+    let result = within(
+        "the scope",
+        Nursery::builder()
+            .timeout(Duration::MAX)
+            .scope(|n: Nursery<String>| async move {
+                let deadline = n.deadline();
+                let child = n.spawn(async {
+                    sleep(Duration::from_secs(365 * 24 * 3600)).await;
+                    Ok(nursery::deadline())
+                });
+                Ok((deadline, child.await.map_err(|e| e.to_string())?))
+            }),
+    )
+    .await;
     assert_eq!(result, Ok((None, None)));
     assert!(Instant::now() >= start + Duration::from_secs(365 * 24 * 3600));
 
     // Inside a scope with a deadline, it inherits that deadline.
     let start = Instant::now();
     let (tx, rx) = oneshot::channel();
-    let result = Nursery::builder()
-        .timeout(SECOND)
-        .scope(|_: Nursery<String>| async move {
-            Nursery::builder()
-                .timeout(Duration::MAX)
-                .scope(|inner: Nursery<String>| async move {
-                    tx.send(inner.deadline()).unwrap();
-                    forever::<()>().await
-                })
-                .await
-                .map_err(|e| e.to_string())
-        })
-        .await;
+    let result = within(
+        "the scope",
+        Nursery::builder()
+            .timeout(SECOND)
+            .scope(|_: Nursery<String>| async move {
+                Nursery::builder()
+                    .timeout(Duration::MAX)
+                    .scope(|inner: Nursery<String>| async move {
+                        tx.send(inner.deadline()).unwrap();
+                        forever::<()>().await
+                    })
+                    .await
+                    .map_err(|e| e.to_string())
+            }),
+    )
+    .await;
     assert_eq!(result, Err(Error::TimedOut));
     assert_eq!(rx.await.unwrap(), Some(start + SECOND));
 }

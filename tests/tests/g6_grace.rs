@@ -64,7 +64,7 @@ async fn g6_a_child_that_stops_within_grace_completes_normally() {
         cancelled_at = Some(Instant::now());
         shutdown.cancel();
     };
-    let (result, ()) = tokio::join!(scope, trigger);
+    let (result, ()) = within("the scope", async { tokio::join!(scope, trigger) }).await;
     let cancelled_at = cancelled_at.unwrap();
 
     assert_eq!(result, Err(Error::Cancelled));
@@ -88,15 +88,18 @@ async fn g6_after_n_cancel_a_child_that_stops_within_grace_returns_its_value() {
     let saw_cancel = Arc::new(Mutex::new(None));
     let child = polite(saw_cancel.clone(), QUICK, 7);
     let start = Instant::now();
-    let result = Nursery::builder()
-        .grace(GRACE)
-        .scope(|n: Nursery<String>| async move {
-            let handle = n.spawn(child);
-            tokio::task::yield_now().await;
-            n.cancel();
-            handle.await.map_err(|e| e.to_string())
-        })
-        .await;
+    let result = within(
+        "the scope",
+        Nursery::builder()
+            .grace(GRACE)
+            .scope(|n: Nursery<String>| async move {
+                let handle = n.spawn(child);
+                tokio::task::yield_now().await;
+                n.cancel();
+                handle.await.map_err(|e| e.to_string())
+            }),
+    )
+    .await;
     assert_eq!(result, Ok(7), "the handle yields the value, not a cancel");
     assert_eq!(*saw_cancel.lock().await, Some(start));
     assert_eq!(Instant::now(), start + QUICK);
@@ -149,7 +152,7 @@ async fn g6_children_still_running_at_grace_expiry_are_aborted_exactly_then() {
         cancelled_at = Some(Instant::now());
         shutdown.cancel();
     };
-    let (result, ()) = tokio::join!(scope, trigger);
+    let (result, ()) = within("the scope", async { tokio::join!(scope, trigger) }).await;
     let cancelled_at = cancelled_at.unwrap();
 
     assert_eq!(result, Err(Error::Cancelled));
@@ -176,14 +179,17 @@ async fn g6_grace_applies_when_a_sibling_fails() {
     let saw_cancel = Arc::new(Mutex::new(None));
     let child = Tracker::new();
     let child_future = child.track(polite(saw_cancel.clone(), QUICK, 3));
-    let result = Nursery::builder()
-        .grace(GRACE)
-        .scope(|n: Nursery<String>| async move {
-            drop(n.spawn(child_future));
-            drop(n.spawn(async { Err::<(), _>("boom".to_owned()) }));
-            forever::<()>().await
-        })
-        .await;
+    let result = within(
+        "the scope",
+        Nursery::builder()
+            .grace(GRACE)
+            .scope(|n: Nursery<String>| async move {
+                drop(n.spawn(child_future));
+                drop(n.spawn(async { Err::<(), _>("boom".to_owned()) }));
+                forever::<()>().await
+            }),
+    )
+    .await;
     assert_eq!(
         result,
         Err(Error::Failed {
@@ -231,7 +237,7 @@ async fn g6_default_grace_aborts_at_once() {
         cancelled_at = Some(Instant::now());
         shutdown.cancel();
     };
-    let (result, ()) = tokio::join!(scope, trigger);
+    let (result, ()) = within("the scope", async { tokio::join!(scope, trigger) }).await;
     let cancelled_at = cancelled_at.unwrap();
 
     assert_eq!(result, Err(Error::Cancelled));
