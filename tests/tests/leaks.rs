@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use nursery::testing::{LeakCheck, LeakReport, assert_no_leaks};
 use nursery::{Leak, Nursery, TaskHandle, TaskState};
-use nursery_tests::{Latch, LeakLog, Rendezvous};
+use nursery_tests::{Latch, LeakLog, Rendezvous, within};
 use tokio::sync::oneshot;
 
 type E = &'static str;
@@ -731,26 +731,29 @@ async fn assert_no_leaks_panics_with_the_report() {
 #[tokio::test]
 async fn assert_no_leaks_returns_the_output_when_clean() {
     let output = assert_no_leaks(async {
-        let sum = Nursery::builder()
-            .name("clean")
-            .limit(2)
-            .scope(|n: Nursery<E>| async move {
-                let handles: Vec<_> = (1..=4u32)
-                    .map(|i| n.spawn_named(format!("clean-{i}"), async move { Ok(i) }))
-                    .collect();
-                let blocking = n.spawn_blocking(|_| Ok(10));
-                let inner = nursery::scope(|n: Nursery<E>| async move {
-                    n.spawn(async { Ok(()) });
-                    Ok(100)
-                });
-                let mut sum = inner.await.map_err(|_| "inner failed")?;
-                for handle in handles {
-                    sum += handle.await.map_err(|_| "child failed")?;
-                }
-                Ok(sum + blocking.await.map_err(|_| "blocking failed")?)
-            })
-            .await
-            .unwrap();
+        let sum = within(
+            "the scope",
+            Nursery::builder()
+                .name("clean")
+                .limit(2)
+                .scope(|n: Nursery<E>| async move {
+                    let handles: Vec<_> = (1..=4u32)
+                        .map(|i| n.spawn_named(format!("clean-{i}"), async move { Ok(i) }))
+                        .collect();
+                    let blocking = n.spawn_blocking(|_| Ok(10));
+                    let inner = nursery::scope(|n: Nursery<E>| async move {
+                        n.spawn(async { Ok(()) });
+                        Ok(100)
+                    });
+                    let mut sum = inner.await.map_err(|_| "inner failed")?;
+                    for handle in handles {
+                        sum += handle.await.map_err(|_| "child failed")?;
+                    }
+                    Ok(sum + blocking.await.map_err(|_| "blocking failed")?)
+                }),
+        )
+        .await
+        .unwrap();
         format!("sum {sum}")
     })
     .await;
@@ -812,18 +815,21 @@ fn parallel_leak_checks_see_only_their_own_runtime() {
                 .unwrap(),
             SAFETY,
             async move {
-                Nursery::builder()
-                    .name("parallel-clean")
-                    .scope(|n: Nursery<E>| async move {
-                        n.spawn_named("parallel-clean-task", async move {
-                            let _ = release_rx.await;
+                within(
+                    "the scope",
+                    Nursery::builder()
+                        .name("parallel-clean")
+                        .scope(|n: Nursery<E>| async move {
+                            n.spawn_named("parallel-clean-task", async move {
+                                let _ = release_rx.await;
+                                Ok(())
+                            });
+                            assert!(met.meet(SAFETY), "the leaky test never arrived");
                             Ok(())
-                        });
-                        assert!(met.meet(SAFETY), "the leaky test never arrived");
-                        Ok(())
-                    })
-                    .await
-                    .unwrap();
+                        }),
+                )
+                .await
+                .unwrap();
             },
         )
     };
@@ -864,23 +870,25 @@ fn parallel_leak_checks_see_only_their_own_runtime() {
 async fn leak_check_ignores_scopes_on_another_runtime() {
     let (opened_tx, opened_rx) = std::sync::mpsc::channel::<()>();
     let (release_tx, release_rx) = oneshot::channel::<()>();
-    let other =
-        std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(Nursery::builder().name("other-runtime").scope(
-                    |n: Nursery<E>| async move {
+    let other = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(within(
+                "the scope on the other runtime",
+                Nursery::builder()
+                    .name("other-runtime")
+                    .scope(|n: Nursery<E>| async move {
                         n.spawn_named("other-runtime-task", async move {
                             let _ = release_rx.await;
                             Ok(())
                         });
                         let _ = opened_tx.send(());
                         Ok(())
-                    },
-                ))
-        });
+                    }),
+            ))
+    });
     opened_rx.recv_timeout(SAFETY).unwrap();
     // The other runtime's task is alive, and visible to a dump...
     assert!(
