@@ -5,7 +5,7 @@
 
 #![forbid(unsafe_code)]
 
-// ===== helpers for g1_join, g2_fail_fast, g3_panics, g7_drop =====
+// ===== helpers for g1_join, g2_fail_fast, g3_panics, g6_grace, g7_drop =====
 
 /// Counts the [`DropGuard`]s it handed out that have been dropped, and wakes
 /// whoever waits for a given number of drops.
@@ -325,19 +325,6 @@ impl HighWater {
             // wakes us.
             notified.as_mut().enable();
             if self.current() >= n {
-                return;
-            }
-            notified.await;
-        }
-    }
-
-    /// Waits until at least `n` holders have existed at once.
-    pub async fn wait_for_peak(&self, n: usize) {
-        loop {
-            let notified = self.inner.notify.notified();
-            let mut notified = std::pin::pin!(notified);
-            notified.as_mut().enable();
-            if self.peak() >= n {
                 return;
             }
             notified.await;
