@@ -5,7 +5,7 @@
 
 #![forbid(unsafe_code)]
 
-// ===== helpers for g1_join, g2_fail_fast, g3_panics, g7_drop =====
+// ===== helpers for g1_join, g2_fail_fast, g3_panics, g6_grace, g7_drop =====
 
 /// Counts the [`DropGuard`]s it handed out that have been dropped, and wakes
 /// whoever waits for a given number of drops.
@@ -72,6 +72,22 @@ impl Drop for DropGuard {
     }
 }
 
+/// Awaits `future`; the first time it is pending, drops `parked` (after the
+/// poll that checked it), so a test waiting for every `parked` guard knows
+/// each task is idle inside `future` and no poll of it is in flight.
+pub async fn parked_in<F: std::future::Future>(future: F, parked: DropGuard) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let mut parked = Some(parked);
+    std::future::poll_fn(|cx| {
+        let polled = future.as_mut().poll(cx);
+        if polled.is_pending() {
+            parked.take();
+        }
+        polled
+    })
+    .await
+}
+
 /// Panics with `payload` when dropped (unless the thread is already
 /// unwinding): a future whose destructor panics.
 #[derive(Debug)]
@@ -125,6 +141,53 @@ impl Latch {
 pub async fn yield_rounds(rounds: usize) {
     for _ in 0..rounds {
         tokio::task::yield_now().await;
+    }
+}
+
+// ===== bounded waits, for every test =====
+
+/// How long [`within`] waits for something that should end: far beyond
+/// what any passing test takes, so only a hang reaches it.
+pub const BOUND: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Awaits `future`, failing the test with "still running after 10 s:
+/// `what`" if it has not finished within [`BOUND`] of real time: a scope
+/// that should end but does not (a broken cancel) fails the test instead
+/// of hanging the suite.
+///
+/// The bound is real time, kept by a thread of its own, not tokio's clock:
+/// on a paused clock (`start_paused = true`) tokio's time jumps ahead
+/// whenever the runtime is idle, so a `tokio::time::timeout` would cut
+/// short a test that sleeps through a virtual hour, and would fire at
+/// once, not after 10 s, on a hang. Real time needs no timer on the
+/// runtime either.
+pub async fn within<F: std::future::Future>(what: &str, future: F) -> F::Output {
+    within_for(BOUND, what, future).await
+}
+
+/// [`within`] with a bound of `limit` instead of [`BOUND`], for work that
+/// is slow by design (tens of thousands of nested scopes in a debug build).
+pub async fn within_for<F: std::future::Future>(
+    limit: std::time::Duration,
+    what: &str,
+    future: F,
+) -> F::Output {
+    let (expired_tx, expired) = tokio::sync::oneshot::channel::<()>();
+    // Dropped when this future ends (or is dropped): the watchdog then
+    // stops waiting at once.
+    let (_done, done) = std::sync::mpsc::channel::<()>();
+    std::thread::Builder::new()
+        .name("nursery-tests-within".to_owned())
+        .spawn(move || {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = done.recv_timeout(limit) {
+                let _ = expired_tx.send(());
+            }
+        })
+        .expect("within: failed to start the watchdog thread");
+    tokio::select! {
+        biased;
+        output = future => output,
+        Ok(()) = expired => panic!("still running after {} s: {what}", limit.as_secs_f64()),
     }
 }
 
@@ -230,6 +293,7 @@ pub struct HighWater {
 struct HighWaterInner {
     current: std::sync::atomic::AtomicUsize,
     peak: std::sync::atomic::AtomicUsize,
+    notify: tokio::sync::Notify,
 }
 
 impl HighWater {
@@ -248,7 +312,23 @@ impl HighWater {
         self.inner
             .peak
             .fetch_max(now, std::sync::atomic::Ordering::SeqCst);
+        self.inner.notify.notify_waiters();
         HighWaterGuard(self.clone())
+    }
+
+    /// Waits until at least `n` holders exist at once.
+    pub async fn wait_for_current(&self, n: usize) {
+        loop {
+            let notified = self.inner.notify.notified();
+            let mut notified = std::pin::pin!(notified);
+            // Registered before the check, so an `enter` in between still
+            // wakes us.
+            notified.as_mut().enable();
+            if self.current() >= n {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// Holders right now.

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use futures_util::{FutureExt, StreamExt, stream};
 use nursery::{Error, Nursery};
-use nursery_tests::{DropCounter, HighWater, Tracker, yield_rounds};
+use nursery_tests::{DropCounter, HighWater, Tracker, within, yield_rounds};
 use tokio::runtime::Handle;
 use tokio::sync::{Barrier, oneshot};
 use tokio::time::{Instant, sleep};
@@ -23,10 +23,6 @@ use tokio_util::sync::CancellationToken;
 
 /// The error type of `f` in these tests: the item that failed.
 type E = u32;
-
-/// A safety net: a broken test fails instead of hanging. Under a paused
-/// clock it is virtual, so a stuck test fails at once.
-const PATIENCE: Duration = Duration::from_secs(5);
 
 /// Time for the caller of a helper to see its result after the enclosing
 /// scope was cancelled (G6): without it the caller is aborted at once.
@@ -36,16 +32,14 @@ fn ms(millis: u64) -> Duration {
     Duration::from_millis(millis)
 }
 
-/// Awaits `future`, failing the test if it takes longer than [`PATIENCE`].
-async fn within<F: Future>(future: F) -> F::Output {
-    tokio::time::timeout(PATIENCE, future)
-        .await
-        .expect("the test hung: something it waited for never happened")
-}
-
 /// Awaits `future`, expecting it to panic, and returns the payload.
 async fn expect_panic<T: std::fmt::Debug>(future: impl Future<Output = T>) -> Box<dyn Any + Send> {
-    match within(AssertUnwindSafe(future).catch_unwind()).await {
+    match within(
+        "the future expected to panic",
+        AssertUnwindSafe(future).catch_unwind(),
+    )
+    .await
+    {
         Ok(output) => panic!("returned {output:?} instead of re-raising the panic"),
         Err(payload) => payload,
     }
@@ -109,15 +103,18 @@ async fn map_returns_results_in_input_order_when_later_items_finish_first() {
     for limit in [3, 8] {
         let finished = Log::new();
         let log = finished.clone();
-        let results = nursery::map(0..8u32, limit, move |i| {
-            let log = log.clone();
-            async move {
-                // Later items are quicker.
-                sleep(ms(u64::from(8 - i))).await;
-                log.push(i);
-                Ok::<_, E>(i * 10)
-            }
-        })
+        let results = within(
+            "nursery::map",
+            nursery::map(0..8u32, limit, move |i| {
+                let log = log.clone();
+                async move {
+                    // Later items are quicker.
+                    sleep(ms(u64::from(8 - i))).await;
+                    log.push(i);
+                    Ok::<_, E>(i * 10)
+                }
+            }),
+        )
         .await;
         assert_eq!(results, Ok((0..8).map(|i| i * 10).collect::<Vec<_>>()));
         let finished = finished.get();
@@ -140,17 +137,20 @@ async fn map_runs_at_most_limit_calls_at_once() {
     // reached, so a peak above it would be seen.
     let first_wave = Arc::new(Barrier::new(LIMIT));
     let (in_f, wave) = (gauge.clone(), first_wave.clone());
-    let results = within(nursery::map(0..ITEMS, LIMIT, move |i| {
-        let (gauge, first_wave) = (in_f.clone(), wave.clone());
-        async move {
-            let _running = gauge.enter();
-            if (i as usize) < LIMIT {
-                first_wave.wait().await;
+    let results = within(
+        "nursery::map",
+        nursery::map(0..ITEMS, LIMIT, move |i| {
+            let (gauge, first_wave) = (in_f.clone(), wave.clone());
+            async move {
+                let _running = gauge.enter();
+                if (i as usize) < LIMIT {
+                    first_wave.wait().await;
+                }
+                yield_rounds(i as usize % 4).await;
+                Ok::<_, E>(i)
             }
-            yield_rounds(i as usize % 4).await;
-            Ok::<_, E>(i)
-        }
-    }))
+        }),
+    )
     .await;
     assert_eq!(results, Ok((0..ITEMS).collect::<Vec<_>>()));
     assert_eq!(gauge.peak(), LIMIT, "never more than the limit at once");
@@ -192,16 +192,19 @@ fn map_over_100_000_items_uses_at_most_limit_tokio_tasks() {
     let sampler = TaskSampler::default();
     let in_f = sampler.clone();
     let results = runtime
-        .block_on(nursery::map(0..ITEMS, LIMIT, move |i| {
-            in_f.sample();
-            async move {
-                if i % 64 == 0 {
-                    // Let the workers interleave.
-                    tokio::task::yield_now().await;
+        .block_on(within(
+            "nursery::map",
+            nursery::map(0..ITEMS, LIMIT, move |i| {
+                in_f.sample();
+                async move {
+                    if i % 64 == 0 {
+                        // Let the workers interleave.
+                        tokio::task::yield_now().await;
+                    }
+                    Ok::<_, E>(i)
                 }
-                Ok::<_, E>(i)
-            }
-        }))
+            }),
+        ))
         .unwrap();
     assert_eq!(results.len(), ITEMS as usize);
     assert!(results.iter().copied().eq(0..ITEMS), "results out of order");
@@ -224,27 +227,30 @@ async fn map_first_error_cancels_the_rest_and_starts_no_more_items() {
     let stopped = DropCounter::new();
     let first_wave = Arc::new(Barrier::new(LIMIT));
     let (log, guards, wave) = (started.clone(), stopped.clone(), first_wave.clone());
-    let result = within(nursery::map(0..100u32, LIMIT, move |i| {
-        log.push(i);
-        let guard = (i < 2).then(|| guards.guard());
-        let first_wave = wave.clone();
-        async move {
-            let _guard = guard;
-            match i {
-                // Busy until cancelled.
-                0 | 1 => {
-                    first_wave.wait().await;
-                    pending().await
+    let result = within(
+        "nursery::map",
+        nursery::map(0..100u32, LIMIT, move |i| {
+            log.push(i);
+            let guard = (i < 2).then(|| guards.guard());
+            let first_wave = wave.clone();
+            async move {
+                let _guard = guard;
+                match i {
+                    // Busy until cancelled.
+                    0 | 1 => {
+                        first_wave.wait().await;
+                        pending().await
+                    }
+                    // Fails once the others are running.
+                    2 => {
+                        first_wave.wait().await;
+                        Err(2)
+                    }
+                    _ => Ok(i),
                 }
-                // Fails once the others are running.
-                2 => {
-                    first_wave.wait().await;
-                    Err(2)
-                }
-                _ => Ok(i),
             }
-        }
-    }))
+        }),
+    )
     .await;
     assert_eq!(result, Err(failed(2)));
     assert_eq!(stopped.dropped(), 2, "a pending sibling outlived `map`");
@@ -265,10 +271,17 @@ async fn map_of_no_items_returns_an_empty_vec_without_calling_f() {
         counter.fetch_add(1, SeqCst);
         async move { Ok::<_, E>(i) }
     };
-    assert_eq!(nursery::map(Vec::new(), 4, f.clone()).await, Ok(Vec::new()));
+    assert_eq!(
+        within("nursery::map", nursery::map(Vec::new(), 4, f.clone())).await,
+        Ok(Vec::new())
+    );
     // An iterator that cannot tell its length: the workers find it empty.
     assert_eq!(
-        nursery::map(std::iter::from_fn(|| None), 4, f).await,
+        within(
+            "nursery::map",
+            nursery::map(std::iter::from_fn(|| None), 4, f)
+        )
+        .await,
         Ok(Vec::new())
     );
     assert_eq!(calls.load(SeqCst), 0);
@@ -278,16 +291,19 @@ async fn map_of_no_items_returns_an_empty_vec_without_calling_f() {
 async fn map_with_limit_1_runs_one_item_at_a_time_in_input_order() {
     let events = Log::new();
     let log = events.clone();
-    let results = within(nursery::map(0..20u32, 1, move |i| {
-        let log = log.clone();
-        async move {
-            log.push(Event::Start(i));
-            // Earlier items take longer: overlapping would reorder ends.
-            yield_rounds(3 - i as usize % 3).await;
-            log.push(Event::End(i));
-            Ok::<_, E>(i + 100)
-        }
-    }))
+    let results = within(
+        "nursery::map",
+        nursery::map(0..20u32, 1, move |i| {
+            let log = log.clone();
+            async move {
+                log.push(Event::Start(i));
+                // Earlier items take longer: overlapping would reorder ends.
+                yield_rounds(3 - i as usize % 3).await;
+                log.push(Event::End(i));
+                Ok::<_, E>(i + 100)
+            }
+        }),
+    )
     .await;
     assert_eq!(results, Ok((100..120).collect::<Vec<_>>()));
     assert_eq!(events.get(), one_at_a_time(0..20));
@@ -358,8 +374,9 @@ async fn map_in_a_child(
     let first_wave = Arc::new(Barrier::new(limit + 1));
     let (log, guards, wave) = (started.clone(), stopped.clone(), first_wave.clone());
     let (result_tx, result_rx) = oneshot::channel();
-    let outer = outer
-        .scope(|n: Nursery<E>| async move {
+    let outer = within(
+        "the scope",
+        outer.scope(|n: Nursery<E>| async move {
             n.spawn(async move {
                 let result = nursery::map(0..100u32, limit, move |i| {
                     log.push(i);
@@ -381,9 +398,10 @@ async fn map_in_a_child(
                 shutdown.cancel();
             }
             pending::<Result<(), E>>().await
-        })
-        .await;
-    let result = within(result_rx)
+        }),
+    )
+    .await;
+    let result = within("the result", result_rx)
         .await
         .expect("the child calling `map` was aborted before `map` returned");
     (outer, result, started.sorted(), stopped.dropped())
@@ -426,29 +444,32 @@ async fn map_is_dropped_with_its_workers_when_its_caller_is_aborted() {
     let (log, guards, wave) = (started.clone(), stopped.clone(), first_wave.clone());
     let (result_tx, result_rx) = oneshot::channel();
     // No grace: the child calling `map` is aborted at once, dropping `map`.
-    let outer = Nursery::builder()
-        .cancel_on(shutdown.clone())
-        .scope(|n: Nursery<E>| async move {
-            n.spawn(async move {
-                let result = nursery::map(0..100u32, LIMIT, move |i| {
-                    log.push(i);
-                    let guard = guards.guard();
-                    let first_wave = wave.clone();
-                    async move {
-                        let _guard = guard;
-                        first_wave.wait().await;
-                        pending::<Result<u32, E>>().await
-                    }
-                })
-                .await;
-                let _ = result_tx.send(result);
-                Ok(())
-            });
-            first_wave.wait().await;
-            shutdown.cancel();
-            pending::<Result<(), E>>().await
-        })
-        .await;
+    let outer = within(
+        "the scope",
+        Nursery::builder()
+            .cancel_on(shutdown.clone())
+            .scope(|n: Nursery<E>| async move {
+                n.spawn(async move {
+                    let result = nursery::map(0..100u32, LIMIT, move |i| {
+                        log.push(i);
+                        let guard = guards.guard();
+                        let first_wave = wave.clone();
+                        async move {
+                            let _guard = guard;
+                            first_wave.wait().await;
+                            pending::<Result<u32, E>>().await
+                        }
+                    })
+                    .await;
+                    let _ = result_tx.send(result);
+                    Ok(())
+                });
+                first_wave.wait().await;
+                shutdown.cancel();
+                pending::<Result<(), E>>().await
+            }),
+    )
+    .await;
     assert_eq!(outer, Err(Error::Cancelled));
     // Checked at once: the outer scope waited for `map`'s workers (G1).
     assert_eq!(
@@ -470,27 +491,30 @@ async fn map_is_stopped_when_a_sibling_of_its_caller_fails() {
     let stopped = DropCounter::new();
     let first_wave = Arc::new(Barrier::new(LIMIT + 1));
     let (log, guards, wave) = (started.clone(), stopped.clone(), first_wave.clone());
-    let outer = within(nursery::scope(|n: Nursery<E>| async move {
-        n.spawn(async move {
-            nursery::map(0..100u32, LIMIT, move |i| {
-                log.push(i);
-                let guard = guards.guard();
-                let first_wave = wave.clone();
-                async move {
-                    let _guard = guard;
-                    first_wave.wait().await;
-                    pending::<Result<u32, E>>().await
-                }
-            })
-            .await
-            .map_err(|_| 1000)
-        });
-        n.spawn(async move {
-            first_wave.wait().await;
-            Err::<(), _>(7)
-        });
-        Ok(())
-    }))
+    let outer = within(
+        "the scope",
+        nursery::scope(|n: Nursery<E>| async move {
+            n.spawn(async move {
+                nursery::map(0..100u32, LIMIT, move |i| {
+                    log.push(i);
+                    let guard = guards.guard();
+                    let first_wave = wave.clone();
+                    async move {
+                        let _guard = guard;
+                        first_wave.wait().await;
+                        pending::<Result<u32, E>>().await
+                    }
+                })
+                .await
+                .map_err(|_| 1000)
+            });
+            n.spawn(async move {
+                first_wave.wait().await;
+                Err::<(), _>(7)
+            });
+            Ok(())
+        }),
+    )
     .await;
     // The caller may see `map` return `Cancelled` before it is aborted and
     // relay it: an error after the failure, kept as suppressed (G2).
@@ -514,14 +538,17 @@ async fn map_is_stopped_when_a_sibling_of_its_caller_fails() {
 
 #[tokio::test(start_paused = true)]
 async fn map_calls_see_the_enclosing_scope_deadline() {
-    let result = Nursery::builder()
-        .timeout(Duration::from_secs(5))
-        .scope(|n: Nursery<E>| async move {
-            let seen =
-                nursery::map(0..4u32, 2, |_| async { Ok::<_, E>(nursery::deadline()) }).await;
-            Ok((n.deadline(), seen))
-        })
-        .await;
+    let result = within(
+        "the scope",
+        Nursery::builder()
+            .timeout(Duration::from_secs(5))
+            .scope(|n: Nursery<E>| async move {
+                let seen =
+                    nursery::map(0..4u32, 2, |_| async { Ok::<_, E>(nursery::deadline()) }).await;
+                Ok((n.deadline(), seen))
+            }),
+    )
+    .await;
     let (outer, seen) = result.unwrap();
     assert!(outer.is_some());
     assert_eq!(seen, Ok(vec![outer; 4]));
@@ -531,14 +558,17 @@ async fn map_calls_see_the_enclosing_scope_deadline() {
 async fn map_in_a_cancelled_scope_calls_f_on_nothing() {
     let calls = Arc::new(AtomicUsize::new(0));
     let counter = calls.clone();
-    let result = nursery::scope(|n: Nursery<E>| async move {
-        n.cancel();
-        Ok(nursery::map(0..10u32, 2, move |i| {
-            counter.fetch_add(1, SeqCst);
-            async move { Ok::<_, E>(i) }
-        })
-        .await)
-    })
+    let result = within(
+        "the scope",
+        nursery::scope(|n: Nursery<E>| async move {
+            n.cancel();
+            Ok(nursery::map(0..10u32, 2, move |i| {
+                counter.fetch_add(1, SeqCst);
+                async move { Ok::<_, E>(i) }
+            })
+            .await)
+        }),
+    )
     .await;
     assert_eq!(result, Ok(Err(Error::Cancelled)));
     assert_eq!(calls.load(SeqCst), 0);
@@ -556,18 +586,21 @@ async fn map_pulls_an_item_only_when_a_worker_is_free() {
         counter.fetch_add(1, SeqCst);
     });
     let (pulled_in_f, done_in_f) = (pulled.clone(), finished.clone());
-    let result = nursery::map(items, LIMIT, move |i| {
-        ahead.fetch_max(pulled_in_f.load(SeqCst) - done_in_f.load(SeqCst), SeqCst);
-        let done = done_in_f.clone();
-        async move {
-            yield_rounds(i as usize % 3).await;
-            if i == 50 {
-                return Err(i);
+    let result = within(
+        "nursery::map",
+        nursery::map(items, LIMIT, move |i| {
+            ahead.fetch_max(pulled_in_f.load(SeqCst) - done_in_f.load(SeqCst), SeqCst);
+            let done = done_in_f.clone();
+            async move {
+                yield_rounds(i as usize % 3).await;
+                if i == 50 {
+                    return Err(i);
+                }
+                done.fetch_add(1, SeqCst);
+                Ok(i)
             }
-            done.fetch_add(1, SeqCst);
-            Ok(i)
-        }
-    })
+        }),
+    )
     .await;
     assert_eq!(result, Err(failed(50)));
     assert!(
@@ -601,31 +634,34 @@ async fn map_starts_no_item_after_a_failure_even_during_a_grace_period() {
     let (log, wave) = (started.clone(), both.clone());
     // The enclosing scope's grace is inherited by `map`'s scope: its
     // workers are not aborted at the failure but told to stop.
-    let result = Nursery::builder()
-        .grace(GRACE)
-        .scope(|_: Nursery<E>| async move {
-            Ok(nursery::map(0..10u32, 2, move |i| {
-                log.push(i);
-                let both = wave.clone();
-                async move {
-                    match i {
-                        // Stops cleanly when told to.
-                        0 => {
-                            both.wait().await;
-                            nursery::cancelled().await;
-                            Ok(i)
+    let result = within(
+        "the scope",
+        Nursery::builder()
+            .grace(GRACE)
+            .scope(|_: Nursery<E>| async move {
+                Ok(nursery::map(0..10u32, 2, move |i| {
+                    log.push(i);
+                    let both = wave.clone();
+                    async move {
+                        match i {
+                            // Stops cleanly when told to.
+                            0 => {
+                                both.wait().await;
+                                nursery::cancelled().await;
+                                Ok(i)
+                            }
+                            1 => {
+                                both.wait().await;
+                                Err(1)
+                            }
+                            _ => Ok(i),
                         }
-                        1 => {
-                            both.wait().await;
-                            Err(1)
-                        }
-                        _ => Ok(i),
                     }
-                }
-            })
-            .await)
-        })
-        .await;
+                })
+                .await)
+            }),
+    )
+    .await;
     assert_eq!(result, Ok(Err(failed(1))));
     assert_eq!(started.sorted(), [0, 1], "items started after the error");
 }
@@ -638,15 +674,18 @@ async fn for_each_starts_items_in_input_order() {
     let started = Log::new();
     let finished = Log::new();
     let (starts, ends) = (started.clone(), finished.clone());
-    let result = nursery::for_each(0..12u32, 3, move |i| {
-        starts.push(i);
-        let ends = ends.clone();
-        async move {
-            sleep(ms(DELAYS[i as usize])).await;
-            ends.push(i);
-            Ok::<_, E>(())
-        }
-    })
+    let result = within(
+        "nursery::for_each",
+        nursery::for_each(0..12u32, 3, move |i| {
+            starts.push(i);
+            let ends = ends.clone();
+            async move {
+                sleep(ms(DELAYS[i as usize])).await;
+                ends.push(i);
+                Ok::<_, E>(())
+            }
+        }),
+    )
     .await;
     assert_eq!(result, Ok(()));
     assert_eq!(started.get(), (0..12).collect::<Vec<_>>());
@@ -667,18 +706,21 @@ async fn for_each_runs_at_most_limit_calls_at_once() {
     let first_wave = Arc::new(Barrier::new(LIMIT));
     let ran = Arc::new(AtomicUsize::new(0));
     let (in_f, wave, count) = (gauge.clone(), first_wave.clone(), ran.clone());
-    let result = within(nursery::for_each(0..ITEMS, LIMIT, move |i| {
-        let (gauge, first_wave, count) = (in_f.clone(), wave.clone(), count.clone());
-        async move {
-            let _running = gauge.enter();
-            if (i as usize) < LIMIT {
-                first_wave.wait().await;
+    let result = within(
+        "nursery::for_each",
+        nursery::for_each(0..ITEMS, LIMIT, move |i| {
+            let (gauge, first_wave, count) = (in_f.clone(), wave.clone(), count.clone());
+            async move {
+                let _running = gauge.enter();
+                if (i as usize) < LIMIT {
+                    first_wave.wait().await;
+                }
+                yield_rounds(i as usize % 4).await;
+                count.fetch_add(1, SeqCst);
+                Ok::<_, E>(())
             }
-            yield_rounds(i as usize % 4).await;
-            count.fetch_add(1, SeqCst);
-            Ok::<_, E>(())
-        }
-    }))
+        }),
+    )
     .await;
     assert_eq!(result, Ok(()));
     assert_eq!(ran.load(SeqCst), ITEMS as usize);
@@ -695,17 +737,20 @@ fn for_each_over_100_000_items_uses_at_most_limit_tokio_tasks() {
     let sampler = TaskSampler::default();
     let visited = Arc::new(AtomicUsize::new(0));
     let (in_f, count) = (sampler.clone(), visited.clone());
-    let result = runtime.block_on(nursery::for_each(0..ITEMS, LIMIT, move |i| {
-        in_f.sample();
-        let count = count.clone();
-        async move {
-            if i % 64 == 0 {
-                tokio::task::yield_now().await;
+    let result = runtime.block_on(within(
+        "nursery::for_each",
+        nursery::for_each(0..ITEMS, LIMIT, move |i| {
+            in_f.sample();
+            let count = count.clone();
+            async move {
+                if i % 64 == 0 {
+                    tokio::task::yield_now().await;
+                }
+                count.fetch_add(1, SeqCst);
+                Ok::<_, E>(())
             }
-            count.fetch_add(1, SeqCst);
-            Ok::<_, E>(())
-        }
-    }));
+        }),
+    ));
     assert_eq!(result, Ok(()));
     assert_eq!(visited.load(SeqCst), ITEMS as usize);
     assert!(
@@ -727,19 +772,22 @@ async fn for_each_first_error_cancels_the_rest_and_starts_no_more_items() {
     let stopped = DropCounter::new();
     let first_wave = Arc::new(Barrier::new(LIMIT));
     let (log, guards, wave) = (started.clone(), stopped.clone(), first_wave.clone());
-    let result = within(nursery::for_each(0..100u32, LIMIT, move |i| {
-        log.push(i);
-        let guard = (i != 1).then(|| guards.guard());
-        let first_wave = wave.clone();
-        async move {
-            let _guard = guard;
-            if i >= LIMIT as u32 {
-                return Ok(());
+    let result = within(
+        "nursery::for_each",
+        nursery::for_each(0..100u32, LIMIT, move |i| {
+            log.push(i);
+            let guard = (i != 1).then(|| guards.guard());
+            let first_wave = wave.clone();
+            async move {
+                let _guard = guard;
+                if i >= LIMIT as u32 {
+                    return Ok(());
+                }
+                first_wave.wait().await;
+                if i == 1 { Err(1) } else { pending().await }
             }
-            first_wave.wait().await;
-            if i == 1 { Err(1) } else { pending().await }
-        }
-    }))
+        }),
+    )
     .await;
     assert_eq!(result, Err(failed(1)));
     assert_eq!(
@@ -754,10 +802,13 @@ async fn for_each_first_error_cancels_the_rest_and_starts_no_more_items() {
 async fn for_each_of_no_items_is_ok_without_calling_f() {
     let calls = Arc::new(AtomicUsize::new(0));
     let counter = calls.clone();
-    let result = nursery::for_each(Vec::<u32>::new(), 4, move |_| {
-        counter.fetch_add(1, SeqCst);
-        async { Ok::<_, E>(()) }
-    })
+    let result = within(
+        "nursery::for_each",
+        nursery::for_each(Vec::<u32>::new(), 4, move |_| {
+            counter.fetch_add(1, SeqCst);
+            async { Ok::<_, E>(()) }
+        }),
+    )
     .await;
     assert_eq!(result, Ok(()));
     assert_eq!(calls.load(SeqCst), 0);
@@ -767,15 +818,18 @@ async fn for_each_of_no_items_is_ok_without_calling_f() {
 async fn for_each_with_limit_1_runs_one_item_at_a_time_in_input_order() {
     let events = Log::new();
     let log = events.clone();
-    let result = within(nursery::for_each(0..20u32, 1, move |i| {
-        let log = log.clone();
-        async move {
-            log.push(Event::Start(i));
-            yield_rounds(3 - i as usize % 3).await;
-            log.push(Event::End(i));
-            Ok::<_, E>(())
-        }
-    }))
+    let result = within(
+        "nursery::for_each",
+        nursery::for_each(0..20u32, 1, move |i| {
+            let log = log.clone();
+            async move {
+                log.push(Event::Start(i));
+                yield_rounds(3 - i as usize % 3).await;
+                log.push(Event::End(i));
+                Ok::<_, E>(())
+            }
+        }),
+    )
     .await;
     assert_eq!(result, Ok(()));
     assert_eq!(events.get(), one_at_a_time(0..20));
@@ -810,27 +864,30 @@ async fn for_each_returns_timed_out_at_its_enclosing_scope_deadline() {
     let stopped = DropCounter::new();
     let (log, guards) = (started.clone(), stopped.clone());
     let (result_tx, result_rx) = oneshot::channel();
-    let outer = Nursery::builder()
-        .timeout(ms(10))
-        .grace(GRACE)
-        .scope(|n: Nursery<E>| async move {
-            n.spawn(async move {
-                let result = nursery::for_each(0..100u32, 2, move |i| {
-                    log.push(i);
-                    let guard = guards.guard();
-                    async move {
-                        let _guard = guard;
-                        nursery::cancelled().await;
-                        Err(i)
-                    }
-                })
-                .await;
-                let _ = result_tx.send(result);
-                Ok(())
-            });
-            pending::<Result<(), E>>().await
-        })
-        .await;
+    let outer = within(
+        "the scope",
+        Nursery::builder()
+            .timeout(ms(10))
+            .grace(GRACE)
+            .scope(|n: Nursery<E>| async move {
+                n.spawn(async move {
+                    let result = nursery::for_each(0..100u32, 2, move |i| {
+                        log.push(i);
+                        let guard = guards.guard();
+                        async move {
+                            let _guard = guard;
+                            nursery::cancelled().await;
+                            Err(i)
+                        }
+                    })
+                    .await;
+                    let _ = result_tx.send(result);
+                    Ok(())
+                });
+                pending::<Result<(), E>>().await
+            }),
+    )
+    .await;
     assert_eq!(outer, Err(Error::TimedOut));
     assert_eq!(result_rx.await, Ok(Err(Error::TimedOut)));
     assert_eq!(started.sorted(), [0, 1]);
@@ -841,14 +898,17 @@ async fn for_each_returns_timed_out_at_its_enclosing_scope_deadline() {
 async fn for_each_in_a_cancelled_scope_calls_f_on_nothing() {
     let calls = Arc::new(AtomicUsize::new(0));
     let counter = calls.clone();
-    let result = nursery::scope(|n: Nursery<E>| async move {
-        n.cancel();
-        Ok(nursery::for_each(0..10u32, 2, move |_| {
-            counter.fetch_add(1, SeqCst);
-            async { Ok::<_, E>(()) }
-        })
-        .await)
-    })
+    let result = within(
+        "the scope",
+        nursery::scope(|n: Nursery<E>| async move {
+            n.cancel();
+            Ok(nursery::for_each(0..10u32, 2, move |_| {
+                counter.fetch_add(1, SeqCst);
+                async { Ok::<_, E>(()) }
+            })
+            .await)
+        }),
+    )
     .await;
     assert_eq!(result, Ok(Err(Error::Cancelled)));
     assert_eq!(calls.load(SeqCst), 0);
@@ -869,32 +929,35 @@ async fn for_each_starts_no_item_after_an_outside_cancel_even_during_a_grace_per
     let first_wave = Arc::new(Barrier::new(LIMIT + 1));
     let (log, wave) = (started.clone(), first_wave.clone());
     let (result_tx, result_rx) = oneshot::channel();
-    let outer = Nursery::builder()
-        .cancel_on(shutdown.clone())
-        .grace(GRACE)
-        .scope(|n: Nursery<E>| async move {
-            n.spawn(async move {
-                let result = nursery::for_each(0..10u32, LIMIT, move |i| {
-                    log.push(i);
-                    let first_wave = wave.clone();
-                    async move {
-                        if i < LIMIT as u32 {
-                            first_wave.wait().await;
-                            // Stops cleanly when told to.
-                            nursery::cancelled().await;
+    let outer = within(
+        "the scope",
+        Nursery::builder()
+            .cancel_on(shutdown.clone())
+            .grace(GRACE)
+            .scope(|n: Nursery<E>| async move {
+                n.spawn(async move {
+                    let result = nursery::for_each(0..10u32, LIMIT, move |i| {
+                        log.push(i);
+                        let first_wave = wave.clone();
+                        async move {
+                            if i < LIMIT as u32 {
+                                first_wave.wait().await;
+                                // Stops cleanly when told to.
+                                nursery::cancelled().await;
+                            }
+                            Ok::<_, E>(())
                         }
-                        Ok::<_, E>(())
-                    }
-                })
-                .await;
-                let _ = result_tx.send(result);
-                Ok(())
-            });
-            first_wave.wait().await;
-            shutdown.cancel();
-            pending::<Result<(), E>>().await
-        })
-        .await;
+                    })
+                    .await;
+                    let _ = result_tx.send(result);
+                    Ok(())
+                });
+                first_wave.wait().await;
+                shutdown.cancel();
+                pending::<Result<(), E>>().await
+            }),
+    )
+    .await;
     assert_eq!(outer, Err(Error::Cancelled));
     assert_eq!(result_rx.await, Ok(Err(Error::Cancelled)));
     assert_eq!(started.sorted(), [0, 1], "items started after the cancel");
@@ -909,13 +972,15 @@ async fn map_unordered_yields_results_in_completion_order() {
     // starts when 1 ends (10 -> 60), 3 when 0 ends (30 -> 50), 4 when 3
     // ends (50 -> 110), 5 when 2 ends (60 -> 100).
     for (limit, expected) in [(6, [1, 3, 0, 5, 2, 4]), (2, [1, 0, 3, 2, 5, 4])] {
-        let results: Vec<_> =
+        let results: Vec<_> = within(
+            "nursery::map_unordered",
             nursery::map_unordered(stream::iter(0..6u32), limit, |i| async move {
                 sleep(ms(DELAYS[i as usize])).await;
                 Ok::<_, E>(i)
             })
-            .collect()
-            .await;
+            .collect(),
+        )
+        .await;
         assert_eq!(
             results,
             expected.map(Ok),
@@ -942,7 +1007,7 @@ async fn map_unordered_runs_at_most_limit_calls_at_once() {
             Ok::<_, E>(i)
         }
     });
-    let mut results: Vec<u32> = within(results.map(Result::unwrap).collect()).await;
+    let mut results: Vec<u32> = within("the results", results.map(Result::unwrap).collect()).await;
     results.sort_unstable();
     assert_eq!(results, (0..ITEMS).collect::<Vec<_>>());
     assert_eq!(gauge.peak(), LIMIT, "never more than the limit at once");
@@ -963,7 +1028,7 @@ async fn map_unordered_pulls_a_bounded_number_of_items_ahead_of_a_slow_consumer(
     let mut results = nursery::map_unordered(items, LIMIT, |i| async move { Ok::<_, E>(i) });
     let mut taken = 0;
     let mut most_ahead = 0;
-    while let Some(result) = results.next().await {
+    while let Some(result) = within("the next result", results.next()).await {
         result.unwrap();
         taken += 1;
         // Calls in flight plus results not taken.
@@ -1009,11 +1074,18 @@ async fn map_unordered_ends_with_the_first_error_which_cancels_the_rest() {
             }
         }
     });
-    assert_eq!(results.next().await, Some(Ok(0)));
-    assert_eq!(results.next().await, Some(Err(failed(2))));
+    assert_eq!(within("the next result", results.next()).await, Some(Ok(0)));
+    assert_eq!(
+        within("the next result", results.next()).await,
+        Some(Err(failed(2)))
+    );
     assert_eq!(stopped.dropped(), 1, "a pending sibling outlived the error");
-    assert_eq!(results.next().await, None, "the stream ends with the error");
-    assert_eq!(results.next().await, None);
+    assert_eq!(
+        within("the next result", results.next()).await,
+        None,
+        "the stream ends with the error"
+    );
+    assert_eq!(within("the next result", results.next()).await, None);
     assert_eq!(started.sorted(), [0, 1, 2], "items started after the error");
 }
 
@@ -1037,7 +1109,8 @@ fn map_unordered_starts_no_item_after_a_failure_on_the_multi_thread_runtime() {
     for _ in 0..ROUNDS {
         let late = late_starts.clone();
         // One at a time: item 1 may start only once item 0 has succeeded.
-        let results: Vec<_> = runtime.block_on(
+        let results: Vec<_> = runtime.block_on(within(
+            "nursery::map_unordered",
             nursery::map_unordered(stream::iter(0..2u32), 1, move |i| {
                 if i == 1 {
                     late.fetch_add(1, SeqCst);
@@ -1045,7 +1118,7 @@ fn map_unordered_starts_no_item_after_a_failure_on_the_multi_thread_runtime() {
                 async move { if i == 0 { Err(0) } else { Ok::<_, E>(i) } }
             })
             .collect(),
-        );
+        ));
         if results != [Err(failed(0))] {
             wrong_ends.push(results);
         }
@@ -1079,16 +1152,19 @@ async fn map_unordered_with_limit_1_runs_one_item_at_a_time_in_input_order() {
     let events = Log::new();
     let log = events.clone();
     let opened = Instant::now();
-    let results: Vec<_> = nursery::map_unordered(stream::iter(0..5u32), 1, move |i| {
-        let log = log.clone();
-        async move {
-            log.push(Event::Start(i));
-            sleep(ms(DELAYS[i as usize])).await;
-            log.push(Event::End(i));
-            Ok::<_, E>(i)
-        }
-    })
-    .collect()
+    let results: Vec<_> = within(
+        "nursery::map_unordered",
+        nursery::map_unordered(stream::iter(0..5u32), 1, move |i| {
+            let log = log.clone();
+            async move {
+                log.push(Event::Start(i));
+                sleep(ms(DELAYS[i as usize])).await;
+                log.push(Event::End(i));
+                Ok::<_, E>(i)
+            }
+        })
+        .collect(),
+    )
     .await;
     assert_eq!(results, [0, 1, 2, 3, 4].map(Ok));
     assert_eq!(events.get(), one_at_a_time(0..5));
@@ -1144,8 +1220,8 @@ async fn map_unordered_dropped_midway_drops_its_running_calls_and_starts_no_more
             Ok::<_, E>(i)
         }
     });
-    assert_eq!(results.next().await, Some(Ok(0)));
-    assert_eq!(results.next().await, Some(Ok(1)));
+    assert_eq!(within("the next result", results.next()).await, Some(Ok(0)));
+    assert_eq!(within("the next result", results.next()).await, Some(Ok(1)));
     let made = calls.load(SeqCst);
     assert!(
         (3..=2 + LIMIT).contains(&made),
@@ -1154,7 +1230,7 @@ async fn map_unordered_dropped_midway_drops_its_running_calls_and_starts_no_more
     drop(results);
     // Every call made so far is dropped: the two that finished and the
     // running ones, which never complete.
-    within(dropped.wait_for(made)).await;
+    within("the dropped items", dropped.wait_for(made)).await;
     yield_rounds(10).await;
     assert_eq!(calls.load(SeqCst), made, "an item started after the drop");
     assert_eq!(completed.get(), [0, 1]);
@@ -1179,8 +1255,9 @@ async fn map_unordered_in_a_child(
     let first_wave = Arc::new(Barrier::new(3));
     let (log, guards, wave) = (started.clone(), stopped.clone(), first_wave.clone());
     let (results_tx, results_rx) = oneshot::channel();
-    let outer = outer
-        .scope(|n: Nursery<E>| async move {
+    let outer = within(
+        "the scope",
+        outer.scope(|n: Nursery<E>| async move {
             n.spawn(async move {
                 let results = nursery::map_unordered(stream::iter(0..100u32), 2, move |i| {
                     log.push(i);
@@ -1204,9 +1281,10 @@ async fn map_unordered_in_a_child(
                 shutdown.cancel();
             }
             pending::<Result<(), E>>().await
-        })
-        .await;
-    let results = within(results_rx)
+        }),
+    )
+    .await;
+    let results = within("the result", results_rx)
         .await
         .expect("the consumer was aborted before the stream ended");
     (outer, results, started.sorted(), stopped.dropped())
@@ -1270,7 +1348,10 @@ async fn race_first_ok_in_time_wins_even_if_it_is_not_the_first_future() {
         racer(&trackers[3], 20, Ok("c")),
     ];
     let opened = Instant::now();
-    assert_eq!(nursery::race(racers).await, Ok("b"));
+    assert_eq!(
+        within("nursery::race", nursery::race(racers)).await,
+        Ok("b")
+    );
     assert_eq!(opened.elapsed(), ms(10));
     assert!(trackers[1].completed() && trackers[2].completed());
     for loser in [&trackers[0], &trackers[3]] {
@@ -1300,7 +1381,7 @@ async fn race_runs_every_future_at_once_and_cancels_the_losers() {
             pending::<Result<u32, E>>().await
         })
     });
-    assert_eq!(within(nursery::race(racers)).await, Ok(5));
+    assert_eq!(within("nursery::race", nursery::race(racers)).await, Ok(5));
     // Checked at once: the losers were dropped before `race` returned.
     assert_eq!(losers.dropped(), RACERS as usize);
     for (i, tracker) in trackers.iter().enumerate() {
@@ -1319,7 +1400,7 @@ async fn race_when_all_fail_returns_every_error_in_failure_order() {
     ];
     let opened = Instant::now();
     assert_eq!(
-        nursery::race(racers).await,
+        within("nursery::race", nursery::race(racers)).await,
         Err(Error::Failed {
             error: "b",
             suppressed: vec!["a", "c"],
@@ -1333,11 +1414,19 @@ async fn race_when_all_fail_returns_every_error_in_failure_order() {
 async fn race_of_one_future_returns_its_result() {
     let tracker = Tracker::new();
     assert_eq!(
-        nursery::race([racer(&tracker, 1, Ok("only"))]).await,
+        within(
+            "nursery::race",
+            nursery::race([racer(&tracker, 1, Ok("only"))])
+        )
+        .await,
         Ok("only")
     );
     assert_eq!(
-        nursery::race([racer(&tracker, 1, Err("no"))]).await,
+        within(
+            "nursery::race",
+            nursery::race([racer(&tracker, 1, Err("no"))])
+        )
+        .await,
         Err(failed("no"))
     );
 }
@@ -1396,8 +1485,9 @@ async fn race_in_a_child(
         })
         .collect();
     let (result_tx, result_rx) = oneshot::channel();
-    let outer = outer
-        .scope(|n: Nursery<E>| async move {
+    let outer = within(
+        "the scope",
+        outer.scope(|n: Nursery<E>| async move {
             n.spawn(async move {
                 let _ = result_tx.send(nursery::race(racers).await);
                 Ok(())
@@ -1407,9 +1497,10 @@ async fn race_in_a_child(
                 shutdown.cancel();
             }
             pending::<Result<(), E>>().await
-        })
-        .await;
-    let result = within(result_rx)
+        }),
+    )
+    .await;
+    let result = within("the result", result_rx)
         .await
         .expect("the child calling `race` was aborted before `race` returned");
     (outer, result, stopped.dropped())
@@ -1443,10 +1534,13 @@ async fn race_in_a_cancelled_scope_polls_nothing() {
         racer(&trackers[0], 1, Ok("a")),
         racer(&trackers[1], 1, Ok("b")),
     ];
-    let result = nursery::scope(|n: Nursery<E>| async move {
-        n.cancel();
-        Ok(nursery::race(racers).await)
-    })
+    let result = within(
+        "the scope",
+        nursery::scope(|n: Nursery<E>| async move {
+            n.cancel();
+            Ok(nursery::race(racers).await)
+        }),
+    )
     .await;
     assert_eq!(result, Ok(Err(Error::Cancelled)));
     for tracker in &trackers {

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use futures_util::{StreamExt, stream};
 use nursery::Error;
-use nursery_tests::HighWater;
+use nursery_tests::{HighWater, within};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use tokio::runtime::Runtime;
@@ -59,14 +59,14 @@ proptest! {
         let expected: Vec<u32> = items.iter().copied().map(g).collect();
         let gauge = HighWater::new();
         let in_f = gauge.clone();
-        let got = multi_thread().block_on(nursery::map(items, limit, move |x| {
+        let got = multi_thread().block_on(within("nursery::map", nursery::map(items, limit, move |x| {
             let gauge = in_f.clone();
             async move {
                 let _running = gauge.enter();
                 dawdle(x).await;
                 Ok::<_, Infallible>(g(x))
             }
-        }));
+        })));
         prop_assert_eq!(got, Ok(expected));
         prop_assert!(gauge.peak() <= limit, "{} calls at once with limit {}", gauge.peak(), limit);
     }
@@ -76,14 +76,14 @@ proptest! {
         let visited = Arc::new(Mutex::new(Vec::new()));
         let log = visited.clone();
         let indexed: Vec<(usize, u16)> = items.iter().copied().enumerate().collect();
-        let result = multi_thread().block_on(nursery::for_each(indexed.clone(), limit, move |item| {
+        let result = multi_thread().block_on(within("nursery::for_each", nursery::for_each(indexed.clone(), limit, move |item| {
             let log = log.clone();
             async move {
                 dawdle(item.1).await;
                 log.lock().unwrap().push(item);
                 Ok::<_, Infallible>(())
             }
-        }));
+        })));
         prop_assert_eq!(result, Ok(()));
         let mut visited = visited.lock().unwrap().clone();
         visited.sort_unstable();
@@ -99,7 +99,7 @@ proptest! {
         expected.sort_unstable();
         let gauge = HighWater::new();
         let in_f = gauge.clone();
-        let results: Vec<_> = multi_thread().block_on(
+        let results: Vec<_> = multi_thread().block_on(within("nursery::map_unordered",
             nursery::map_unordered(stream::iter(items), limit, move |x| {
                 let gauge = in_f.clone();
                 async move {
@@ -109,7 +109,7 @@ proptest! {
                 }
             })
             .collect(),
-        );
+        ));
         let mut got = results.into_iter().collect::<Result<Vec<_>, _>>();
         if let Ok(got) = &mut got {
             got.sort_unstable();
@@ -132,7 +132,7 @@ proptest! {
         let started = Arc::new(Mutex::new(Vec::new()));
         let (failed_in_f, late_in_f, log) = (failed.clone(), late.clone(), started.clone());
         let indexed: Vec<(usize, u16)> = items.iter().copied().enumerate().collect();
-        let got = current_thread().block_on(nursery::map(indexed, limit, move |(index, x)| {
+        let got = current_thread().block_on(within("nursery::map", nursery::map(indexed, limit, move |(index, x)| {
             if failed_in_f.load(SeqCst) {
                 late_in_f.store(true, SeqCst);
             }
@@ -149,7 +149,7 @@ proptest! {
                     Ok(g(x))
                 }
             }
-        }));
+        })));
         prop_assert!(!late.load(SeqCst), "a call started after the first error");
         let mut started = started.lock().unwrap().clone();
         started.sort_unstable();

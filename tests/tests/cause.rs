@@ -10,6 +10,7 @@ use std::panic::Location;
 use std::time::Duration;
 
 use nursery::{Cause, Nursery};
+use nursery_tests::within;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
@@ -41,14 +42,17 @@ async fn seen(watcher: oneshot::Receiver<(Cause, Option<Cause>)>) -> Cause {
 #[tokio::test(start_paused = true)]
 async fn a_child_sees_timed_out_when_the_deadline_passes() {
     let (tx, rx) = oneshot::channel();
-    let result = Nursery::builder()
-        .timeout(Duration::from_secs(5))
-        .grace(GRACE)
-        .scope(|n| async move {
-            let _ = tx.send(watch(&n));
-            std::future::pending::<Result<(), ()>>().await
-        })
-        .await;
+    let result = within(
+        "the scope",
+        Nursery::builder()
+            .timeout(Duration::from_secs(5))
+            .grace(GRACE)
+            .scope(|n| async move {
+                let _ = tx.send(watch(&n));
+                std::future::pending::<Result<(), ()>>().await
+            }),
+    )
+    .await;
     assert_eq!(result, Err(nursery::Error::TimedOut));
     assert_eq!(seen(rx.await.unwrap()).await, Cause::TimedOut);
 }
@@ -58,24 +62,27 @@ async fn a_child_sees_cancelled_when_the_cancel_on_token_fires() {
     let shutdown = CancellationToken::new();
     let (tx, rx) = oneshot::channel();
     let trigger = shutdown.clone();
-    let result = Nursery::builder()
-        .cancel_on(shutdown)
-        .grace(GRACE)
-        .scope(|n| async move {
-            let _ = tx.send(watch(&n));
-            trigger.cancel();
-            std::future::pending::<Result<(), ()>>().await
-        })
-        .await;
+    let result = within(
+        "the scope",
+        Nursery::builder()
+            .cancel_on(shutdown)
+            .grace(GRACE)
+            .scope(|n| async move {
+                let _ = tx.send(watch(&n));
+                trigger.cancel();
+                std::future::pending::<Result<(), ()>>().await
+            }),
+    )
+    .await;
     assert_eq!(result, Err(nursery::Error::Cancelled));
     assert_eq!(seen(rx.await.unwrap()).await, Cause::Cancelled);
 }
 
 #[tokio::test]
 async fn a_child_sees_requested_after_nursery_cancel_and_none_before() {
-    let cause = Nursery::builder()
-        .grace(GRACE)
-        .scope(|n| async move {
+    let cause = within(
+        "the scope",
+        Nursery::builder().grace(GRACE).scope(|n| async move {
             let (ready_tx, ready_rx) = oneshot::channel();
             let (tx, rx) = oneshot::channel();
             n.spawn(async move {
@@ -93,9 +100,10 @@ async fn a_child_sees_requested_after_nursery_cancel_and_none_before() {
             n.cancel();
             assert_eq!(nursery::cause(), Some(Cause::Requested));
             Ok(rx.await.unwrap())
-        })
-        .await
-        .unwrap();
+        }),
+    )
+    .await
+    .unwrap();
     assert_eq!(cause, Cause::Requested);
     assert_eq!(nursery::cause(), None, "outside any scope");
 }
@@ -104,15 +112,19 @@ async fn a_child_sees_requested_after_nursery_cancel_and_none_before() {
 async fn a_child_sees_which_task_failed_and_where_it_was_spawned() {
     let (tx, rx) = oneshot::channel();
     let (location_tx, location_rx) = oneshot::channel();
-    let result = Nursery::builder()
-        .grace(GRACE)
-        .scope(|n: Nursery<String>| async move {
-            let _ = tx.send(watch(&n));
-            let failing = n.spawn_named("parser", async { Err::<(), _>("bad input".to_string()) });
-            let _ = location_tx.send(failing.location());
-            Ok(())
-        })
-        .await;
+    let result = within(
+        "the scope",
+        Nursery::builder()
+            .grace(GRACE)
+            .scope(|n: Nursery<String>| async move {
+                let _ = tx.send(watch(&n));
+                let failing =
+                    n.spawn_named("parser", async { Err::<(), _>("bad input".to_string()) });
+                let _ = location_tx.send(failing.location());
+                Ok(())
+            }),
+    )
+    .await;
     assert!(matches!(result, Err(nursery::Error::Failed { .. })));
     let cause = seen(rx.await.unwrap()).await;
     assert!(matches!(cause, Cause::Failed { .. }), "{cause:?}");
@@ -126,13 +138,13 @@ async fn a_child_sees_which_task_failed_and_where_it_was_spawned() {
 async fn a_failing_body_reads_as_failed_at_the_scopes_location() {
     let (tx, rx) = oneshot::channel();
     let opened_at = Location::caller();
-    let result = Nursery::builder()
-        .grace(GRACE)
-        .scope(|n: Nursery<String>| async move {
-            let _ = tx.send(watch(&n));
-            Err::<(), _>("the body gave up".to_string())
-        })
-        .await;
+    let builder = Nursery::builder().grace(GRACE);
+    let scope_line = line!() + 1;
+    let scope = builder.scope(|n: Nursery<String>| async move {
+        let _ = tx.send(watch(&n));
+        Err::<(), _>("the body gave up".to_string())
+    });
+    let result = within("the scope", scope).await;
     assert!(matches!(result, Err(nursery::Error::Failed { .. })));
     let cause = seen(rx.await.unwrap()).await;
     assert!(
@@ -141,7 +153,7 @@ async fn a_failing_body_reads_as_failed_at_the_scopes_location() {
     );
     let location = cause.location().unwrap();
     assert_eq!(location.file(), opened_at.file());
-    assert!(location.line() > opened_at.line() && location.line() < opened_at.line() + 4);
+    assert_eq!(location.line(), scope_line, "the line of `.scope(`");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -157,7 +169,7 @@ async fn a_child_sees_which_task_panicked() {
                 Ok(())
             }),
     );
-    let joined = scope.await;
+    let joined = within("the scope", scope).await;
     assert!(
         joined.unwrap_err().is_panic(),
         "the scope re-raised the panic"
@@ -171,27 +183,30 @@ async fn a_child_sees_which_task_panicked() {
 async fn an_inner_scope_reads_as_the_outer_failure() {
     let (inner_tx, inner_rx) = oneshot::channel();
     let (ready_tx, ready_rx) = oneshot::channel::<()>();
-    let result = Nursery::builder()
-        .grace(GRACE)
-        .scope(|n: Nursery<String>| async move {
-            // A child running a scope of its own, whose child watches.
-            n.spawn(async move {
-                let inner = nursery::scope(|inner: Nursery<String>| async move {
-                    let watcher = watch(&inner);
-                    let _ = inner_tx.send(watcher);
-                    let _ = ready_tx.send(());
+    let result = within(
+        "the scope",
+        Nursery::builder()
+            .grace(GRACE)
+            .scope(|n: Nursery<String>| async move {
+                // A child running a scope of its own, whose child watches.
+                n.spawn(async move {
+                    let inner = nursery::scope(|inner: Nursery<String>| async move {
+                        let watcher = watch(&inner);
+                        let _ = inner_tx.send(watcher);
+                        let _ = ready_tx.send(());
+                        Ok(())
+                    })
+                    .await;
+                    // Cancelled from outside, as the outcome rule says.
+                    assert_eq!(inner, Err(nursery::Error::Cancelled));
                     Ok(())
-                })
-                .await;
-                // Cancelled from outside, as the outcome rule says.
-                assert_eq!(inner, Err(nursery::Error::Cancelled));
+                });
+                ready_rx.await.unwrap();
+                n.spawn_named("breaker", async { Err::<(), _>("broken".to_string()) });
                 Ok(())
-            });
-            ready_rx.await.unwrap();
-            n.spawn_named("breaker", async { Err::<(), _>("broken".to_string()) });
-            Ok(())
-        })
-        .await;
+            }),
+    )
+    .await;
     assert!(matches!(result, Err(nursery::Error::Failed { .. })));
     let cause = seen(inner_rx.await.unwrap()).await;
     assert!(matches!(cause, Cause::Failed { .. }), "{cause:?}");
@@ -202,35 +217,38 @@ async fn an_inner_scope_reads_as_the_outer_failure() {
 async fn an_inner_scope_two_levels_down_reads_as_the_outer_request() {
     let (inner_tx, inner_rx) = oneshot::channel();
     let (ready_tx, ready_rx) = oneshot::channel::<()>();
-    let result = Nursery::builder()
-        .grace(GRACE)
-        .name("outer")
-        .scope(|n: Nursery<String>| async move {
-            n.spawn(async move {
-                Nursery::builder()
-                    .name("middle")
-                    .scope(|middle: Nursery<String>| async move {
-                        middle.spawn(async move {
-                            Nursery::builder()
-                                .name("inner")
-                                .scope(|inner: Nursery<String>| async move {
-                                    let _ = inner_tx.send(watch(&inner));
-                                    let _ = ready_tx.send(());
-                                    Ok(())
-                                })
-                                .await
-                                .map_err(|e| e.to_string())
-                        });
-                        Ok(())
-                    })
-                    .await
-                    .map_err(|e| e.to_string())
-            });
-            ready_rx.await.unwrap();
-            n.cancel();
-            Ok("the body's result")
-        })
-        .await;
+    let result = within(
+        "the scope",
+        Nursery::builder()
+            .grace(GRACE)
+            .name("outer")
+            .scope(|n: Nursery<String>| async move {
+                n.spawn(async move {
+                    Nursery::builder()
+                        .name("middle")
+                        .scope(|middle: Nursery<String>| async move {
+                            middle.spawn(async move {
+                                Nursery::builder()
+                                    .name("inner")
+                                    .scope(|inner: Nursery<String>| async move {
+                                        let _ = inner_tx.send(watch(&inner));
+                                        let _ = ready_tx.send(());
+                                        Ok(())
+                                    })
+                                    .await
+                                    .map_err(|e| e.to_string())
+                            });
+                            Ok(())
+                        })
+                        .await
+                        .map_err(|e| e.to_string())
+                });
+                ready_rx.await.unwrap();
+                n.cancel();
+                Ok("the body's result")
+            }),
+    )
+    .await;
     assert_eq!(result, Ok("the body's result"));
     assert_eq!(seen(inner_rx.await.unwrap()).await, Cause::Requested);
 }
@@ -238,24 +256,27 @@ async fn an_inner_scope_two_levels_down_reads_as_the_outer_request() {
 #[tokio::test(start_paused = true)]
 async fn an_inner_scope_past_its_deadline_reads_as_timed_out() {
     let (inner_tx, inner_rx) = oneshot::channel();
-    let result = Nursery::builder()
-        .timeout(Duration::from_secs(1))
-        .grace(GRACE)
-        .scope(|n: Nursery<String>| async move {
-            // In a child, which the grace period lets finish; a scope in
-            // the body would be dropped with the body.
-            n.spawn(async move {
-                nursery::scope(|inner: Nursery<String>| async move {
-                    let _ = inner_tx.send(watch(&inner));
-                    Ok(())
-                })
-                .await
-                .map_err(|e| e.to_string())
-            });
-            std::future::pending::<()>().await;
-            Ok(())
-        })
-        .await;
+    let result = within(
+        "the scope",
+        Nursery::builder()
+            .timeout(Duration::from_secs(1))
+            .grace(GRACE)
+            .scope(|n: Nursery<String>| async move {
+                // In a child, which the grace period lets finish; a scope in
+                // the body would be dropped with the body.
+                n.spawn(async move {
+                    nursery::scope(|inner: Nursery<String>| async move {
+                        let _ = inner_tx.send(watch(&inner));
+                        Ok(())
+                    })
+                    .await
+                    .map_err(|e| e.to_string())
+                });
+                std::future::pending::<()>().await;
+                Ok(())
+            }),
+    )
+    .await;
     assert_eq!(result, Err(nursery::Error::TimedOut));
     assert_eq!(seen(inner_rx.await.unwrap()).await, Cause::TimedOut);
 }
@@ -267,14 +288,17 @@ async fn an_inner_scope_past_its_deadline_reads_as_timed_out() {
 async fn a_child_that_fails_at_once_is_still_named_in_the_cause() {
     for round in 0..200 {
         let (tx, rx) = oneshot::channel();
-        let result = Nursery::builder()
-            .grace(GRACE)
-            .scope(|n: Nursery<String>| async move {
-                let _ = tx.send(watch(&n));
-                n.spawn_named("quick", async { Err::<(), _>("at once".to_string()) });
-                Ok(())
-            })
-            .await;
+        let result = within(
+            "the scope",
+            Nursery::builder()
+                .grace(GRACE)
+                .scope(|n: Nursery<String>| async move {
+                    let _ = tx.send(watch(&n));
+                    n.spawn_named("quick", async { Err::<(), _>("at once".to_string()) });
+                    Ok(())
+                }),
+        )
+        .await;
         assert!(matches!(result, Err(nursery::Error::Failed { .. })));
         let cause = seen(rx.await.unwrap()).await;
         assert_eq!(cause.task(), Some("quick"), "round {round}: {cause:?}");

@@ -15,7 +15,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use nursery::{Error, Nursery};
-use nursery_tests::{Latch, panic_message};
+use nursery_tests::{Latch, panic_message, within_for};
 use tokio::sync::oneshot;
 
 const FULL_DEPTH: usize = 50_000;
@@ -83,16 +83,9 @@ fn chain(depth: usize, bottom: Bottom) -> Nested {
     }))
 }
 
-async fn bounded<F: Future>(what: &str, future: F) -> F::Output {
-    match tokio::time::timeout(BOUND, future).await {
-        Ok(output) => output,
-        Err(_) => panic!("still running after {BOUND:?}: {what}"),
-    }
-}
-
 /// Waits until no scope is left open anywhere.
 async fn tree_empties() {
-    bounded("the chain's scopes to leave the tree", async {
+    within_for(BOUND, "the chain's scopes to leave the tree", async {
         while !nursery::dump().is_empty() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -108,13 +101,16 @@ fn cancelling_a_deep_chain_of_scopes_takes_no_stack_per_level() {
         let result = nursery::scope(move |n: Nursery<()>| async move {
             let (reached_tx, reached) = oneshot::channel();
             n.spawn(async move { chain(depth, Bottom::Wait(reached_tx)).await.map_err(|_| ()) });
-            bounded("the chain to open", reached)
+            within_for(BOUND, "the chain to open", reached)
                 .await
                 .expect("the innermost scope opened");
             n.cancel();
             Ok(())
         });
-        assert_eq!(bounded("the chain to be cancelled", result).await, Ok(()));
+        assert_eq!(
+            within_for(BOUND, "the chain to be cancelled", result).await,
+            Ok(())
+        );
         tree_empties().await;
     });
 }
@@ -128,7 +124,7 @@ fn dropping_a_deep_chain_of_scopes_takes_no_stack_per_level() {
         let root = chain(depth, Bottom::Wait(reached_tx));
         tokio::select! {
             _ = root => panic!("the chain cannot return"),
-            _ = bounded("the chain to open", reached) => {} // dropped here
+            _ = within_for(BOUND, "the chain to open", reached) => {} // dropped here
         }
         tree_empties().await;
     });
@@ -146,13 +142,13 @@ fn a_panic_at_the_bottom_of_a_dropped_chain_is_re_raised_by_the_scope_above_it()
             let inner = chain(depth, Bottom::PanicLater(reached_tx, latch));
             tokio::select! {
                 _ = inner => panic!("the chain cannot return"),
-                _ = bounded("the chain to open", reached) => {} // dropped here
+                _ = within_for(BOUND, "the chain to open", reached) => {} // dropped here
             }
             // The panic travels up every dropped scope to this one.
             dropped.open();
             Ok(())
         }));
-        let payload = bounded("the outer scope", outer)
+        let payload = within_for(BOUND, "the outer scope", outer)
             .await
             .expect_err("the panic is re-raised")
             .into_panic();

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nursery::{Dump, Nursery, ScopeSnapshot, ScopeState, TaskHandle, TaskState};
-use nursery_tests::{DropCounter, Latch, dump_subtree, mask_ages};
+use nursery_tests::{DropCounter, Latch, dump_subtree, mask_ages, within};
 use tokio::sync::oneshot;
 
 type E = &'static str;
@@ -112,7 +112,7 @@ async fn dump_shows_a_three_level_tree() {
         n.cancel();
         Ok((dump, middle_opener.location(), inner_opener, inner))
     });
-    let (dump, middle_opener, inner_opener, inner) = dumped.await.unwrap();
+    let (dump, middle_opener, inner_opener, inner) = within("the scope", dumped).await.unwrap();
     let text = dump.to_string();
     eprintln!("{text}");
 
@@ -235,20 +235,23 @@ scope `dump-three-levels` opened at {}: open, age <age>
 async fn dump_forgets_a_scope_once_it_returns() {
     const ROOT: &str = "dump-returned";
     let (seen_tx, seen_rx) = oneshot::channel();
-    Nursery::builder()
-        .name(ROOT)
-        .scope(|n: Nursery<E>| async move {
-            n.spawn_named("dump-returned-task", async move {
-                let _ = seen_rx.await;
+    within(
+        "the scope",
+        Nursery::builder()
+            .name(ROOT)
+            .scope(|n: Nursery<E>| async move {
+                n.spawn_named("dump-returned-task", async move {
+                    let _ = seen_rx.await;
+                    Ok(())
+                });
+                let dump = nursery::dump();
+                assert_eq!(root(&dump, ROOT).tasks().len(), 1, "{dump}");
+                let _ = seen_tx.send(());
                 Ok(())
-            });
-            let dump = nursery::dump();
-            assert_eq!(root(&dump, ROOT).tasks().len(), 1, "{dump}");
-            let _ = seen_tx.send(());
-            Ok(())
-        })
-        .await
-        .unwrap();
+            }),
+    )
+    .await
+    .unwrap();
     let dump = nursery::dump();
     assert!(!has_root(&dump, ROOT), "{dump}");
     assert!(!dump.to_string().contains(ROOT), "{dump}");
@@ -264,25 +267,28 @@ async fn dump_forgets_a_scope_once_it_returns() {
 async fn dump_shows_a_cancelled_scope_and_its_children_as_cancelling() {
     const ROOT: &str = "dump-cancelling";
     let (finish_tx, finish_rx) = oneshot::channel::<()>();
-    let dump = Nursery::builder()
-        .name(ROOT)
-        .grace(SAFETY)
-        .scope(|n: Nursery<E>| async move {
-            let (started_tx, started_rx) = oneshot::channel();
-            n.spawn_named("dump-cancelling-child", async move {
-                let _ = started_tx.send(());
-                // Ignores the cancel until told to finish: inside the grace.
-                let _ = finish_rx.await;
-                Ok(())
-            });
-            let _ = started_rx.await;
-            n.cancel();
-            let dump = nursery::dump();
-            let _ = finish_tx.send(());
-            Ok(dump)
-        })
-        .await
-        .unwrap();
+    let dump = within(
+        "the scope",
+        Nursery::builder()
+            .name(ROOT)
+            .grace(SAFETY)
+            .scope(|n: Nursery<E>| async move {
+                let (started_tx, started_rx) = oneshot::channel();
+                n.spawn_named("dump-cancelling-child", async move {
+                    let _ = started_tx.send(());
+                    // Ignores the cancel until told to finish: inside the grace.
+                    let _ = finish_rx.await;
+                    Ok(())
+                });
+                let _ = started_rx.await;
+                n.cancel();
+                let dump = nursery::dump();
+                let _ = finish_tx.send(());
+                Ok(dump)
+            }),
+    )
+    .await
+    .unwrap();
     eprintln!("{dump}");
     let scope = root(&dump, ROOT);
     assert_eq!(scope.state(), ScopeState::Cancelling);
@@ -335,7 +341,7 @@ async fn dump_shows_a_dropped_scope_with_its_blocking_child_cancelling() {
         ready = ready_rx => ready.unwrap(),
     };
     // The scope future is gone; its async child is aborted.
-    aborted.wait_for(1).await;
+    within("the async child to be aborted", aborted.wait_for(1)).await;
 
     let dump = nursery::dump();
     eprintln!("{dump}");
@@ -380,31 +386,34 @@ async fn dump_ages_grow_while_a_task_runs() {
         OpenOnDrop(first_seen.clone()),
         OpenOnDrop(second_seen.clone()),
     );
-    let (first, second) = Nursery::builder()
-        .name(ROOT)
-        .scope(|n: Nursery<E>| async move {
-            let (started_tx, started_rx) = oneshot::channel();
-            let (slept_tx, slept_rx) = oneshot::channel();
-            let (first, second) = (first_seen.clone(), second_seen.clone());
-            let child = n.spawn_blocking(move |_token| {
-                let _ = started_tx.send(());
-                assert!(first.wait(SAFETY), "the first dump was never taken");
-                std::thread::sleep(SPAN); // the time being measured
-                let _ = slept_tx.send(());
-                assert!(second.wait(SAFETY), "the second dump was never taken");
-                Ok(())
-            });
-            let _ = started_rx.await;
-            let first = nursery::dump();
-            first_seen.open();
-            let _ = slept_rx.await;
-            let second = nursery::dump();
-            second_seen.open();
-            child.await.map_err(|_| "the child failed")?;
-            Ok((first, second))
-        })
-        .await
-        .unwrap();
+    let (first, second) = within(
+        "the scope",
+        Nursery::builder()
+            .name(ROOT)
+            .scope(|n: Nursery<E>| async move {
+                let (started_tx, started_rx) = oneshot::channel();
+                let (slept_tx, slept_rx) = oneshot::channel();
+                let (first, second) = (first_seen.clone(), second_seen.clone());
+                let child = n.spawn_blocking(move |_token| {
+                    let _ = started_tx.send(());
+                    assert!(first.wait(SAFETY), "the first dump was never taken");
+                    std::thread::sleep(SPAN); // the time being measured
+                    let _ = slept_tx.send(());
+                    assert!(second.wait(SAFETY), "the second dump was never taken");
+                    Ok(())
+                });
+                let _ = started_rx.await;
+                let first = nursery::dump();
+                first_seen.open();
+                let _ = slept_rx.await;
+                let second = nursery::dump();
+                second_seen.open();
+                child.await.map_err(|_| "the child failed")?;
+                Ok((first, second))
+            }),
+    )
+    .await
+    .unwrap();
 
     let age = |dump: &Dump| {
         let scope = root(dump, ROOT);

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use nursery::{Leak, Nursery, TaskState};
-use nursery_tests::{DropCounter, Latch, LeakLog, PanicOnDrop, panic_message};
+use nursery_tests::{DropCounter, Latch, LeakLog, PanicOnDrop, panic_message, within};
 use tokio::sync::oneshot;
 
 type E = &'static str;
@@ -79,15 +79,13 @@ fn unexpected_panics(needle: &str) -> Vec<String> {
         .collect()
 }
 
-/// Runs `scope` to completion within `SAFETY`, and returns the payload of
-/// the panic it re-raised.
+/// Runs `scope` to completion (bounded by [`within`]), and returns the
+/// payload of the panic it re-raised.
 async fn expect_reraised<F>(scope: F) -> String
 where
     F: Future<Output = Result<(), nursery::Error<E>>>,
 {
-    let caught = tokio::time::timeout(SAFETY, AssertUnwindSafe(scope).catch_unwind())
-        .await
-        .expect("the scope hung");
+    let caught = within("the scope", AssertUnwindSafe(scope).catch_unwind()).await;
     match caught {
         Ok(result) => panic!("the panic was lost: the scope returned {result:?}"),
         Err(payload) => panic_message(&*payload),
@@ -235,8 +233,8 @@ async fn fault_child_that_never_yields_holds_its_scope_until_its_first_yield() {
     let ran_on = Arc::new(AtomicBool::new(false));
     let guards = DropCounter::new();
     let (spin, ran, guard) = (stop.clone(), ran_on.clone(), guards.guard());
-    let result = tokio::time::timeout(
-        SAFETY,
+    let result = within(
+        "the scope",
         nursery::scope(move |n: Nursery<E>| async move {
             let (started_tx, started) = oneshot::channel();
             n.spawn_named(
@@ -260,8 +258,7 @@ async fn fault_child_that_never_yields_holds_its_scope_until_its_first_yield() {
             Ok(())
         }),
     )
-    .await
-    .expect("the scope hung");
+    .await;
     assert_eq!(result, Ok(()), "cancelling on purpose is not an error (G9)");
     assert_eq!(guards.dropped(), 1, "returned before the spinner ended");
     assert!(
@@ -555,7 +552,7 @@ async fn fault_scope_polled_after_completion_panics_clearly() {
         n.spawn(async { Ok(()) });
         Ok(7)
     }));
-    assert_eq!(scope.as_mut().await, Ok(7));
+    assert_eq!(within("the scope", scope.as_mut()).await, Ok(7));
     let again = poll_fn(|cx| {
         Poll::Ready(catch_unwind(AssertUnwindSafe(|| {
             scope.as_mut().poll(cx).is_ready()

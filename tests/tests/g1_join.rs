@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
 
 use nursery::{Error, Nursery};
-use nursery_tests::{DropCounter, Latch, yield_rounds};
+use nursery_tests::{DropCounter, Latch, within, yield_rounds};
 use tokio::sync::{Barrier, oneshot};
 
 type E = &'static str;
@@ -22,37 +22,44 @@ async fn g1_scope_returns_only_after_every_child_finished() {
     const CHILDREN: usize = 16;
     let finished = Arc::new(AtomicUsize::new(0));
     let counter = finished.clone();
-    nursery::scope(|n: Nursery<E>| async move {
-        let barrier = Arc::new(Barrier::new(CHILDREN));
-        for _ in 0..CHILDREN {
-            let barrier = barrier.clone();
-            let finished = counter.clone();
-            // The handle is dropped at once: that detaches nothing.
-            drop(n.spawn(async move {
-                barrier.wait().await;
-                // Work that goes on well after the body has returned.
-                yield_rounds(50).await;
-                finished.fetch_add(1, SeqCst);
-                Ok(())
-            }));
-        }
-        Ok(())
-    })
+    let body_returned = DropCounter::new();
+    let body_guard = body_returned.guard();
+    within(
+        "the scope",
+        nursery::scope(|n: Nursery<E>| async move {
+            let _body = body_guard;
+            let barrier = Arc::new(Barrier::new(CHILDREN));
+            for _ in 0..CHILDREN {
+                let barrier = barrier.clone();
+                let finished = counter.clone();
+                let body_returned = body_returned.clone();
+                // The handle is dropped at once: that detaches nothing.
+                drop(n.spawn(async move {
+                    barrier.wait().await;
+                    // Work that goes on after the body has returned.
+                    body_returned.wait_for(1).await;
+                    finished.fetch_add(1, SeqCst);
+                    Ok(())
+                }));
+            }
+            Ok(())
+        }),
+    )
     .await
     .unwrap();
     assert_eq!(finished.load(SeqCst), CHILDREN);
 }
 
-/// Spawns a child that records itself when done and, below `depth`, first
-/// spawns two siblings doing the same.
-fn spawn_family(n: &Nursery<E>, depth: u32, finished: Arc<AtomicUsize>) {
+/// Spawns a child that waits for the body to return, then, below `depth`,
+/// spawns two siblings doing the same, and records itself as done.
+fn spawn_family(n: &Nursery<E>, depth: u32, finished: Arc<AtomicUsize>, body: DropCounter) {
     let spawner = n.clone();
     drop(n.spawn(async move {
+        body.wait_for(1).await;
         if depth > 0 {
-            spawn_family(&spawner, depth - 1, finished.clone());
-            spawn_family(&spawner, depth - 1, finished.clone());
+            spawn_family(&spawner, depth - 1, finished.clone(), body.clone());
+            spawn_family(&spawner, depth - 1, finished.clone(), body.clone());
         }
-        yield_rounds(20).await;
         finished.fetch_add(1, SeqCst);
         Ok(())
     }));
@@ -62,12 +69,18 @@ fn spawn_family(n: &Nursery<E>, depth: u32, finished: Arc<AtomicUsize>) {
 async fn g1_siblings_spawned_by_children_are_waited_for() {
     let finished = Arc::new(AtomicUsize::new(0));
     let counter = finished.clone();
-    nursery::scope(|n: Nursery<E>| async move {
-        // 1 + 2 + 4 + 8 children, the later generations spawned by children
-        // after the body has returned, while the scope is joining.
-        spawn_family(&n, 3, counter);
-        Ok(())
-    })
+    let body_returned = DropCounter::new();
+    let body_guard = body_returned.guard();
+    within(
+        "the scope",
+        nursery::scope(|n: Nursery<E>| async move {
+            let _body = body_guard;
+            // 1 + 2 + 4 + 8 children, the later generations spawned by children
+            // after the body has returned, while the scope is joining.
+            spawn_family(&n, 3, counter, body_returned);
+            Ok(())
+        }),
+    )
     .await
     .unwrap();
     assert_eq!(finished.load(SeqCst), 15);
@@ -83,39 +96,42 @@ async fn outer_fails_while_child_runs_inner_scope(
     // Inner children, their siblings, and the child holding the inner scope.
     let total = INNER * 2 + 1;
     let guards = guards.clone();
-    let result = nursery::scope(|n: Nursery<E>| async move {
-        let all_started = Arc::new(Barrier::new(INNER * 2 + 1));
-        let started = all_started.clone();
-        let holder_guard = guards.guard();
-        drop(n.spawn(async move {
-            let _guard = holder_guard;
-            nursery::scope(|inner: Nursery<E>| async move {
-                for _ in 0..INNER {
-                    let (guard, sibling_guard) = (guards.guard(), guards.guard());
-                    let (started, sibling_started) = (started.clone(), started.clone());
-                    let spawner = inner.clone();
-                    drop(inner.spawn(async move {
-                        let _guard = guard;
-                        drop(spawner.spawn(async move {
-                            let _guard = sibling_guard;
-                            sibling_started.wait().await;
+    let result = within(
+        "the scope",
+        nursery::scope(|n: Nursery<E>| async move {
+            let all_started = Arc::new(Barrier::new(INNER * 2 + 1));
+            let started = all_started.clone();
+            let holder_guard = guards.guard();
+            drop(n.spawn(async move {
+                let _guard = holder_guard;
+                nursery::scope(|inner: Nursery<E>| async move {
+                    for _ in 0..INNER {
+                        let (guard, sibling_guard) = (guards.guard(), guards.guard());
+                        let (started, sibling_started) = (started.clone(), started.clone());
+                        let spawner = inner.clone();
+                        drop(inner.spawn(async move {
+                            let _guard = guard;
+                            drop(spawner.spawn(async move {
+                                let _guard = sibling_guard;
+                                sibling_started.wait().await;
+                                pending::<Result<(), E>>().await
+                            }));
+                            started.wait().await;
                             pending::<Result<(), E>>().await
                         }));
-                        started.wait().await;
-                        pending::<Result<(), E>>().await
-                    }));
-                }
-                pending::<Result<(), E>>().await
-            })
-            .await
-            .map_err(|_| "inner scope failed")
-        }));
-        drop(n.spawn(async move {
-            all_started.wait().await;
-            Err::<(), _>("outer failed")
-        }));
-        Ok(())
-    })
+                    }
+                    pending::<Result<(), E>>().await
+                })
+                .await
+                .map_err(|_| "inner scope failed")
+            }));
+            drop(n.spawn(async move {
+                all_started.wait().await;
+                Err::<(), _>("outer failed")
+            }));
+            Ok(())
+        }),
+    )
     .await;
     (result, total)
 }
@@ -226,7 +242,10 @@ async fn g1_spawn_blocking_child_is_waited_for_after_cancel() {
         "the scope returned while a blocking child was still running"
     );
     latch.open();
-    assert_eq!(scope.await.unwrap(), Ok("body's result"));
+    assert_eq!(
+        within("the scope", scope).await.unwrap(),
+        Ok("body's result")
+    );
     assert!(finished.load(SeqCst));
 }
 
@@ -262,7 +281,7 @@ async fn g1_outer_waits_for_blocking_child_of_an_aborted_inner_scope() {
     );
     latch.open();
     assert!(matches!(
-        scope.await.unwrap(),
+        within("the scope", scope).await.unwrap(),
         Err(Error::Failed {
             error: "outer failed",
             ..
@@ -309,7 +328,7 @@ async fn g1_join_is_transitive_through_two_levels_of_aborted_inner_scopes() {
     yield_rounds(100).await;
     let returned_early = scope.is_finished();
     latch.open();
-    let result = scope.await.unwrap();
+    let result = within("the scope", scope).await.unwrap();
     assert!(
         !returned_early,
         "the outer scope returned while a blocking grandchild two scopes down was still running"
@@ -332,38 +351,41 @@ async fn g1_join_is_transitive_through_two_levels_with_async_grandchildren() {
     for _ in 0..20 {
         let guards = DropCounter::new();
         let leaves = guards.clone();
-        let result = nursery::scope(|n: Nursery<E>| async move {
-            let all_started = Arc::new(Barrier::new(LEAVES + 1));
-            let started = all_started.clone();
-            drop(n.spawn(async move {
-                nursery::scope(|inner: Nursery<E>| async move {
-                    drop(inner.spawn(async move {
-                        nursery::scope(|innermost: Nursery<E>| async move {
-                            for _ in 0..LEAVES {
-                                let guard = leaves.guard();
-                                let started = started.clone();
-                                drop(innermost.spawn(async move {
-                                    let _guard = guard;
-                                    started.wait().await;
-                                    pending::<Result<(), E>>().await
-                                }));
-                            }
-                            pending::<Result<(), E>>().await
-                        })
-                        .await
-                        .map_err(|_| "innermost scope failed")
-                    }));
-                    pending::<Result<(), E>>().await
-                })
-                .await
-                .map_err(|_| "inner scope failed")
-            }));
-            drop(n.spawn(async move {
-                all_started.wait().await;
-                Err::<(), _>("outer failed")
-            }));
-            Ok(())
-        })
+        let result = within(
+            "the scope",
+            nursery::scope(|n: Nursery<E>| async move {
+                let all_started = Arc::new(Barrier::new(LEAVES + 1));
+                let started = all_started.clone();
+                drop(n.spawn(async move {
+                    nursery::scope(|inner: Nursery<E>| async move {
+                        drop(inner.spawn(async move {
+                            nursery::scope(|innermost: Nursery<E>| async move {
+                                for _ in 0..LEAVES {
+                                    let guard = leaves.guard();
+                                    let started = started.clone();
+                                    drop(innermost.spawn(async move {
+                                        let _guard = guard;
+                                        started.wait().await;
+                                        pending::<Result<(), E>>().await
+                                    }));
+                                }
+                                pending::<Result<(), E>>().await
+                            })
+                            .await
+                            .map_err(|_| "innermost scope failed")
+                        }));
+                        pending::<Result<(), E>>().await
+                    })
+                    .await
+                    .map_err(|_| "inner scope failed")
+                }));
+                drop(n.spawn(async move {
+                    all_started.wait().await;
+                    Err::<(), _>("outer failed")
+                }));
+                Ok(())
+            }),
+        )
         .await;
         assert!(matches!(
             result,
@@ -385,53 +407,56 @@ async fn g1_join_is_transitive_through_two_levels_with_async_grandchildren() {
 /// many guards were handed out.
 async fn mixed_tree(guards: DropCounter) -> usize {
     const EACH: usize = 4;
-    let result = nursery::scope(|n: Nursery<E>| async move {
-        let all_started = Arc::new(Barrier::new(EACH * 2 + 2));
-        for _ in 0..EACH {
-            // Finishes by itself.
-            let guard = guards.guard();
-            drop(n.spawn(async move {
-                let _guard = guard;
-                Ok(())
-            }));
-            // Runs until cancelled, after spawning a sibling that does too.
-            let (guard, sibling_guard) = (guards.guard(), guards.guard());
-            let (started, sibling_started) = (all_started.clone(), all_started.clone());
-            let spawner = n.clone();
-            drop(n.spawn(async move {
-                let _guard = guard;
-                drop(spawner.spawn(async move {
-                    let _guard = sibling_guard;
-                    sibling_started.wait().await;
-                    pending::<Result<(), E>>().await
+    let result = within(
+        "the scope",
+        nursery::scope(|n: Nursery<E>| async move {
+            let all_started = Arc::new(Barrier::new(EACH * 2 + 2));
+            for _ in 0..EACH {
+                // Finishes by itself.
+                let guard = guards.guard();
+                drop(n.spawn(async move {
+                    let _guard = guard;
+                    Ok(())
                 }));
-                started.wait().await;
-                pending::<Result<(), E>>().await
-            }));
-        }
-        let inner_guards = guards.clone();
-        let started = all_started.clone();
-        let holder_guard = guards.guard();
-        drop(n.spawn(async move {
-            let _guard = holder_guard;
-            nursery::scope(|inner: Nursery<E>| async move {
-                for _ in 0..EACH {
-                    let guard = inner_guards.guard();
-                    drop(inner.spawn(async move {
-                        let _guard = guard;
+                // Runs until cancelled, after spawning a sibling that does too.
+                let (guard, sibling_guard) = (guards.guard(), guards.guard());
+                let (started, sibling_started) = (all_started.clone(), all_started.clone());
+                let spawner = n.clone();
+                drop(n.spawn(async move {
+                    let _guard = guard;
+                    drop(spawner.spawn(async move {
+                        let _guard = sibling_guard;
+                        sibling_started.wait().await;
                         pending::<Result<(), E>>().await
                     }));
-                }
-                started.wait().await;
-                pending::<Result<(), E>>().await
-            })
-            .await
-            .map_err(|_| "inner scope failed")
-        }));
-        all_started.wait().await;
-        n.cancel();
-        Ok(())
-    })
+                    started.wait().await;
+                    pending::<Result<(), E>>().await
+                }));
+            }
+            let inner_guards = guards.clone();
+            let started = all_started.clone();
+            let holder_guard = guards.guard();
+            drop(n.spawn(async move {
+                let _guard = holder_guard;
+                nursery::scope(|inner: Nursery<E>| async move {
+                    for _ in 0..EACH {
+                        let guard = inner_guards.guard();
+                        drop(inner.spawn(async move {
+                            let _guard = guard;
+                            pending::<Result<(), E>>().await
+                        }));
+                    }
+                    started.wait().await;
+                    pending::<Result<(), E>>().await
+                })
+                .await
+                .map_err(|_| "inner scope failed")
+            }));
+            all_started.wait().await;
+            n.cancel();
+            Ok(())
+        }),
+    )
     .await;
     assert_eq!(result, Ok(()));
     EACH * 4 + 1

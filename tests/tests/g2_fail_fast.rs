@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
 
 use nursery::{Error, Nursery};
-use nursery_tests::{DropCounter, yield_rounds};
+use nursery_tests::{DropCounter, within, yield_rounds};
 use tokio::sync::{Barrier, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -30,23 +30,26 @@ async fn g2_first_error_cancels_siblings_and_is_returned_after_the_join() {
     const SIBLINGS: usize = 8;
     let guards = DropCounter::new();
     let handed_out = guards.clone();
-    let result = nursery::scope(|n: Nursery<E>| async move {
-        let all_started = Arc::new(Barrier::new(SIBLINGS + 1));
-        for _ in 0..SIBLINGS {
-            let guard = handed_out.guard();
-            let started = all_started.clone();
+    let result = within(
+        "the scope",
+        nursery::scope(|n: Nursery<E>| async move {
+            let all_started = Arc::new(Barrier::new(SIBLINGS + 1));
+            for _ in 0..SIBLINGS {
+                let guard = handed_out.guard();
+                let started = all_started.clone();
+                drop(n.spawn(async move {
+                    let _guard = guard;
+                    started.wait().await;
+                    pending::<Result<(), E>>().await
+                }));
+            }
             drop(n.spawn(async move {
-                let _guard = guard;
-                started.wait().await;
-                pending::<Result<(), E>>().await
+                all_started.wait().await;
+                Err::<(), _>("first")
             }));
-        }
-        drop(n.spawn(async move {
-            all_started.wait().await;
-            Err::<(), _>("first")
-        }));
-        Ok(())
-    })
+            Ok(())
+        }),
+    )
     .await;
     assert_eq!(result, Err(failed("first", &[])));
     assert_eq!(
@@ -63,22 +66,25 @@ async fn g2_first_error_is_returned_only_after_siblings_finished_cleaning_up() {
     const SIBLINGS: usize = 4;
     let cleaned = Arc::new(AtomicUsize::new(0));
     let counter = cleaned.clone();
-    let result = nursery::Nursery::builder()
-        .grace(Duration::from_secs(10))
-        .scope(|n: Nursery<E>| async move {
-            for _ in 0..SIBLINGS {
-                let cleaned = counter.clone();
-                drop(n.spawn(async move {
-                    nursery::cancelled().await;
-                    yield_rounds(10).await;
-                    cleaned.fetch_add(1, SeqCst);
-                    Ok(())
-                }));
-            }
-            drop(n.spawn(async { Err::<(), _>("first") }));
-            Ok(())
-        })
-        .await;
+    let result = within(
+        "the scope",
+        nursery::Nursery::builder()
+            .grace(Duration::from_secs(10))
+            .scope(|n: Nursery<E>| async move {
+                for _ in 0..SIBLINGS {
+                    let cleaned = counter.clone();
+                    drop(n.spawn(async move {
+                        nursery::cancelled().await;
+                        yield_rounds(10).await;
+                        cleaned.fetch_add(1, SeqCst);
+                        Ok(())
+                    }));
+                }
+                drop(n.spawn(async { Err::<(), _>("first") }));
+                Ok(())
+            }),
+    )
+    .await;
     assert_eq!(result, Err(failed("first", &[])));
     assert_eq!(cleaned.load(SeqCst), SIBLINGS);
 }
@@ -90,23 +96,26 @@ async fn g2_first_error_cancels_the_body() {
     let body = DropCounter::new();
     let resumed = Arc::new(AtomicBool::new(false));
     let (body_guard, resumed_in_body) = (body.guard(), resumed.clone());
-    let result = nursery::Nursery::builder()
-        .grace(Duration::from_secs(10))
-        .scope(|n: Nursery<E>| async move {
-            let _guard = body_guard;
-            let (wake_body, body_wakes) = oneshot::channel();
-            // Wakes the body during the grace period, after the failure.
-            drop(n.spawn(async move {
-                nursery::cancelled().await;
-                let _ = wake_body.send(());
+    let result = within(
+        "the scope",
+        nursery::Nursery::builder()
+            .grace(Duration::from_secs(10))
+            .scope(|n: Nursery<E>| async move {
+                let _guard = body_guard;
+                let (wake_body, body_wakes) = oneshot::channel();
+                // Wakes the body during the grace period, after the failure.
+                drop(n.spawn(async move {
+                    nursery::cancelled().await;
+                    let _ = wake_body.send(());
+                    Ok(())
+                }));
+                drop(n.spawn(async { Err::<(), _>("child failed") }));
+                let _ = body_wakes.await;
+                resumed_in_body.store(true, SeqCst);
                 Ok(())
-            }));
-            drop(n.spawn(async { Err::<(), _>("child failed") }));
-            let _ = body_wakes.await;
-            resumed_in_body.store(true, SeqCst);
-            Ok(())
-        })
-        .await;
+            }),
+    )
+    .await;
     assert_eq!(result, Err(failed("child failed", &[])));
     assert_eq!(body.dropped(), 1);
     assert!(
@@ -120,20 +129,23 @@ async fn g2_body_error_cancels_running_children() {
     const CHILDREN: usize = 8;
     let guards = DropCounter::new();
     let handed_out = guards.clone();
-    let result = nursery::scope(|n: Nursery<E>| async move {
-        let all_started = Arc::new(Barrier::new(CHILDREN + 1));
-        for _ in 0..CHILDREN {
-            let guard = handed_out.guard();
-            let started = all_started.clone();
-            drop(n.spawn(async move {
-                let _guard = guard;
-                started.wait().await;
-                pending::<Result<(), E>>().await
-            }));
-        }
-        all_started.wait().await;
-        Err::<(), _>("body failed")
-    })
+    let result = within(
+        "the scope",
+        nursery::scope(|n: Nursery<E>| async move {
+            let all_started = Arc::new(Barrier::new(CHILDREN + 1));
+            for _ in 0..CHILDREN {
+                let guard = handed_out.guard();
+                let started = all_started.clone();
+                drop(n.spawn(async move {
+                    let _guard = guard;
+                    started.wait().await;
+                    pending::<Result<(), E>>().await
+                }));
+            }
+            all_started.wait().await;
+            Err::<(), _>("body failed")
+        }),
+    )
     .await;
     assert_eq!(result, Err(failed("body failed", &[])));
     assert_eq!(
@@ -148,27 +160,30 @@ async fn g2_body_error_cancels_running_children() {
 /// having each late child wait for the previous one's handle.
 #[tokio::test(start_paused = true)]
 async fn g2_errors_during_cancellation_are_kept_as_suppressed_in_order() {
-    let result = nursery::Nursery::builder()
-        .grace(Duration::from_secs(10))
-        .scope(|n: Nursery<E>| async move {
-            let second = n.spawn(async {
-                nursery::cancelled().await;
-                Err::<(), _>("second")
-            });
-            let third = n.spawn(async move {
-                nursery::cancelled().await;
-                assert!(second.await.unwrap_err().is_failed());
-                Err::<(), _>("third")
-            });
-            drop(n.spawn(async move {
-                nursery::cancelled().await;
-                assert!(third.await.unwrap_err().is_failed());
-                Err::<(), _>("fourth")
-            }));
-            drop(n.spawn(async { Err::<(), _>("first") }));
-            pending::<Result<(), E>>().await
-        })
-        .await;
+    let result = within(
+        "the scope",
+        nursery::Nursery::builder()
+            .grace(Duration::from_secs(10))
+            .scope(|n: Nursery<E>| async move {
+                let second = n.spawn(async {
+                    nursery::cancelled().await;
+                    Err::<(), _>("second")
+                });
+                let third = n.spawn(async move {
+                    nursery::cancelled().await;
+                    assert!(second.await.unwrap_err().is_failed());
+                    Err::<(), _>("third")
+                });
+                drop(n.spawn(async move {
+                    nursery::cancelled().await;
+                    assert!(third.await.unwrap_err().is_failed());
+                    Err::<(), _>("fourth")
+                }));
+                drop(n.spawn(async { Err::<(), _>("first") }));
+                pending::<Result<(), E>>().await
+            }),
+    )
+    .await;
     assert_eq!(result, Err(failed("first", &["second", "third", "fourth"])));
 }
 
@@ -176,19 +191,22 @@ async fn g2_errors_during_cancellation_are_kept_as_suppressed_in_order() {
 /// is suppressed, not lost and not the scope's error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn g2_blocking_child_error_after_the_cancel_is_suppressed() {
-    let result = nursery::scope(|n: Nursery<E>| async move {
-        let (started_tx, started) = oneshot::channel();
-        drop(n.spawn_blocking(move |token| {
-            let _ = started_tx.send(());
-            tokio::runtime::Handle::current().block_on(token.cancelled());
-            Err::<(), _>("blocking, after the cancel")
-        }));
-        drop(n.spawn(async move {
-            started.await.unwrap();
-            Err::<(), _>("first")
-        }));
-        Ok(())
-    })
+    let result = within(
+        "the scope",
+        nursery::scope(|n: Nursery<E>| async move {
+            let (started_tx, started) = oneshot::channel();
+            drop(n.spawn_blocking(move |token| {
+                let _ = started_tx.send(());
+                tokio::runtime::Handle::current().block_on(token.cancelled());
+                Err::<(), _>("blocking, after the cancel")
+            }));
+            drop(n.spawn(async move {
+                started.await.unwrap();
+                Err::<(), _>("first")
+            }));
+            Ok(())
+        }),
+    )
     .await;
     assert_eq!(
         result,
@@ -202,32 +220,35 @@ async fn g2_blocking_child_error_after_the_cancel_is_suppressed() {
 async fn g2_collect_errors_cancels_nothing_and_returns_every_error_in_order() {
     let survivor_ran = Arc::new(AtomicBool::new(false));
     let ran = survivor_ran.clone();
-    let result = nursery::Nursery::builder()
-        .collect_errors()
-        .scope(|n: Nursery<E>| async move {
-            let first = n.spawn(async { Err::<(), _>("first") });
-            let second = n.spawn(async move {
-                assert!(first.await.unwrap_err().is_failed());
-                Err::<(), _>("second")
-            });
-            let third = n.spawn(async move {
-                assert!(second.await.unwrap_err().is_failed());
-                Err::<(), _>("third")
-            });
-            // Runs to completion after three errors: nothing was cancelled.
-            let survivor = n.spawn(async move {
-                assert!(third.await.unwrap_err().is_failed());
-                assert_eq!(nursery::check(), Ok(()));
-                yield_rounds(10).await;
-                ran.store(true, SeqCst);
-                Ok(42)
-            });
-            let value = survivor.await.map_err(|_| "survivor did not finish")?;
-            assert!(!n.is_cancelled());
-            assert!(!n.token().is_cancelled());
-            Ok(value)
-        })
-        .await;
+    let result = within(
+        "the scope",
+        nursery::Nursery::builder()
+            .collect_errors()
+            .scope(|n: Nursery<E>| async move {
+                let first = n.spawn(async { Err::<(), _>("first") });
+                let second = n.spawn(async move {
+                    assert!(first.await.unwrap_err().is_failed());
+                    Err::<(), _>("second")
+                });
+                let third = n.spawn(async move {
+                    assert!(second.await.unwrap_err().is_failed());
+                    Err::<(), _>("third")
+                });
+                // Runs to completion after three errors: nothing was cancelled.
+                let survivor = n.spawn(async move {
+                    assert!(third.await.unwrap_err().is_failed());
+                    assert_eq!(nursery::check(), Ok(()));
+                    yield_rounds(10).await;
+                    ran.store(true, SeqCst);
+                    Ok(42)
+                });
+                let value = survivor.await.map_err(|_| "survivor did not finish")?;
+                assert!(!n.is_cancelled());
+                assert!(!n.token().is_cancelled());
+                Ok(value)
+            }),
+    )
+    .await;
     assert_eq!(result, Err(failed("first", &["second", "third"])));
     assert!(survivor_ran.load(SeqCst));
 }
@@ -236,23 +257,26 @@ async fn g2_collect_errors_cancels_nothing_and_returns_every_error_in_order() {
 /// which the body returns, before the late child can run.
 #[tokio::test]
 async fn g2_collect_errors_keeps_the_body_error_in_time_order() {
-    let result = nursery::Nursery::builder()
-        .collect_errors()
-        .scope(|n: Nursery<E>| async move {
-            let first = n.spawn(async { Err::<(), _>("child, first") });
-            let _ = first.await;
-            let (body_failing_tx, body_failing) = oneshot::channel::<()>();
-            // Still running after the body failed: nothing is cancelled
-            // under collect_errors.
-            drop(n.spawn(async move {
-                let _ = body_failing.await;
-                assert_eq!(nursery::check(), Ok(()));
-                Err::<(), _>("child, after the body")
-            }));
-            drop(body_failing_tx);
-            Err::<(), _>("body")
-        })
-        .await;
+    let result = within(
+        "the scope",
+        nursery::Nursery::builder()
+            .collect_errors()
+            .scope(|n: Nursery<E>| async move {
+                let first = n.spawn(async { Err::<(), _>("child, first") });
+                let _ = first.await;
+                let (body_failing_tx, body_failing) = oneshot::channel::<()>();
+                // Still running after the body failed: nothing is cancelled
+                // under collect_errors.
+                drop(n.spawn(async move {
+                    let _ = body_failing.await;
+                    assert_eq!(nursery::check(), Ok(()));
+                    Err::<(), _>("child, after the body")
+                }));
+                drop(body_failing_tx);
+                Err::<(), _>("body")
+            }),
+    )
+    .await;
     assert_eq!(
         result,
         Err(failed("child, first", &["body", "child, after the body"]))
@@ -264,18 +288,21 @@ async fn g2_errors_after_the_deadline_are_discarded() {
     let start = Instant::now();
     let returned_error = Arc::new(AtomicBool::new(false));
     let returned = returned_error.clone();
-    let result = nursery::Nursery::builder()
-        .timeout(Duration::from_secs(1))
-        .grace(Duration::from_secs(10))
-        .scope(|n: Nursery<E>| async move {
-            drop(n.spawn(async move {
-                nursery::cancelled().await;
-                returned.store(true, SeqCst);
-                Err::<(), _>("after the deadline")
-            }));
-            pending::<Result<(), E>>().await
-        })
-        .await;
+    let result = within(
+        "the scope",
+        nursery::Nursery::builder()
+            .timeout(Duration::from_secs(1))
+            .grace(Duration::from_secs(10))
+            .scope(|n: Nursery<E>| async move {
+                drop(n.spawn(async move {
+                    nursery::cancelled().await;
+                    returned.store(true, SeqCst);
+                    Err::<(), _>("after the deadline")
+                }));
+                pending::<Result<(), E>>().await
+            }),
+    )
+    .await;
     assert_eq!(result, Err(Error::TimedOut));
     assert!(
         returned_error.load(SeqCst),
@@ -291,19 +318,22 @@ async fn g2_errors_after_an_outside_cancel_are_discarded() {
     let trigger = shutdown.clone();
     let returned_error = Arc::new(AtomicBool::new(false));
     let returned = returned_error.clone();
-    let result = nursery::Nursery::builder()
-        .grace(Duration::from_secs(10))
-        .cancel_on(shutdown)
-        .scope(|n: Nursery<E>| async move {
-            drop(n.spawn(async move {
-                nursery::cancelled().await;
-                returned.store(true, SeqCst);
-                Err::<(), _>("after the cancel")
-            }));
-            trigger.cancel();
-            pending::<Result<(), E>>().await
-        })
-        .await;
+    let result = within(
+        "the scope",
+        nursery::Nursery::builder()
+            .grace(Duration::from_secs(10))
+            .cancel_on(shutdown)
+            .scope(|n: Nursery<E>| async move {
+                drop(n.spawn(async move {
+                    nursery::cancelled().await;
+                    returned.store(true, SeqCst);
+                    Err::<(), _>("after the cancel")
+                }));
+                trigger.cancel();
+                pending::<Result<(), E>>().await
+            }),
+    )
+    .await;
     assert_eq!(result, Err(Error::Cancelled));
     assert!(
         returned_error.load(SeqCst),
@@ -316,50 +346,56 @@ async fn g2_errors_after_an_outside_cancel_are_discarded() {
 #[tokio::test(start_paused = true)]
 async fn g2_errors_after_the_parent_cancels_are_discarded() {
     let (inner_result_tx, inner_result) = oneshot::channel();
-    let outer = nursery::Nursery::builder()
-        .grace(Duration::from_secs(10))
-        .scope(|n: Nursery<E>| async move {
-            let (inner_started_tx, inner_started) = oneshot::channel();
-            drop(n.spawn(async move {
-                let result = nursery::Nursery::builder()
-                    .grace(Duration::from_secs(10))
-                    .scope(|inner: Nursery<E>| async move {
-                        drop(inner.spawn(async {
-                            nursery::cancelled().await;
-                            Err::<(), _>("after the parent's cancel")
-                        }));
-                        let _ = inner_started_tx.send(());
-                        pending().await
-                    })
-                    .await;
-                let _ = inner_result_tx.send(result);
-                Ok(())
-            }));
-            inner_started.await.unwrap();
-            n.cancel();
-            Ok("outer body")
-        })
-        .await;
+    let outer = within(
+        "the scope",
+        nursery::Nursery::builder()
+            .grace(Duration::from_secs(10))
+            .scope(|n: Nursery<E>| async move {
+                let (inner_started_tx, inner_started) = oneshot::channel();
+                drop(n.spawn(async move {
+                    let result = nursery::Nursery::builder()
+                        .grace(Duration::from_secs(10))
+                        .scope(|inner: Nursery<E>| async move {
+                            drop(inner.spawn(async {
+                                nursery::cancelled().await;
+                                Err::<(), _>("after the parent's cancel")
+                            }));
+                            let _ = inner_started_tx.send(());
+                            pending().await
+                        })
+                        .await;
+                    let _ = inner_result_tx.send(result);
+                    Ok(())
+                }));
+                inner_started.await.unwrap();
+                n.cancel();
+                Ok("outer body")
+            }),
+    )
+    .await;
     assert_eq!(outer, Ok("outer body"));
     assert_eq!(inner_result.await.unwrap(), Err::<(), _>(Error::Cancelled));
 }
 
 #[tokio::test(start_paused = true)]
 async fn g2_errors_collected_before_the_deadline_are_returned_as_failed() {
-    let result = nursery::Nursery::builder()
-        .collect_errors()
-        .timeout(Duration::from_secs(1))
-        .grace(Duration::from_secs(10))
-        .scope(|n: Nursery<E>| async move {
-            drop(n.spawn(async { Err::<(), _>("before the deadline") }));
-            drop(n.spawn(async {
-                nursery::cancelled().await;
-                Err::<(), _>("after the deadline")
-            }));
-            drop(n.spawn(pending::<Result<(), E>>()));
-            pending::<Result<(), E>>().await
-        })
-        .await;
+    let result = within(
+        "the scope",
+        nursery::Nursery::builder()
+            .collect_errors()
+            .timeout(Duration::from_secs(1))
+            .grace(Duration::from_secs(10))
+            .scope(|n: Nursery<E>| async move {
+                drop(n.spawn(async { Err::<(), _>("before the deadline") }));
+                drop(n.spawn(async {
+                    nursery::cancelled().await;
+                    Err::<(), _>("after the deadline")
+                }));
+                drop(n.spawn(pending::<Result<(), E>>()));
+                pending::<Result<(), E>>().await
+            }),
+    )
+    .await;
     assert_eq!(result, Err(failed("before the deadline", &[])));
 }
 
@@ -367,21 +403,24 @@ async fn g2_errors_collected_before_the_deadline_are_returned_as_failed() {
 async fn g2_errors_collected_before_an_outside_cancel_are_returned_as_failed() {
     let shutdown = CancellationToken::new();
     let trigger = shutdown.clone();
-    let result = nursery::Nursery::builder()
-        .collect_errors()
-        .cancel_on(shutdown)
-        .scope(|n: Nursery<E>| async move {
-            let first = n.spawn(async { Err::<(), _>("first") });
-            let second = n.spawn(async move {
-                let _ = first.await;
-                Err::<(), _>("second")
-            });
-            let _ = second.await;
-            drop(n.spawn(pending::<Result<(), E>>()));
-            trigger.cancel();
-            pending::<Result<(), E>>().await
-        })
-        .await;
+    let result = within(
+        "the scope",
+        nursery::Nursery::builder()
+            .collect_errors()
+            .cancel_on(shutdown)
+            .scope(|n: Nursery<E>| async move {
+                let first = n.spawn(async { Err::<(), _>("first") });
+                let second = n.spawn(async move {
+                    let _ = first.await;
+                    Err::<(), _>("second")
+                });
+                let _ = second.await;
+                drop(n.spawn(pending::<Result<(), E>>()));
+                trigger.cancel();
+                pending::<Result<(), E>>().await
+            }),
+    )
+    .await;
     assert_eq!(result, Err(failed("first", &["second"])));
 }
 
@@ -390,30 +429,33 @@ async fn g2_errors_collected_before_an_outside_cancel_are_returned_as_failed() {
 #[tokio::test(start_paused = true)]
 async fn g2_errors_after_the_parent_deadline_are_discarded() {
     let (inner_result_tx, inner_result) = oneshot::channel();
-    let outer = nursery::Nursery::builder()
-        .timeout(Duration::from_secs(1))
-        .grace(Duration::from_secs(10))
-        .scope(|n: Nursery<E>| async move {
-            drop(n.spawn(async move {
-                let result = nursery::Nursery::builder()
-                    .grace(Duration::from_secs(10))
-                    .scope(|inner: Nursery<E>| async move {
-                        drop::<nursery::TaskHandle<()>>(inner.spawn(async {
-                            // The usual way a child stops: check and return.
-                            loop {
-                                nursery::check().map_err(|_| "interrupted")?;
-                                tokio::time::sleep(Duration::from_millis(100)).await;
-                            }
-                        }));
-                        pending::<Result<(), E>>().await
-                    })
-                    .await;
-                let _ = inner_result_tx.send(result);
-                Ok(())
-            }));
-            pending::<Result<(), E>>().await
-        })
-        .await;
+    let outer = within(
+        "the scope",
+        nursery::Nursery::builder()
+            .timeout(Duration::from_secs(1))
+            .grace(Duration::from_secs(10))
+            .scope(|n: Nursery<E>| async move {
+                drop(n.spawn(async move {
+                    let result = nursery::Nursery::builder()
+                        .grace(Duration::from_secs(10))
+                        .scope(|inner: Nursery<E>| async move {
+                            drop::<nursery::TaskHandle<()>>(inner.spawn(async {
+                                // The usual way a child stops: check and return.
+                                loop {
+                                    nursery::check().map_err(|_| "interrupted")?;
+                                    tokio::time::sleep(Duration::from_millis(100)).await;
+                                }
+                            }));
+                            pending::<Result<(), E>>().await
+                        })
+                        .await;
+                    let _ = inner_result_tx.send(result);
+                    Ok(())
+                }));
+                pending::<Result<(), E>>().await
+            }),
+    )
+    .await;
     assert_eq!(outer, Err(Error::TimedOut));
     assert_eq!(inner_result.await.unwrap(), Err::<(), _>(Error::TimedOut));
 }
@@ -426,14 +468,17 @@ async fn g2_errors_after_the_parent_deadline_are_discarded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn g2_body_relaying_a_failed_handle_adds_no_suppressed_error() {
     for _ in 0..500 {
-        let result = nursery::scope(|n: Nursery<String>| async move {
-            let handle = n.spawn(async {
-                tokio::task::yield_now().await;
-                Err::<u32, _>("child failed".to_string())
-            });
-            let value = handle.await.map_err(|join_error| join_error.to_string())?;
-            Ok(value)
-        })
+        let result = within(
+            "the scope",
+            nursery::scope(|n: Nursery<String>| async move {
+                let handle = n.spawn(async {
+                    tokio::task::yield_now().await;
+                    Err::<u32, _>("child failed".to_string())
+                });
+                let value = handle.await.map_err(|join_error| join_error.to_string())?;
+                Ok(value)
+            }),
+        )
         .await;
         assert_eq!(
             result,
@@ -473,5 +518,5 @@ async fn g2_first_error_aborts_siblings_without_waiting_for_the_scope_to_run() {
     tokio::time::timeout(Duration::from_secs(5), guards.wait_for(1))
         .await
         .expect("the sibling was not aborted until the scope ran again");
-    assert_eq!(scope.await, Err(failed("boom", &[])));
+    assert_eq!(within("the scope", scope).await, Err(failed("boom", &[])));
 }

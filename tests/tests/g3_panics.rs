@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use nursery::{Error, Nursery};
-use nursery_tests::{DropCounter, Latch, PanicOnDrop, panic_message, yield_rounds};
+use nursery_tests::{DropCounter, Latch, PanicOnDrop, panic_message, within, yield_rounds};
 use tokio::sync::{Barrier, oneshot};
 
 type E = &'static str;
@@ -24,7 +24,7 @@ struct Boom(u32);
 async fn expect_panic<T: std::fmt::Debug>(
     scope: impl Future<Output = Result<T, Error<E>>>,
 ) -> Box<dyn Any + Send> {
-    match AssertUnwindSafe(scope).catch_unwind().await {
+    match within("the scope", AssertUnwindSafe(scope).catch_unwind()).await {
         Ok(result) => panic!("the scope returned {result:?} instead of re-raising the panic"),
         Err(payload) => payload,
     }
@@ -146,7 +146,7 @@ async fn g3_child_panic_waits_for_a_blocking_child_then_reraises() {
         "the panic was re-raised while a blocking child was still running"
     );
     latch.open();
-    let payload = scope.await.unwrap().unwrap_err();
+    let payload = within("the scope", scope).await.unwrap().unwrap_err();
     assert_eq!(boom(&*payload), Some(&Boom(3)));
     assert!(finished.load(SeqCst));
 }
@@ -286,19 +286,22 @@ async fn g3_panic_while_dropping_the_cancelled_body_still_joins_children() {
     const CHILDREN: usize = 4;
     let guards = DropCounter::new();
     let handed_out = guards.clone();
-    let caught = AssertUnwindSafe(nursery::scope(|n: Nursery<E>| async move {
-        let _bomb = PanicOnDrop("body destructor");
-        for _ in 0..CHILDREN {
-            let guard = handed_out.guard();
-            drop(n.spawn(async move {
-                let _guard = guard;
-                pending::<Result<(), E>>().await
-            }));
-        }
-        drop(n.spawn(async { Err::<(), _>("trigger") }));
-        pending::<Result<(), E>>().await
-    }))
-    .catch_unwind()
+    let caught = within(
+        "the scope",
+        AssertUnwindSafe(nursery::scope(|n: Nursery<E>| async move {
+            let _bomb = PanicOnDrop("body destructor");
+            for _ in 0..CHILDREN {
+                let guard = handed_out.guard();
+                drop(n.spawn(async move {
+                    let _guard = guard;
+                    pending::<Result<(), E>>().await
+                }));
+            }
+            drop(n.spawn(async { Err::<(), _>("trigger") }));
+            pending::<Result<(), E>>().await
+        }))
+        .catch_unwind(),
+    )
     .await;
     let dropped_at_return = guards.dropped();
     // Let the aborted children go, so a failure does not leave them behind.
@@ -317,17 +320,20 @@ async fn g3_panic_while_dropping_the_cancelled_body_still_joins_children() {
 /// its message to the panic hook when it happens).
 #[tokio::test]
 async fn g3_panic_in_an_aborted_childs_destructor_is_not_swallowed() {
-    let caught = AssertUnwindSafe(nursery::scope(|n: Nursery<E>| async move {
-        let (started_tx, started) = oneshot::channel();
-        drop(n.spawn(async move {
-            let _bomb = PanicOnDrop("child destructor");
-            let _ = started_tx.send(());
-            pending::<Result<(), E>>().await
-        }));
-        started.await.unwrap();
-        Err::<(), _>("trigger")
-    }))
-    .catch_unwind()
+    let caught = within(
+        "the scope",
+        AssertUnwindSafe(nursery::scope(|n: Nursery<E>| async move {
+            let (started_tx, started) = oneshot::channel();
+            drop(n.spawn(async move {
+                let _bomb = PanicOnDrop("child destructor");
+                let _ = started_tx.send(());
+                pending::<Result<(), E>>().await
+            }));
+            started.await.unwrap();
+            Err::<(), _>("trigger")
+        }))
+        .catch_unwind(),
+    )
     .await;
     let payload = match caught {
         Ok(result) => panic!("the destructor panic was swallowed; the scope returned {result:?}"),
@@ -353,12 +359,15 @@ async fn g3_panic_in_a_finished_childs_destructor_is_not_swallowed() {
             std::task::Poll::Ready(Ok(7))
         }
     }
-    let caught = AssertUnwindSafe(nursery::scope(|n: Nursery<E>| async move {
-        let handle = n.spawn(ReadyThenBomb(PanicOnDrop("finished child destructor")));
-        // The child's value arrives; its destructor's panic is the scope's.
-        Ok(handle.await)
-    }))
-    .catch_unwind()
+    let caught = within(
+        "the scope",
+        AssertUnwindSafe(nursery::scope(|n: Nursery<E>| async move {
+            let handle = n.spawn(ReadyThenBomb(PanicOnDrop("finished child destructor")));
+            // The child's value arrives; its destructor's panic is the scope's.
+            Ok(handle.await)
+        }))
+        .catch_unwind(),
+    )
     .await;
     let payload = match caught {
         Ok(result) => panic!("the destructor panic was swallowed; the scope returned {result:?}"),
@@ -381,18 +390,21 @@ fn assert_destructor_panic(payload: &(dyn std::any::Any + Send)) {
 async fn g3_panic_in_the_body_closure_joins_its_children_first() {
     let guards = DropCounter::new();
     let handed_out = guards.clone();
-    let caught = AssertUnwindSafe(nursery::scope(|n: Nursery<()>| {
-        let guard = handed_out.guard();
-        n.spawn(async move {
-            let _guard = guard;
-            std::future::pending::<Result<(), ()>>().await
-        });
-        if handed_out.dropped() == 0 {
-            panic!("closure boom");
-        }
-        async { Ok(()) }
-    }))
-    .catch_unwind()
+    let caught = within(
+        "the scope",
+        AssertUnwindSafe(nursery::scope(|n: Nursery<()>| {
+            let guard = handed_out.guard();
+            n.spawn(async move {
+                let _guard = guard;
+                std::future::pending::<Result<(), ()>>().await
+            });
+            if handed_out.dropped() == 0 {
+                panic!("closure boom");
+            }
+            async { Ok(()) }
+        }))
+        .catch_unwind(),
+    )
     .await;
     let payload = caught.expect_err("the closure's panic was swallowed");
     assert_eq!(panic_message(&*payload), "closure boom");

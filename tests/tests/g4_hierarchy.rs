@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nursery::{Error, Interrupted, Nursery};
-use nursery_tests::Tracker;
+use nursery_tests::{Tracker, within};
 use tokio::sync::{Barrier, mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -84,7 +84,7 @@ async fn g4_cancelling_the_outer_scope_cancels_scopes_three_deep() {
         running.wait().await;
         shutdown.cancel();
     };
-    let (outer, ()) = tokio::join!(outer, trigger);
+    let (outer, ()) = within("the scope", async { tokio::join!(outer, trigger) }).await;
 
     assert_eq!(outer, Err(Error::Cancelled));
     let mut seen = drain(&mut seen_rx);
@@ -109,26 +109,29 @@ async fn g4_cancelling_the_outer_scope_cancels_scopes_three_deep() {
 async fn g4_scope_opened_in_a_body_is_cancelled_with_its_parent() {
     let observed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let child_observed = observed.clone();
-    let result = nursery::scope(|outer: Nursery<String>| async move {
-        // The inner scope runs in the outer body; the outer's children are
-        // stopped on purpose (G9), which the inner, as a child, must see.
-        let inner = Nursery::builder()
-            .grace(GRACE)
-            .scope(|inner: Nursery<String>| async move {
-                let (started_tx, started_rx) = oneshot::channel();
-                drop(inner.spawn(async move {
-                    started_tx.send(()).unwrap();
-                    nursery::cancelled().await;
-                    child_observed.store(true, std::sync::atomic::Ordering::SeqCst);
-                    Ok(())
-                }));
-                started_rx.await.unwrap();
-                outer.cancel();
-                forever::<()>().await
-            })
-            .await;
-        Ok(inner)
-    })
+    let result = within(
+        "the scope",
+        nursery::scope(|outer: Nursery<String>| async move {
+            // The inner scope runs in the outer body; the outer's children are
+            // stopped on purpose (G9), which the inner, as a child, must see.
+            let inner = Nursery::builder()
+                .grace(GRACE)
+                .scope(|inner: Nursery<String>| async move {
+                    let (started_tx, started_rx) = oneshot::channel();
+                    drop(inner.spawn(async move {
+                        started_tx.send(()).unwrap();
+                        nursery::cancelled().await;
+                        child_observed.store(true, std::sync::atomic::Ordering::SeqCst);
+                        Ok(())
+                    }));
+                    started_rx.await.unwrap();
+                    outer.cancel();
+                    forever::<()>().await
+                })
+                .await;
+            Ok(inner)
+        }),
+    )
     .await;
 
     assert_eq!(result, Ok(Err(Error::Cancelled)));
@@ -142,50 +145,52 @@ async fn g4_inner_scopes_see_the_earliest_deadline() {
     let five = start + Duration::from_secs(5);
     assert_eq!(nursery::deadline(), None, "outside any scope");
 
-    let seen = Nursery::builder()
-        .timeout(Duration::from_secs(10))
-        .scope(|n: Nursery<()>| async move {
-            let mut seen = vec![("outer", n.deadline(), nursery::deadline())];
+    let seen = within(
+        "the scope",
+        Nursery::builder()
+            .timeout(Duration::from_secs(10))
+            .scope(|n: Nursery<()>| async move {
+                let mut seen = vec![("outer", n.deadline(), nursery::deadline())];
 
-            // A later deadline of its own: the outer one is earlier and wins.
-            let later = Nursery::builder()
-                .timeout(Duration::from_secs(20))
-                .scope(|i: Nursery<()>| async move {
-                    let in_child = i.spawn(async { Ok(nursery::deadline()) }).await;
-                    Ok((i.deadline(), nursery::deadline(), in_child.unwrap()))
+                // A later deadline of its own: the outer one is earlier and wins.
+                let later = Nursery::builder()
+                    .timeout(Duration::from_secs(20))
+                    .scope(|i: Nursery<()>| async move {
+                        let in_child = i.spawn(async { Ok(nursery::deadline()) }).await;
+                        Ok((i.deadline(), nursery::deadline(), in_child.unwrap()))
+                    })
+                    .await
+                    .unwrap();
+                seen.push(("later: n", later.0, later.1));
+                seen.push(("later: child", later.2, later.2));
+
+                // An earlier deadline of its own wins.
+                let earlier = Nursery::builder()
+                    .timeout(Duration::from_secs(5))
+                    .scope(|i: Nursery<()>| async move {
+                        let in_child = i.spawn(async { Ok(nursery::deadline()) }).await;
+                        Ok((i.deadline(), nursery::deadline(), in_child.unwrap()))
+                    })
+                    .await
+                    .unwrap();
+                seen.push(("earlier: n", earlier.0, earlier.1));
+                seen.push(("earlier: child", earlier.2, earlier.2));
+
+                // No deadline of its own: inherits.
+                let none = nursery::scope(|i: Nursery<()>| async move {
+                    Ok((i.deadline(), nursery::deadline()))
                 })
                 .await
                 .unwrap();
-            seen.push(("later: n", later.0, later.1));
-            seen.push(("later: child", later.2, later.2));
+                seen.push(("none", none.0, none.1));
 
-            // An earlier deadline of its own wins.
-            let earlier = Nursery::builder()
-                .timeout(Duration::from_secs(5))
-                .scope(|i: Nursery<()>| async move {
-                    let in_child = i.spawn(async { Ok(nursery::deadline()) }).await;
-                    Ok((i.deadline(), nursery::deadline(), in_child.unwrap()))
-                })
-                .await
-                .unwrap();
-            seen.push(("earlier: n", earlier.0, earlier.1));
-            seen.push(("earlier: child", earlier.2, earlier.2));
-
-            // No deadline of its own: inherits.
-            let none =
-                nursery::scope(
-                    |i: Nursery<()>| async move { Ok((i.deadline(), nursery::deadline())) },
-                )
-                .await
-                .unwrap();
-            seen.push(("none", none.0, none.1));
-
-            // Back in the outer body, the outer scope is current again.
-            seen.push(("outer again", n.deadline(), nursery::deadline()));
-            Ok(seen)
-        })
-        .await
-        .unwrap();
+                // Back in the outer body, the outer scope is current again.
+                seen.push(("outer again", n.deadline(), nursery::deadline()));
+                Ok(seen)
+            }),
+    )
+    .await
+    .unwrap();
 
     assert_eq!(
         seen,
@@ -206,36 +211,39 @@ async fn g4_inner_scopes_see_the_earliest_deadline() {
 async fn g4_deadlines_nest_three_deep_through_children() {
     let start = Instant::now();
     let (tx, rx) = oneshot::channel();
-    Nursery::builder()
-        .timeout(Duration::from_secs(10))
-        .scope(|n: Nursery<()>| async move {
-            drop(n.spawn(async move {
-                Nursery::builder()
-                    .timeout(Duration::from_secs(5))
-                    .scope(|m: Nursery<()>| async move {
-                        drop(m.spawn(async move {
-                            Nursery::builder()
-                                .timeout(Duration::from_secs(20))
-                                .scope(|i: Nursery<()>| async move {
-                                    let inner_n = i.deadline();
-                                    drop(i.spawn(async move {
-                                        tx.send((inner_n, nursery::deadline())).unwrap();
+    within(
+        "the scope",
+        Nursery::builder()
+            .timeout(Duration::from_secs(10))
+            .scope(|n: Nursery<()>| async move {
+                drop(n.spawn(async move {
+                    Nursery::builder()
+                        .timeout(Duration::from_secs(5))
+                        .scope(|m: Nursery<()>| async move {
+                            drop(m.spawn(async move {
+                                Nursery::builder()
+                                    .timeout(Duration::from_secs(20))
+                                    .scope(|i: Nursery<()>| async move {
+                                        let inner_n = i.deadline();
+                                        drop(i.spawn(async move {
+                                            tx.send((inner_n, nursery::deadline())).unwrap();
+                                            Ok(())
+                                        }));
                                         Ok(())
-                                    }));
-                                    Ok(())
-                                })
-                                .await
-                                .map_err(drop)
-                        }));
-                        Ok(())
-                    })
-                    .await
-                    .map_err(drop)
-            }));
-            Ok(())
-        })
-        .await
-        .unwrap();
+                                    })
+                                    .await
+                                    .map_err(drop)
+                            }));
+                            Ok(())
+                        })
+                        .await
+                        .map_err(drop)
+                }));
+                Ok(())
+            }),
+    )
+    .await
+    .unwrap();
 
     let five = Some(start + Duration::from_secs(5));
     assert_eq!(rx.await.unwrap(), (five, five));
@@ -247,41 +255,44 @@ async fn g4_outer_deadline_makes_nested_scopes_time_out() {
     let (report_tx, mut report_rx) = mpsc::unbounded_channel::<Report>();
     let (check_tx, mut check_rx) = mpsc::unbounded_channel();
 
-    let outer = Nursery::builder()
-        .timeout(Duration::from_secs(1))
-        .grace(GRACE)
-        .scope(move |n: Nursery<String>| async move {
-            drop(n.spawn(async move {
-                let middle_report = report_tx.clone();
-                let middle = Nursery::builder()
-                    .grace(GRACE)
-                    .scope(move |m: Nursery<String>| async move {
-                        drop(m.spawn(async move {
-                            // A later deadline of its own: the outer one wins.
-                            let inner = Nursery::builder()
-                                .grace(GRACE)
-                                .timeout(Duration::from_secs(3600))
-                                .scope(move |i: Nursery<String>| async move {
-                                    drop(i.spawn(async move {
-                                        nursery::cancelled().await;
-                                        check_tx.send(nursery::check()).unwrap();
-                                        Ok(())
-                                    }));
-                                    forever().await
-                                })
-                                .await;
-                            report_tx.send(("inner", inner)).unwrap();
-                            Ok(())
-                        }));
-                        forever().await
-                    })
-                    .await;
-                middle_report.send(("middle", middle)).unwrap();
-                Ok(())
-            }));
-            forever::<()>().await
-        })
-        .await;
+    let outer = within(
+        "the scope",
+        Nursery::builder()
+            .timeout(Duration::from_secs(1))
+            .grace(GRACE)
+            .scope(move |n: Nursery<String>| async move {
+                drop(n.spawn(async move {
+                    let middle_report = report_tx.clone();
+                    let middle = Nursery::builder()
+                        .grace(GRACE)
+                        .scope(move |m: Nursery<String>| async move {
+                            drop(m.spawn(async move {
+                                // A later deadline of its own: the outer one wins.
+                                let inner = Nursery::builder()
+                                    .grace(GRACE)
+                                    .timeout(Duration::from_secs(3600))
+                                    .scope(move |i: Nursery<String>| async move {
+                                        drop(i.spawn(async move {
+                                            nursery::cancelled().await;
+                                            check_tx.send(nursery::check()).unwrap();
+                                            Ok(())
+                                        }));
+                                        forever().await
+                                    })
+                                    .await;
+                                report_tx.send(("inner", inner)).unwrap();
+                                Ok(())
+                            }));
+                            forever().await
+                        })
+                        .await;
+                    middle_report.send(("middle", middle)).unwrap();
+                    Ok(())
+                }));
+                forever::<()>().await
+            }),
+    )
+    .await;
 
     assert_eq!(outer, Err(Error::TimedOut));
     assert_eq!(Instant::now(), start + Duration::from_secs(1));
@@ -298,26 +309,29 @@ async fn g4_outer_deadline_makes_nested_scopes_time_out() {
 #[tokio::test(start_paused = true)]
 async fn g4_inner_deadline_times_out_only_the_inner_scope() {
     let start = Instant::now();
-    let result = nursery::scope(|n: Nursery<String>| async move {
-        let sibling = n.spawn(async {
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            Ok(nursery::check())
-        });
-        let inner = Nursery::builder()
-            .timeout(Duration::from_secs(1))
-            .scope(|i: Nursery<String>| async move {
-                drop(i.spawn(std::future::pending::<Result<(), String>>()));
-                forever::<()>().await
-            })
-            .await;
-        let inner_returned = Instant::now();
-        Ok((
-            inner,
-            inner_returned,
-            n.is_cancelled(),
-            sibling.await.unwrap(),
-        ))
-    })
+    let result = within(
+        "the scope",
+        nursery::scope(|n: Nursery<String>| async move {
+            let sibling = n.spawn(async {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                Ok(nursery::check())
+            });
+            let inner = Nursery::builder()
+                .timeout(Duration::from_secs(1))
+                .scope(|i: Nursery<String>| async move {
+                    drop(i.spawn(std::future::pending::<Result<(), String>>()));
+                    forever::<()>().await
+                })
+                .await;
+            let inner_returned = Instant::now();
+            Ok((
+                inner,
+                inner_returned,
+                n.is_cancelled(),
+                sibling.await.unwrap(),
+            ))
+        }),
+    )
     .await;
 
     assert_eq!(
@@ -334,11 +348,14 @@ async fn g4_inner_deadline_times_out_only_the_inner_scope() {
 #[tokio::test]
 async fn g4_check_is_ok_outside_scopes_and_until_the_scope_is_cancelled() {
     assert_eq!(nursery::check(), Ok(()));
-    let result = nursery::scope(|n: Nursery<()>| async move {
-        let in_body = nursery::check();
-        let in_child = n.spawn(async { Ok(nursery::check()) }).await.unwrap();
-        Ok((in_body, in_child))
-    })
+    let result = within(
+        "the scope",
+        nursery::scope(|n: Nursery<()>| async move {
+            let in_body = nursery::check();
+            let in_child = n.spawn(async { Ok(nursery::check()) }).await.unwrap();
+            Ok((in_body, in_child))
+        }),
+    )
     .await;
     assert_eq!(result, Ok((Ok(()), Ok(()))));
 }
@@ -346,18 +363,21 @@ async fn g4_check_is_ok_outside_scopes_and_until_the_scope_is_cancelled() {
 #[tokio::test(start_paused = true)]
 async fn g4_check_says_cancelled_after_a_sibling_fails() {
     let (tx, rx) = oneshot::channel();
-    let result = Nursery::builder()
-        .grace(GRACE)
-        .scope(|n: Nursery<&'static str>| async move {
-            drop(n.spawn(async move {
-                nursery::cancelled().await;
-                tx.send(nursery::check()).unwrap();
-                Ok(())
-            }));
-            drop(n.spawn(async { Err::<(), _>("boom") }));
-            forever::<()>().await.map_err(|_| "unreachable")
-        })
-        .await;
+    let result = within(
+        "the scope",
+        Nursery::builder()
+            .grace(GRACE)
+            .scope(|n: Nursery<&'static str>| async move {
+                drop(n.spawn(async move {
+                    nursery::cancelled().await;
+                    tx.send(nursery::check()).unwrap();
+                    Ok(())
+                }));
+                drop(n.spawn(async { Err::<(), _>("boom") }));
+                forever::<()>().await.map_err(|_| "unreachable")
+            }),
+    )
+    .await;
     assert_eq!(
         result,
         Err(Error::Failed {
@@ -372,18 +392,21 @@ async fn g4_check_says_cancelled_after_a_sibling_fails() {
 #[tokio::test(start_paused = true)]
 async fn g4_check_says_timed_out_after_the_deadline() {
     let (tx, rx) = oneshot::channel();
-    let result = Nursery::builder()
-        .timeout(Duration::from_secs(1))
-        .grace(GRACE)
-        .scope(|n: Nursery<String>| async move {
-            drop(n.spawn(async move {
-                nursery::cancelled().await;
-                tx.send(nursery::check()).unwrap();
-                Ok(())
-            }));
-            forever::<()>().await
-        })
-        .await;
+    let result = within(
+        "the scope",
+        Nursery::builder()
+            .timeout(Duration::from_secs(1))
+            .grace(GRACE)
+            .scope(|n: Nursery<String>| async move {
+                drop(n.spawn(async move {
+                    nursery::cancelled().await;
+                    tx.send(nursery::check()).unwrap();
+                    Ok(())
+                }));
+                forever::<()>().await
+            }),
+    )
+    .await;
     assert_eq!(result, Err(Error::TimedOut));
     assert_eq!(rx.await.unwrap(), Err(Interrupted::TimedOut));
 }
@@ -421,7 +444,7 @@ async fn g4_check_in_a_nested_scope_says_cancelled_when_the_outer_is_cancelled()
         started_rx.await.unwrap();
         shutdown.cancel();
     };
-    let (outer, ()) = tokio::join!(outer, trigger);
+    let (outer, ()) = within("the scope", async { tokio::join!(outer, trigger) }).await;
     assert_eq!(outer, Err(Error::Cancelled));
     assert_eq!(check_rx.await.unwrap(), Err(Interrupted::Cancelled));
 }
@@ -442,12 +465,9 @@ async fn g4_cancelling_the_scope_token_cancels_the_scope_like_its_parent() {
     let trigger = async {
         token_rx.await.unwrap().cancel();
     };
-    // A safety net: without a cancel the scope waits for its child forever.
-    let joined = tokio::time::timeout(Duration::from_secs(3600), async {
-        tokio::join!(scope, trigger).0
-    })
-    .await;
-    assert_eq!(joined, Ok(Err(Error::Cancelled)));
+    // Without a cancel the scope waits for its child forever.
+    let joined = within("the scope", async { tokio::join!(scope, trigger).0 }).await;
+    assert_eq!(joined, Err(Error::Cancelled));
     assert!(stubborn.was_dropped() && !stubborn.completed());
 }
 
@@ -458,18 +478,29 @@ async fn g4_cancelling_the_scope_token_cancels_the_scope_like_its_parent() {
 async fn g4_no_child_starts_after_the_scope_token_is_cancelled() {
     let late = Tracker::new();
     let late_future = late.track(async { Ok::<_, String>(()) });
-    // The scope's own outcome is not the point here; only the spawn is.
-    let _outcome = tokio::time::timeout(
-        Duration::from_secs(3600),
+    let (handle_tx, handle) = oneshot::channel();
+    let outcome = within(
+        "a scope whose token was cancelled",
         nursery::scope(|n: Nursery<String>| async move {
             n.token().cancel();
             assert!(n.is_cancelled());
-            let handle = n.spawn(late_future);
-            Ok(handle.await.map_err(|e| e.is_cancelled()))
+            handle_tx.send(n.spawn(late_future)).unwrap();
+            // The scope notices its token here, and interrupts the body.
+            forever::<()>().await
         }),
     )
     .await;
     assert!(!late.was_polled(), "the child started after the cancel");
+    let joined = within("the late child's handle", handle.await.unwrap()).await;
+    assert!(
+        joined.as_ref().is_err_and(nursery::JoinError::is_cancelled),
+        "its handle reports the cancel: {joined:?}"
+    );
+    assert_eq!(
+        outcome,
+        Err(Error::Cancelled),
+        "cancelling the token is an outside cancel"
+    );
 }
 
 /// The settled rule: "`spawn` after `n.cancel()` (or any cancel) starts
@@ -483,12 +514,13 @@ async fn g4_no_child_starts_in_a_nested_scope_after_the_outer_is_cancelled() {
     let late_future = late.track(async { Ok::<_, String>(()) });
     let (started_tx, started_rx) = oneshot::channel();
     let (seen_tx, seen_rx) = oneshot::channel();
+    let (inner_tx, inner_rx) = oneshot::channel();
     let outer = Nursery::builder()
         .grace(GRACE)
         .cancel_on(shutdown.clone())
         .scope(|n: Nursery<String>| async move {
             drop(n.spawn(async move {
-                Nursery::builder()
+                let inner = Nursery::builder()
                     .grace(GRACE)
                     .scope(|inner: Nursery<String>| async move {
                         let spawner = inner.clone();
@@ -503,8 +535,9 @@ async fn g4_no_child_starts_in_a_nested_scope_after_the_outer_is_cancelled() {
                         }));
                         forever::<()>().await
                     })
-                    .await
-                    .map_err(|e| e.to_string())
+                    .await;
+                inner_tx.send(inner).unwrap();
+                Ok(())
             }));
             forever::<()>().await
         });
@@ -512,12 +545,13 @@ async fn g4_no_child_starts_in_a_nested_scope_after_the_outer_is_cancelled() {
         started_rx.await.unwrap();
         shutdown.cancel();
     };
-    let (outer, ()) = tokio::join!(outer, trigger);
+    let (outer, ()) = within("the scope", async { tokio::join!(outer, trigger) }).await;
     assert_eq!(outer, Err(Error::Cancelled));
     let (cancelled, joined) = seen_rx.await.unwrap();
     assert!(cancelled, "the spawner was told the scope is cancelled");
     assert!(!late.was_polled(), "a child started after the cancel");
     assert_eq!(joined, Err(true), "its handle reports the cancel");
+    assert_eq!(inner_rx.await, Ok(Err(Error::Cancelled)));
 }
 
 /// The outcome is fixed by the first event (here the outside cancel, before
@@ -546,7 +580,7 @@ async fn g4_check_agrees_with_the_outcome_when_the_deadline_passes_during_grace(
         tokio::time::sleep(Duration::from_millis(500)).await;
         shutdown.cancel();
     };
-    let (result, ()) = tokio::join!(scope, trigger);
+    let (result, ()) = within("the scope", async { tokio::join!(scope, trigger) }).await;
     assert_eq!(result, Err(Error::Cancelled));
     assert_eq!(
         rx.await.unwrap(),
@@ -564,12 +598,13 @@ async fn g4_queued_children_of_a_nested_scope_never_start_after_the_outer_is_can
     let queued = Tracker::new();
     let queued_future = queued.track(async { Ok::<_, String>(()) });
     let (started_tx, started_rx) = oneshot::channel();
+    let (inner_tx, inner_rx) = oneshot::channel();
     let outer = Nursery::builder()
         .grace(GRACE)
         .cancel_on(shutdown.clone())
         .scope(|n: Nursery<String>| async move {
             drop(n.spawn(async move {
-                Nursery::builder()
+                let inner = Nursery::builder()
                     .grace(GRACE)
                     .limit(1)
                     .scope(|inner: Nursery<String>| async move {
@@ -581,8 +616,9 @@ async fn g4_queued_children_of_a_nested_scope_never_start_after_the_outer_is_can
                         drop(inner.spawn(queued_future));
                         forever::<()>().await
                     })
-                    .await
-                    .map_err(|e| e.to_string())
+                    .await;
+                inner_tx.send(inner).unwrap();
+                Ok(())
             }));
             forever::<()>().await
         });
@@ -590,11 +626,79 @@ async fn g4_queued_children_of_a_nested_scope_never_start_after_the_outer_is_can
         started_rx.await.unwrap();
         shutdown.cancel();
     };
-    let (outer, ()) = tokio::join!(outer, trigger);
+    let (outer, ()) = within("the scope", async { tokio::join!(outer, trigger) }).await;
     assert_eq!(outer, Err(Error::Cancelled));
     assert!(queued.was_dropped());
     assert!(
         !queued.was_polled(),
         "a queued child started after the cancel"
     );
+    assert_eq!(inner_rx.await, Ok(Err(Error::Cancelled)));
+}
+
+/// G4 deadline nesting on the multi-thread runtime, in real time: the outer
+/// deadline reaches scopes nested three deep through children, each of
+/// which times out (inner first), and a child there sees `TimedOut`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn g4_outer_deadline_makes_nested_scopes_time_out_multi_thread() {
+    const TIMEOUT: Duration = Duration::from_millis(100);
+    let start = std::time::Instant::now();
+    let (report_tx, mut report_rx) = mpsc::unbounded_channel::<Report>();
+    let (check_tx, mut check_rx) = mpsc::unbounded_channel();
+    let (deadline_tx, deadline_rx) = oneshot::channel();
+
+    let outer = within(
+        "an outer scope with a deadline",
+        Nursery::builder().timeout(TIMEOUT).grace(GRACE).scope(
+            move |n: Nursery<String>| async move {
+                let outer_deadline = n.deadline();
+                drop(n.spawn(async move {
+                    let middle_report = report_tx.clone();
+                    let middle = Nursery::builder()
+                        .grace(GRACE)
+                        .scope(move |m: Nursery<String>| async move {
+                            drop(m.spawn(async move {
+                                // A later deadline of its own: the outer one wins.
+                                let inner = Nursery::builder()
+                                    .grace(GRACE)
+                                    .timeout(Duration::from_secs(3600))
+                                    .scope(move |i: Nursery<String>| async move {
+                                        deadline_tx.send((outer_deadline, i.deadline())).unwrap();
+                                        drop(i.spawn(async move {
+                                            nursery::cancelled().await;
+                                            check_tx.send(nursery::check()).unwrap();
+                                            Ok(())
+                                        }));
+                                        forever().await
+                                    })
+                                    .await;
+                                report_tx.send(("inner", inner)).unwrap();
+                                Ok(())
+                            }));
+                            forever().await
+                        })
+                        .await;
+                    middle_report.send(("middle", middle)).unwrap();
+                    Ok(())
+                }));
+                forever::<()>().await
+            },
+        ),
+    )
+    .await;
+
+    assert_eq!(outer, Err(Error::TimedOut));
+    assert!(start.elapsed() >= TIMEOUT, "not before the deadline");
+    let (outer_deadline, inner_deadline) = deadline_rx.await.unwrap();
+    assert!(outer_deadline.is_some());
+    assert_eq!(inner_deadline, outer_deadline, "the earliest deadline wins");
+    assert_eq!(
+        drain(&mut report_rx),
+        [
+            ("inner", Err(Error::TimedOut)),
+            ("middle", Err(Error::TimedOut))
+        ],
+        "inner first, then middle, both before the outer returned"
+    );
+    assert_eq!(drain(&mut check_rx), [Err(Interrupted::TimedOut)]);
 }

@@ -1,14 +1,15 @@
 //! G6 graceful cancellation: on cancel the scope's token fires first;
 //! children get `grace` (default zero) to finish by themselves, then the
-//! rest are aborted. All on tokio's paused clock, so instants compare
-//! exactly.
+//! rest are aborted. On tokio's paused clock, so instants compare exactly,
+//! and on the multi-thread runtime in real time, where only the order of
+//! events is checked.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use nursery::{Error, Nursery};
-use nursery_tests::Tracker;
+use nursery_tests::{DropCounter, Tracker, parked_in, within};
 use tokio::sync::{Barrier, Mutex, oneshot};
 use tokio::time::{Instant, sleep};
 use tokio_util::sync::CancellationToken;
@@ -63,7 +64,7 @@ async fn g6_a_child_that_stops_within_grace_completes_normally() {
         cancelled_at = Some(Instant::now());
         shutdown.cancel();
     };
-    let (result, ()) = tokio::join!(scope, trigger);
+    let (result, ()) = within("the scope", async { tokio::join!(scope, trigger) }).await;
     let cancelled_at = cancelled_at.unwrap();
 
     assert_eq!(result, Err(Error::Cancelled));
@@ -87,15 +88,18 @@ async fn g6_after_n_cancel_a_child_that_stops_within_grace_returns_its_value() {
     let saw_cancel = Arc::new(Mutex::new(None));
     let child = polite(saw_cancel.clone(), QUICK, 7);
     let start = Instant::now();
-    let result = Nursery::builder()
-        .grace(GRACE)
-        .scope(|n: Nursery<String>| async move {
-            let handle = n.spawn(child);
-            tokio::task::yield_now().await;
-            n.cancel();
-            handle.await.map_err(|e| e.to_string())
-        })
-        .await;
+    let result = within(
+        "the scope",
+        Nursery::builder()
+            .grace(GRACE)
+            .scope(|n: Nursery<String>| async move {
+                let handle = n.spawn(child);
+                tokio::task::yield_now().await;
+                n.cancel();
+                handle.await.map_err(|e| e.to_string())
+            }),
+    )
+    .await;
     assert_eq!(result, Ok(7), "the handle yields the value, not a cancel");
     assert_eq!(*saw_cancel.lock().await, Some(start));
     assert_eq!(Instant::now(), start + QUICK);
@@ -148,7 +152,7 @@ async fn g6_children_still_running_at_grace_expiry_are_aborted_exactly_then() {
         cancelled_at = Some(Instant::now());
         shutdown.cancel();
     };
-    let (result, ()) = tokio::join!(scope, trigger);
+    let (result, ()) = within("the scope", async { tokio::join!(scope, trigger) }).await;
     let cancelled_at = cancelled_at.unwrap();
 
     assert_eq!(result, Err(Error::Cancelled));
@@ -175,14 +179,17 @@ async fn g6_grace_applies_when_a_sibling_fails() {
     let saw_cancel = Arc::new(Mutex::new(None));
     let child = Tracker::new();
     let child_future = child.track(polite(saw_cancel.clone(), QUICK, 3));
-    let result = Nursery::builder()
-        .grace(GRACE)
-        .scope(|n: Nursery<String>| async move {
-            drop(n.spawn(child_future));
-            drop(n.spawn(async { Err::<(), _>("boom".to_owned()) }));
-            forever::<()>().await
-        })
-        .await;
+    let result = within(
+        "the scope",
+        Nursery::builder()
+            .grace(GRACE)
+            .scope(|n: Nursery<String>| async move {
+                drop(n.spawn(child_future));
+                drop(n.spawn(async { Err::<(), _>("boom".to_owned()) }));
+                forever::<()>().await
+            }),
+    )
+    .await;
     assert_eq!(
         result,
         Err(Error::Failed {
@@ -230,7 +237,7 @@ async fn g6_default_grace_aborts_at_once() {
         cancelled_at = Some(Instant::now());
         shutdown.cancel();
     };
-    let (result, ()) = tokio::join!(scope, trigger);
+    let (result, ()) = within("the scope", async { tokio::join!(scope, trigger) }).await;
     let cancelled_at = cancelled_at.unwrap();
 
     assert_eq!(result, Err(Error::Cancelled));
@@ -242,4 +249,119 @@ async fn g6_default_grace_aborts_at_once() {
         "aborted at the cancel"
     );
     assert_eq!(Instant::now(), cancelled_at);
+}
+
+/// With zero grace (the default), a cancel caused by a child's error aborts
+/// the other children before the token fires: on the multi-thread runtime,
+/// where another worker could poll a child the moment the token fires, no
+/// child ever sees `nursery::cancelled()` return. (The drop path is checked
+/// in `g7_drop.rs`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn g6_zero_grace_failure_aborts_siblings_before_they_see_the_token_multi_thread() {
+    const CHILDREN: usize = 64;
+    const ROUNDS: usize = 500;
+    for round in 0..ROUNDS {
+        let parked = DropCounter::new();
+        let saw_token = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (parked_out, saw) = (parked.clone(), saw_token.clone());
+        let result = within(
+            "a scope whose child failed",
+            nursery::scope(|n: Nursery<String>| async move {
+                for _ in 0..CHILDREN {
+                    let (parked, saw) = (parked_out.guard(), saw.clone());
+                    drop(n.spawn(async move {
+                        parked_in(nursery::cancelled(), parked).await;
+                        saw.fetch_add(1, Ordering::SeqCst);
+                        Ok(())
+                    }));
+                }
+                // Every child is waiting on the token; then one fails.
+                parked_out.wait_for(CHILDREN).await;
+                drop(n.spawn(async { Err::<(), _>("boom".to_owned()) }));
+                forever::<()>().await
+            }),
+        )
+        .await;
+        assert_eq!(
+            result,
+            Err(Error::Failed {
+                error: "boom".to_owned(),
+                suppressed: vec![],
+                omitted: 0
+            }),
+            "round {round}"
+        );
+        assert_eq!(
+            saw_token.load(Ordering::SeqCst),
+            0,
+            "round {round}: a child saw the token of a zero-grace cancel"
+        );
+    }
+}
+
+// ===== the multi-thread runtime, in real time =====
+
+/// On cancel the token fires first; a child that stops within the grace
+/// period completes normally, and one that ignores the token is aborted
+/// once the grace period has passed, before the scope returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn g6_token_first_then_abort_after_the_grace_multi_thread() {
+    const GRACE_MT: Duration = Duration::from_millis(100);
+    let shutdown = CancellationToken::new();
+    let ready = Arc::new(Barrier::new(3));
+    let (polite_tx, polite_value) = oneshot::channel();
+    let (stubborn_saw_tx, stubborn_saw) = oneshot::channel();
+    let polite = Tracker::new();
+    let stubborn = Tracker::new();
+    let polite_child = {
+        let ready = ready.clone();
+        polite.track(async move {
+            ready.wait().await;
+            nursery::cancelled().await;
+            polite_tx.send(7).unwrap();
+            Ok::<_, String>(7)
+        })
+    };
+    let stubborn_child = {
+        let ready = ready.clone();
+        stubborn.track(async move {
+            ready.wait().await;
+            nursery::cancelled().await;
+            stubborn_saw_tx.send(std::time::Instant::now()).unwrap();
+            forever::<u32>().await
+        })
+    };
+    let scope = Nursery::builder()
+        .grace(GRACE_MT)
+        .cancel_on(shutdown.clone())
+        .scope(|n: Nursery<String>| async move {
+            drop(n.spawn(polite_child));
+            drop(n.spawn(stubborn_child));
+            forever::<()>().await
+        });
+    let trigger = async {
+        ready.wait().await;
+        let cancelled_at = std::time::Instant::now();
+        shutdown.cancel();
+        cancelled_at
+    };
+    let (result, cancelled_at) = within("a scope cancelled with a grace period", async {
+        tokio::join!(scope, trigger)
+    })
+    .await;
+    let returned = std::time::Instant::now();
+
+    assert_eq!(result, Err(Error::Cancelled));
+    assert_eq!(polite_value.await, Ok(7), "the polite child saw the token");
+    assert!(polite.completed(), "and completed, not aborted");
+    let saw = stubborn_saw
+        .await
+        .expect("the stubborn child saw the token");
+    assert!(saw < returned, "the token fired before the abort");
+    assert!(stubborn.was_dropped() && !stubborn.completed());
+    assert!(
+        returned - cancelled_at >= GRACE_MT,
+        "aborted only once the grace period had passed: {:?}",
+        returned - cancelled_at
+    );
 }

@@ -8,29 +8,13 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
 
 use nursery::Nursery;
-use nursery_tests::{DropCounter, Latch, yield_rounds};
+use nursery_tests::{DropCounter, Latch, parked_in, within, yield_rounds};
 use tokio::sync::{Barrier, oneshot, watch};
 
 type E = &'static str;
 
 /// Long enough never to be reached by a passing test; bounds a broken one.
 const SAFETY: Duration = Duration::from_secs(5);
-
-/// Awaits `future`; the first time it is pending, drops `parked` (after the
-/// poll that checked it), so a test waiting for every `parked` guard knows
-/// each task is idle inside `future` and no poll of it is in flight.
-async fn parked_in<F: Future>(future: F, parked: nursery_tests::DropGuard) -> F::Output {
-    let mut future = std::pin::pin!(future);
-    let mut parked = Some(parked);
-    std::future::poll_fn(|cx| {
-        let polled = future.as_mut().poll(cx);
-        if polled.is_pending() {
-            parked.take();
-        }
-        polled
-    })
-    .await
-}
 
 /// A child that waits for the gate and then counts itself in `ran_after`:
 /// a child that was aborted never gets there.
@@ -78,14 +62,16 @@ async fn drop_scope_with_gated_children(children: usize) {
     });
     tokio::select! {
         result = scope => panic!("the scope finished: {result:?}"),
-        _ = parked.wait_for(children * 2) => {}
+        _ = within("every child to wait on its gate", parked.wait_for(children * 2)) => {}
     }
     // The scope future has been dropped. Anything not aborted runs now.
     // Every receiver may be gone already (all aborted): that is fine.
     gate_tx.send_replace(true);
-    tokio::time::timeout(SAFETY, guards.wait_for(children * 2))
-        .await
-        .expect("children of the dropped scope were never dropped");
+    within(
+        "the children of the dropped scope to be dropped",
+        guards.wait_for(children * 2),
+    )
+    .await;
     assert_eq!(
         ran_after.load(SeqCst),
         0,
@@ -131,11 +117,13 @@ async fn g7_dropping_the_scope_skips_the_grace_period() {
         });
     tokio::select! {
         result = scope => panic!("the scope finished: {result:?}"),
-        _ = all_started.wait() => {}
+        _ = within("every child to start", all_started.wait()) => {}
     }
-    tokio::time::timeout(SAFETY, guards.wait_for(CHILDREN))
-        .await
-        .expect("children of the dropped scope were never dropped");
+    within(
+        "the children of the dropped scope to be dropped",
+        guards.wait_for(CHILDREN),
+    )
+    .await;
     assert_eq!(
         graceful.load(SeqCst),
         0,
@@ -172,11 +160,13 @@ async fn g7_dropping_the_scope_does_not_run_cancellation_paths_multi_thread() {
             });
         tokio::select! {
             result = scope => panic!("the scope finished: {result:?}"),
-            _ = parked.wait_for(CHILDREN) => {}
+            _ = within("every child to wait on the token", parked.wait_for(CHILDREN)) => {}
         }
-        tokio::time::timeout(SAFETY, guards.wait_for(CHILDREN))
-            .await
-            .expect("children of the dropped scope were never dropped");
+        within(
+            "the children of the dropped scope to be dropped",
+            guards.wait_for(CHILDREN),
+        )
+        .await;
         assert_eq!(
             graceful.load(SeqCst),
             0,
@@ -206,9 +196,11 @@ async fn g7_timeout_around_the_scope_aborts_its_children_and_body() {
     assert!(elapsed.is_err());
     // The body is dropped with the scope future, synchronously.
     assert_eq!(body.dropped(), 1);
-    tokio::time::timeout(SAFETY, guards.wait_for(CHILDREN))
-        .await
-        .expect("children of the dropped scope were never dropped");
+    within(
+        "the children of the dropped scope to be dropped",
+        guards.wait_for(CHILDREN),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -248,15 +240,17 @@ async fn g7_queued_children_never_start_when_the_scope_is_dropped() {
         });
     tokio::select! {
         result = scope => panic!("the scope finished: {result:?}"),
-        _ = all_running.wait() => {}
+        _ = within("the children with a slot to start", all_running.wait()) => {}
     }
-    // Queued futures are dropped with the scope, unpolled.
+    // Queued futures are dropped with the scope, unpolled: none of them
+    // can start later, so the count below is final.
     assert_eq!(queued.dropped(), QUEUED);
     // The running ones are aborted; their slots go to nobody.
-    tokio::time::timeout(SAFETY, running.wait_for(RUNNING))
-        .await
-        .expect("children of the dropped scope were never dropped");
-    yield_rounds(10).await;
+    within(
+        "the children of the dropped scope to be dropped",
+        running.wait_for(RUNNING),
+    )
+    .await;
     assert_eq!(
         started.load(SeqCst),
         0,
@@ -281,7 +275,7 @@ async fn g7_dropping_never_blocks_on_a_running_blocking_child() {
     });
     tokio::select! {
         result = scope => panic!("the scope finished: {result:?}"),
-        _ = entered => {}
+        _ = within("the blocking child to start", entered) => {}
     }
     // We are past the drop while the blocking child is still held: dropping
     // did not wait for it (if it had, the latch would have timed out first).
@@ -324,23 +318,28 @@ async fn g7_dropped_inner_scope_makes_the_outer_wait_for_its_children() {
         });
         tokio::select! {
             result = inner => panic!("the inner scope finished: {result:?}"),
-            _ = entered => {}
+            _ = within("the blocking child to start", entered) => {}
         }
         // The inner scope future has been dropped here.
         let _ = body_done_tx.send(());
         Ok("outer body")
     }));
     body_done.await.unwrap();
-    tokio::time::timeout(SAFETY, guards.wait_for(ASYNC_CHILDREN))
-        .await
-        .expect("children of the dropped inner scope were never dropped");
+    within(
+        "the children of the dropped inner scope to be dropped",
+        guards.wait_for(ASYNC_CHILDREN),
+    )
+    .await;
     yield_rounds(100).await;
     assert!(
         !outer.is_finished(),
         "the outer scope returned while the dropped inner scope's blocking child was still running"
     );
     latch.open();
-    assert_eq!(outer.await.unwrap(), Ok("outer body"));
+    assert_eq!(
+        within("the outer scope", outer).await.unwrap(),
+        Ok("outer body")
+    );
     assert!(finished.load(SeqCst));
 }
 
@@ -352,33 +351,36 @@ async fn g7_dropped_inner_scope_async_children_are_joined_by_the_outer() {
     for _ in 0..20 {
         let guards = DropCounter::new();
         let handed_out = guards.clone();
-        let result = nursery::scope(|_outer: Nursery<E>| async move {
-            let all_started = Arc::new(Barrier::new(CHILDREN * 2 + 1));
-            let started = all_started.clone();
-            let inner = nursery::scope(|inner: Nursery<E>| async move {
-                for _ in 0..CHILDREN {
-                    let (guard, sibling_guard) = (handed_out.guard(), handed_out.guard());
-                    let (started, sibling_started) = (started.clone(), started.clone());
-                    let spawner = inner.clone();
-                    drop(inner.spawn(async move {
-                        let _guard = guard;
-                        drop(spawner.spawn(async move {
-                            let _guard = sibling_guard;
-                            sibling_started.wait().await;
+        let result = within(
+            "the scope",
+            nursery::scope(|_outer: Nursery<E>| async move {
+                let all_started = Arc::new(Barrier::new(CHILDREN * 2 + 1));
+                let started = all_started.clone();
+                let inner = nursery::scope(|inner: Nursery<E>| async move {
+                    for _ in 0..CHILDREN {
+                        let (guard, sibling_guard) = (handed_out.guard(), handed_out.guard());
+                        let (started, sibling_started) = (started.clone(), started.clone());
+                        let spawner = inner.clone();
+                        drop(inner.spawn(async move {
+                            let _guard = guard;
+                            drop(spawner.spawn(async move {
+                                let _guard = sibling_guard;
+                                sibling_started.wait().await;
+                                pending::<Result<(), E>>().await
+                            }));
+                            started.wait().await;
                             pending::<Result<(), E>>().await
                         }));
-                        started.wait().await;
-                        pending::<Result<(), E>>().await
-                    }));
+                    }
+                    pending::<Result<(), E>>().await
+                });
+                tokio::select! {
+                    result = inner => panic!("the inner scope finished: {result:?}"),
+                    _ = within("every child to start", all_started.wait()) => {}
                 }
-                pending::<Result<(), E>>().await
-            });
-            tokio::select! {
-                result = inner => panic!("the inner scope finished: {result:?}"),
-                _ = all_started.wait() => {}
-            }
-            Ok(())
-        })
+                Ok(())
+            }),
+        )
         .await;
         assert_eq!(result, Ok(()));
         assert_eq!(
@@ -400,7 +402,7 @@ async fn g7_nursery_handle_kept_after_the_drop_starts_nothing() {
     });
     let n = tokio::select! {
         result = scope => panic!("the scope finished: {result:?}"),
-        n = handle_rx => n.unwrap(),
+        n = within("the handle to be sent", handle_rx) => n.unwrap(),
     };
     let guards = DropCounter::new();
     let ran = Arc::new(AtomicBool::new(false));
@@ -415,8 +417,9 @@ async fn g7_nursery_handle_kept_after_the_drop_starts_nothing() {
         1,
         "the refused future was not dropped at once"
     );
+    // A dropped scope is closed as well as cancelled: closed decides.
     let error = handle.await.unwrap_err();
-    assert!(error.is_closed() || error.is_cancelled(), "{error:?}");
+    assert!(error.is_closed() && !error.is_cancelled(), "{error:?}");
     assert!(!ran.load(SeqCst));
     assert!(n.is_cancelled());
 }

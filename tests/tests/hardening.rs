@@ -16,20 +16,13 @@ use std::time::Duration;
 
 use nursery::testing::LeakCheck;
 use nursery::{Error, Interrupted, Nursery, nursery};
-use nursery_tests::{DropCounter, Latch, LeakLog, PanicOnDrop, panic_message};
+use nursery_tests::{DropCounter, Latch, LeakLog, PanicOnDrop, panic_message, within};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-/// Bounds every wait for something that should end: a regression fails
-/// here instead of hanging the suite.
-const BOUND: Duration = Duration::from_secs(10);
-
-async fn bounded<F: std::future::Future>(what: &str, future: F) -> F::Output {
-    match tokio::time::timeout(BOUND, future).await {
-        Ok(output) => output,
-        Err(_) => panic!("still running after {BOUND:?}: {what}"),
-    }
-}
+/// Bounds the blocking waits and the leak waits here, as [`within`] bounds
+/// the waits for what should end: a regression fails instead of hanging.
+const BOUND: Duration = nursery_tests::BOUND;
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -73,7 +66,7 @@ async fn dropping_a_scope_with_the_longest_leak_grace_does_not_panic() {
     let builder = Nursery::builder().leak_grace(Duration::MAX);
     drop_a_scope_with_running_children(builder, &dropped).await;
     // The children were aborted (G7), and nothing panicked on the way.
-    bounded("the dropped scope's children", dropped.wait_for(2)).await;
+    within("the dropped scope's children", dropped.wait_for(2)).await;
 }
 
 #[tokio::test]
@@ -96,41 +89,47 @@ async fn dropping_a_scope_with_the_longest_macro_leak_grace_does_not_panic() {
         tokio::time::timeout(ms(1), crawl).await.is_err(),
         "the scope cannot return"
     );
-    bounded("the dropped scope's child", dropped.wait_for(1)).await;
+    within("the dropped scope's child", dropped.wait_for(1)).await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn the_longest_timeout_and_grace_are_no_deadline_and_a_grace_that_waits() {
-    let result = Nursery::builder()
-        .timeout(Duration::MAX)
-        .grace(Duration::MAX)
-        .scope(|n: Nursery<()>| async move {
-            // Too far for any clock: no deadline.
-            assert_eq!(n.deadline(), None);
-            assert_eq!(nursery::check(), Ok(()));
-            n.spawn(async {
-                // Stops by itself once cancelled, within the endless grace.
-                nursery::cancelled().await;
-                Ok(())
-            });
-            n.cancel();
-            Ok(7)
-        })
-        .await;
+    let result = within(
+        "the scope",
+        Nursery::builder()
+            .timeout(Duration::MAX)
+            .grace(Duration::MAX)
+            .scope(|n: Nursery<()>| async move {
+                // Too far for any clock: no deadline.
+                assert_eq!(n.deadline(), None);
+                assert_eq!(nursery::check(), Ok(()));
+                n.spawn(async {
+                    // Stops by itself once cancelled, within the endless grace.
+                    nursery::cancelled().await;
+                    Ok(())
+                });
+                n.cancel();
+                Ok(7)
+            }),
+    )
+    .await;
     assert_eq!(result, Ok(7));
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_deadline_far_in_the_future_is_kept_and_never_reached() {
     let far = Instant::now() + Duration::from_secs(100 * 365 * 24 * 60 * 60);
-    let result = Nursery::builder()
-        .deadline(far)
-        .scope(|n: Nursery<()>| async move {
-            assert_eq!(n.deadline(), Some(far));
-            tokio::time::sleep(Duration::from_secs(3600)).await;
-            Ok::<_, ()>(n.is_cancelled())
-        })
-        .await;
+    let result = within(
+        "the scope",
+        Nursery::builder()
+            .deadline(far)
+            .scope(|n: Nursery<()>| async move {
+                assert_eq!(n.deadline(), Some(far));
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                Ok::<_, ()>(n.is_cancelled())
+            }),
+    )
+    .await;
     assert_eq!(result, Ok(false));
 }
 
@@ -141,23 +140,26 @@ async fn a_deadline_far_in_the_future_is_kept_and_never_reached() {
 async fn rate_with_period(starts: u32, per: Duration) {
     let started = Arc::new(AtomicUsize::new(0));
     let count = started.clone();
-    let result = Nursery::builder()
-        .rate(starts, per)
-        .timeout(Duration::from_secs(1))
-        .scope(move |n: Nursery<()>| async move {
-            // Past the scope's first instant, so that the first start's
-            // time plus the period exceeds the clock's range.
-            tokio::time::sleep(ms(1)).await;
-            for _ in 0..3 {
-                let count = count.clone();
-                n.spawn(async move {
-                    count.fetch_add(1, SeqCst);
-                    Ok(())
-                });
-            }
-            std::future::pending::<Result<(), ()>>().await
-        })
-        .await;
+    let result = within(
+        "the scope",
+        Nursery::builder()
+            .rate(starts, per)
+            .timeout(Duration::from_secs(1))
+            .scope(move |n: Nursery<()>| async move {
+                // Past the scope's first instant, so that the first start's
+                // time plus the period exceeds the clock's range.
+                tokio::time::sleep(ms(1)).await;
+                for _ in 0..3 {
+                    let count = count.clone();
+                    n.spawn(async move {
+                        count.fetch_add(1, SeqCst);
+                        Ok(())
+                    });
+                }
+                std::future::pending::<Result<(), ()>>().await
+            }),
+    )
+    .await;
     assert_eq!(result, Err(Error::TimedOut), "rate({starts}, {per:?})");
     assert_eq!(started.load(SeqCst), 1, "rate({starts}, {per:?})");
 }
@@ -187,7 +189,10 @@ async fn a_macro_rate_with_a_period_of_centuries_starts_once_then_waits_for_the_
     }
 
     let started = Arc::new(AtomicUsize::new(0));
-    assert_eq!(paced(started.clone()).await, Err(Interrupted::TimedOut));
+    assert_eq!(
+        within("the #[nursery] function", paced(started.clone())).await,
+        Err(Interrupted::TimedOut)
+    );
     assert_eq!(started.load(SeqCst), 1);
 }
 
@@ -204,7 +209,7 @@ fn three_items() -> impl Iterator<Item = u32> + Send + 'static {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn map_and_for_each_without_a_limit_start_a_worker_per_item() {
-    let doubled = bounded(
+    let doubled = within(
         "map with usize::MAX",
         nursery::map(
             three_items(),
@@ -216,7 +221,7 @@ async fn map_and_for_each_without_a_limit_start_a_worker_per_item() {
     assert_eq!(doubled, Ok(vec![4, 2, 0]));
     let seen = Arc::new(AtomicUsize::new(0));
     let count = seen.clone();
-    let done = bounded(
+    let done = within(
         "for_each with usize::MAX",
         nursery::for_each(three_items(), usize::MAX, move |_| {
             let count = count.clone();
@@ -237,7 +242,7 @@ async fn map_unordered_without_a_limit_starts_a_worker_per_item() {
 
     // A stream that does not know its length.
     let stream = futures_util::stream::iter(three_items()).filter(|_| std::future::ready(true));
-    let mut results: Vec<u32> = bounded(
+    let mut results: Vec<u32> = within(
         "map_unordered with usize::MAX",
         nursery::map_unordered(stream, usize::MAX, |i| async move { Ok::<_, ()>(i + 1) })
             .map(|result| result.expect("no item fails"))
@@ -250,7 +255,7 @@ async fn map_unordered_without_a_limit_starts_a_worker_per_item() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipeline_stages_without_a_limit_start_a_worker_per_item() {
-    let out = bounded(
+    let out = within(
         "a pipeline with usize::MAX workers",
         nursery::Pipeline::from_iter(three_items())
             .stage(usize::MAX, |i| async move { Ok::<_, ()>(i * 10) })
@@ -264,14 +269,17 @@ async fn pipeline_stages_without_a_limit_start_a_worker_per_item() {
 
 #[tokio::test]
 async fn the_largest_limit_and_weight_run_every_child() {
-    let result = Nursery::builder()
-        .limit(usize::MAX)
-        .scope(|n: Nursery<()>| async move {
-            let heavy = n.spawn_weighted(usize::MAX, async { Ok(1) });
-            let light = n.spawn(async { Ok(2) });
-            Ok(heavy.await.map_err(|_| ())? + light.await.map_err(|_| ())?)
-        })
-        .await;
+    let result = within(
+        "the scope",
+        Nursery::builder()
+            .limit(usize::MAX)
+            .scope(|n: Nursery<()>| async move {
+                let heavy = n.spawn_weighted(usize::MAX, async { Ok(1) });
+                let light = n.spawn(async { Ok(2) });
+                Ok(heavy.await.map_err(|_| ())? + light.await.map_err(|_| ())?)
+            }),
+    )
+    .await;
     assert_eq!(result, Ok(3));
 }
 
@@ -281,13 +289,16 @@ async fn the_largest_limit_and_weight_run_every_child() {
 async fn a_zero_timeout_times_out_even_when_the_body_would_return_at_once() {
     let polled = Arc::new(AtomicUsize::new(0));
     let seen = polled.clone();
-    let result = Nursery::builder()
-        .timeout(Duration::ZERO)
-        .scope(move |_: Nursery<()>| async move {
-            seen.fetch_add(1, SeqCst);
-            Ok(1)
-        })
-        .await;
+    let result = within(
+        "the scope",
+        Nursery::builder()
+            .timeout(Duration::ZERO)
+            .scope(move |_: Nursery<()>| async move {
+                seen.fetch_add(1, SeqCst);
+                Ok(1)
+            }),
+    )
+    .await;
     assert_eq!(result, Err(Error::TimedOut));
     assert_eq!(
         polled.load(SeqCst),
@@ -302,16 +313,22 @@ async fn a_zero_macro_timeout_times_out() {
     async fn quick(_n: Nursery<Interrupted>) -> Result<u32, Interrupted> {
         Ok(1)
     }
-    assert_eq!(quick().await, Err(Interrupted::TimedOut));
+    assert_eq!(
+        within("the #[nursery] function", quick()).await,
+        Err(Interrupted::TimedOut)
+    );
 }
 
 #[tokio::test]
 async fn a_deadline_in_the_past_times_out() {
     let past = Instant::now();
-    let result = Nursery::builder()
-        .deadline(past)
-        .scope(|_: Nursery<()>| async { Ok(1) })
-        .await;
+    let result = within(
+        "the scope",
+        Nursery::builder()
+            .deadline(past)
+            .scope(|_: Nursery<()>| async { Ok(1) }),
+    )
+    .await;
     assert_eq!(result, Err(Error::TimedOut));
 }
 
@@ -324,40 +341,46 @@ fn hold_the_thread_past(deadline: Instant) {
 
 #[tokio::test]
 async fn a_body_that_holds_the_thread_past_its_deadline_times_out_and_check_says_so() {
-    let result = Nursery::builder()
-        .timeout(ms(10))
-        .scope(|n: Nursery<()>| async move {
-            assert_eq!(nursery::check(), Ok(()));
-            let deadline = n.deadline().expect("the scope has a deadline");
-            // tokio's timer cannot fire while the body holds the thread.
-            hold_the_thread_past(deadline + ms(40));
-            // Past the deadline, whether or not the timer has fired.
-            assert_eq!(nursery::check(), Err(Interrupted::TimedOut));
-            assert!(n.is_cancelled());
-            assert_eq!(nursery::cause(), Some(nursery::Cause::TimedOut));
-            Ok(1)
-        })
-        .await;
+    let result = within(
+        "the scope",
+        Nursery::builder()
+            .timeout(ms(10))
+            .scope(|n: Nursery<()>| async move {
+                assert_eq!(nursery::check(), Ok(()));
+                let deadline = n.deadline().expect("the scope has a deadline");
+                // tokio's timer cannot fire while the body holds the thread.
+                hold_the_thread_past(deadline + ms(40));
+                // Past the deadline, whether or not the timer has fired.
+                assert_eq!(nursery::check(), Err(Interrupted::TimedOut));
+                assert!(n.is_cancelled());
+                assert_eq!(nursery::cause(), Some(nursery::Cause::TimedOut));
+                Ok(1)
+            }),
+    )
+    .await;
     assert_eq!(result, Err(Error::TimedOut));
 }
 
 #[tokio::test]
 async fn an_inner_scope_past_its_inherited_deadline_times_out_before_the_timer_fires() {
-    let result = Nursery::builder()
-        .timeout(ms(10))
-        .scope(|n: Nursery<()>| async move {
-            let deadline = n.deadline().expect("the scope has a deadline");
-            let inner = Nursery::builder()
-                .scope(move |_: Nursery<()>| async move {
-                    hold_the_thread_past(deadline);
-                    assert_eq!(nursery::check(), Err(Interrupted::TimedOut));
-                    Ok(())
-                })
-                .await;
-            assert_eq!(inner, Err(Error::TimedOut));
-            Ok(())
-        })
-        .await;
+    let result = within(
+        "the scope",
+        Nursery::builder()
+            .timeout(ms(10))
+            .scope(|n: Nursery<()>| async move {
+                let deadline = n.deadline().expect("the scope has a deadline");
+                let inner = Nursery::builder()
+                    .scope(move |_: Nursery<()>| async move {
+                        hold_the_thread_past(deadline);
+                        assert_eq!(nursery::check(), Err(Interrupted::TimedOut));
+                        Ok(())
+                    })
+                    .await;
+                assert_eq!(inner, Err(Error::TimedOut));
+                Ok(())
+            }),
+    )
+    .await;
     assert_eq!(result, Err(Error::TimedOut));
 }
 
@@ -369,17 +392,20 @@ async fn ready_at_once<F: Future>(future: F) -> bool {
 
 #[tokio::test]
 async fn cancelled_resolves_at_once_past_the_deadline() {
-    let result = Nursery::builder()
-        .timeout(ms(10))
-        .scope(|n: Nursery<()>| async move {
-            let deadline = n.deadline().expect("the scope has a deadline");
-            hold_the_thread_past(deadline);
-            // The timer has not fired (this body holds the only thread):
-            // the deadline alone decides.
-            assert!(ready_at_once(nursery::cancelled()).await);
-            Ok(())
-        })
-        .await;
+    let result = within(
+        "the scope",
+        Nursery::builder()
+            .timeout(ms(10))
+            .scope(|n: Nursery<()>| async move {
+                let deadline = n.deadline().expect("the scope has a deadline");
+                hold_the_thread_past(deadline);
+                // The timer has not fired (this body holds the only thread):
+                // the deadline alone decides.
+                assert!(ready_at_once(nursery::cancelled()).await);
+                Ok(())
+            }),
+    )
+    .await;
     assert_eq!(result, Err(Error::TimedOut));
 }
 
@@ -482,7 +508,7 @@ async fn a_panic_under_a_dropped_inner_scope_is_re_raised_by_the_running_parent(
         })
         .await
     });
-    let joined = bounded("the outer scope", outcome).await;
+    let joined = within("the outer scope", outcome).await;
     let payload = joined
         .expect_err("the parent re-raises the panic")
         .into_panic();
@@ -518,7 +544,7 @@ async fn a_discarded_error_whose_destructor_panics_is_re_raised_under_its_own_me
             })
             .await
     });
-    let payload = bounded("the scope", outcome)
+    let payload = within("the scope", outcome)
         .await
         .expect_err("the destructor's panic is re-raised")
         .into_panic();
@@ -532,20 +558,23 @@ async fn max_suppressed_keeps_the_first_errors_counts_the_rest_and_drops_them_as
     const FAILURES: usize = 1_000;
     let dropped = DropCounter::new();
     let counter = dropped.clone();
-    let result = Nursery::builder()
-        .collect_errors()
-        .max_suppressed(10)
-        .scope(
-            move |n: Nursery<(usize, nursery_tests::DropGuard)>| async move {
-                for i in 0..FAILURES {
-                    let guard = counter.guard();
-                    // One after the other, so the order is known.
-                    let _ = n.spawn(async move { Err::<(), _>((i, guard)) }).await;
-                }
-                Ok(())
-            },
-        )
-        .await;
+    let result = within(
+        "the scope",
+        Nursery::builder()
+            .collect_errors()
+            .max_suppressed(10)
+            .scope(
+                move |n: Nursery<(usize, nursery_tests::DropGuard)>| async move {
+                    for i in 0..FAILURES {
+                        let guard = counter.guard();
+                        // One after the other, so the order is known.
+                        let _ = n.spawn(async move { Err::<(), _>((i, guard)) }).await;
+                    }
+                    Ok(())
+                },
+            ),
+    )
+    .await;
     let error = result.expect_err("every child failed");
     // Dropped as they arrived, before the scope returned.
     assert_eq!(dropped.dropped(), FAILURES - 11);
@@ -561,17 +590,19 @@ async fn max_suppressed_keeps_the_first_errors_counts_the_rest_and_drops_them_as
 
 #[tokio::test]
 async fn max_suppressed_zero_keeps_the_first_error_alone_and_display_counts_the_rest() {
-    let error = Nursery::builder()
-        .collect_errors()
-        .max_suppressed(0)
-        .scope(|n: Nursery<String>| async move {
-            for i in 0..3 {
-                let _ = n.spawn(async move { Err::<(), _>(format!("e{i}")) }).await;
-            }
-            Ok(())
-        })
-        .await
-        .expect_err("every child failed");
+    let error = within(
+        "the scope",
+        Nursery::builder().collect_errors().max_suppressed(0).scope(
+            |n: Nursery<String>| async move {
+                for i in 0..3 {
+                    let _ = n.spawn(async move { Err::<(), _>(format!("e{i}")) }).await;
+                }
+                Ok(())
+            },
+        ),
+    )
+    .await
+    .expect_err("every child failed");
     assert_eq!(error.suppressed(), &[] as &[String]);
     assert_eq!(error.omitted(), 2);
     assert_eq!(error.to_string(), "e0 (2 more errors omitted)");
@@ -579,16 +610,19 @@ async fn max_suppressed_zero_keeps_the_first_error_alone_and_display_counts_the_
 
 #[tokio::test]
 async fn without_a_cap_every_error_is_kept() {
-    let error = Nursery::builder()
-        .collect_errors()
-        .scope(|n: Nursery<usize>| async move {
-            for i in 0..100 {
-                let _ = n.spawn(async move { Err::<(), _>(i) }).await;
-            }
-            Ok(())
-        })
-        .await
-        .expect_err("every child failed");
+    let error = within(
+        "the scope",
+        Nursery::builder()
+            .collect_errors()
+            .scope(|n: Nursery<usize>| async move {
+                for i in 0..100 {
+                    let _ = n.spawn(async move { Err::<(), _>(i) }).await;
+                }
+                Ok(())
+            }),
+    )
+    .await
+    .expect_err("every child failed");
     assert_eq!(error.suppressed().len(), 99);
     assert_eq!(error.omitted(), 0);
     assert_eq!(error.to_string(), "0 (99 more errors suppressed)");
@@ -596,21 +630,24 @@ async fn without_a_cap_every_error_is_kept() {
 
 #[tokio::test(start_paused = true)]
 async fn max_suppressed_caps_errors_that_arrive_during_a_fail_fast_cancel() {
-    let error = Nursery::builder()
-        .max_suppressed(2)
-        .grace(Duration::from_secs(60))
-        .scope(|n: Nursery<usize>| async move {
-            for i in 1..=5 {
-                n.spawn(async move {
-                    nursery::cancelled().await;
-                    Err::<(), _>(i)
-                });
-            }
-            n.spawn(async { Err::<(), _>(0) });
-            std::future::pending::<Result<(), usize>>().await
-        })
-        .await
-        .expect_err("a child failed");
+    let error = within(
+        "the scope",
+        Nursery::builder()
+            .max_suppressed(2)
+            .grace(Duration::from_secs(60))
+            .scope(|n: Nursery<usize>| async move {
+                for i in 1..=5 {
+                    n.spawn(async move {
+                        nursery::cancelled().await;
+                        Err::<(), _>(i)
+                    });
+                }
+                n.spawn(async { Err::<(), _>(0) });
+                std::future::pending::<Result<(), usize>>().await
+            }),
+    )
+    .await
+    .expect_err("a child failed");
     assert_eq!(error.error(), Some(&0));
     assert_eq!(error.suppressed().len(), 2);
     assert_eq!(error.omitted(), 3);

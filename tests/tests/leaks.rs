@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use nursery::testing::{LeakCheck, LeakReport, assert_no_leaks};
 use nursery::{Leak, Nursery, TaskHandle, TaskState};
-use nursery_tests::{Latch, LeakLog, Rendezvous};
+use nursery_tests::{Latch, LeakLog, Rendezvous, within};
 use tokio::sync::oneshot;
 
 type E = &'static str;
@@ -189,6 +189,9 @@ async fn g7_blocking_child_outliving_a_dropped_scope_is_in_the_report() {
     // task still alive is listed once, under `tasks()`.
     assert!(report.leaks().is_empty(), "{report}");
     assert_eq!(report.unscoped_tasks(), 0, "{report}");
+    // A task still alive: the check waited out its whole window.
+    assert!(report.waited() >= CHECK_GRACE, "{:?}", report.waited());
+    assert!(report.waited() < SAFETY, "{:?}", report.waited());
 
     let text = report.to_string();
     assert!(text.starts_with("nursery: "), "{text}");
@@ -253,6 +256,8 @@ async fn g7_leak_hook_gets_the_blocking_child_of_a_dropped_scope() {
     assert!(leak.task().scope_path().ends_with("`hook-inner`"), "{leak}");
     assert!(leak.after() + CLOCK_SLACK >= LEAK_GRACE, "{leak}");
     assert!(leak.after() < SAFETY, "{leak}");
+    assert_eq!(leak.runtime(), tokio::runtime::Handle::current().id());
+    assert_eq!(leak.panic(), None, "a stuck task, not a lost panic");
     let text = leak.to_string();
     assert!(
         text.starts_with(&format!(
@@ -726,26 +731,29 @@ async fn assert_no_leaks_panics_with_the_report() {
 #[tokio::test]
 async fn assert_no_leaks_returns_the_output_when_clean() {
     let output = assert_no_leaks(async {
-        let sum = Nursery::builder()
-            .name("clean")
-            .limit(2)
-            .scope(|n: Nursery<E>| async move {
-                let handles: Vec<_> = (1..=4u32)
-                    .map(|i| n.spawn_named(format!("clean-{i}"), async move { Ok(i) }))
-                    .collect();
-                let blocking = n.spawn_blocking(|_| Ok(10));
-                let inner = nursery::scope(|n: Nursery<E>| async move {
-                    n.spawn(async { Ok(()) });
-                    Ok(100)
-                });
-                let mut sum = inner.await.map_err(|_| "inner failed")?;
-                for handle in handles {
-                    sum += handle.await.map_err(|_| "child failed")?;
-                }
-                Ok(sum + blocking.await.map_err(|_| "blocking failed")?)
-            })
-            .await
-            .unwrap();
+        let sum = within(
+            "the scope",
+            Nursery::builder()
+                .name("clean")
+                .limit(2)
+                .scope(|n: Nursery<E>| async move {
+                    let handles: Vec<_> = (1..=4u32)
+                        .map(|i| n.spawn_named(format!("clean-{i}"), async move { Ok(i) }))
+                        .collect();
+                    let blocking = n.spawn_blocking(|_| Ok(10));
+                    let inner = nursery::scope(|n: Nursery<E>| async move {
+                        n.spawn(async { Ok(()) });
+                        Ok(100)
+                    });
+                    let mut sum = inner.await.map_err(|_| "inner failed")?;
+                    for handle in handles {
+                        sum += handle.await.map_err(|_| "child failed")?;
+                    }
+                    Ok(sum + blocking.await.map_err(|_| "blocking failed")?)
+                }),
+        )
+        .await
+        .unwrap();
         format!("sum {sum}")
     })
     .await;
@@ -807,18 +815,21 @@ fn parallel_leak_checks_see_only_their_own_runtime() {
                 .unwrap(),
             SAFETY,
             async move {
-                Nursery::builder()
-                    .name("parallel-clean")
-                    .scope(|n: Nursery<E>| async move {
-                        n.spawn_named("parallel-clean-task", async move {
-                            let _ = release_rx.await;
+                within(
+                    "the scope",
+                    Nursery::builder()
+                        .name("parallel-clean")
+                        .scope(|n: Nursery<E>| async move {
+                            n.spawn_named("parallel-clean-task", async move {
+                                let _ = release_rx.await;
+                                Ok(())
+                            });
+                            assert!(met.meet(SAFETY), "the leaky test never arrived");
                             Ok(())
-                        });
-                        assert!(met.meet(SAFETY), "the leaky test never arrived");
-                        Ok(())
-                    })
-                    .await
-                    .unwrap();
+                        }),
+                )
+                .await
+                .unwrap();
             },
         )
     };
@@ -859,23 +870,25 @@ fn parallel_leak_checks_see_only_their_own_runtime() {
 async fn leak_check_ignores_scopes_on_another_runtime() {
     let (opened_tx, opened_rx) = std::sync::mpsc::channel::<()>();
     let (release_tx, release_rx) = oneshot::channel::<()>();
-    let other =
-        std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(Nursery::builder().name("other-runtime").scope(
-                    |n: Nursery<E>| async move {
+    let other = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(within(
+                "the scope on the other runtime",
+                Nursery::builder()
+                    .name("other-runtime")
+                    .scope(|n: Nursery<E>| async move {
                         n.spawn_named("other-runtime-task", async move {
                             let _ = release_rx.await;
                             Ok(())
                         });
                         let _ = opened_tx.send(());
                         Ok(())
-                    },
-                ))
-        });
+                    }),
+            ))
+    });
     opened_rx.recv_timeout(SAFETY).unwrap();
     // The other runtime's task is alive, and visible to a dump...
     assert!(
@@ -911,13 +924,19 @@ fn a_panicking_leak_hook_does_not_stall_leak_checks() {
         .env(HOOK_CHILD_ENV, "1")
         .output()
         .unwrap();
-    assert!(
-        output.status.success(),
-        "{}\n{}",
+    let (stdout, stderr) = (
         String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
+        String::from_utf8_lossy(&output.stderr),
     );
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    // The filter matched the test, and it ran with the variable set (it
+    // says so on stdout, where `--nocapture` lets it print).
+    assert!(stdout.contains(" 1 passed;"), "{stdout}\n{stderr}");
+    assert!(stdout.contains(HOOK_CHILD_RAN), "{stdout}\n{stderr}");
 }
+
+/// What `panicking_leak_hook_process` prints once it has run its checks.
+const HOOK_CHILD_RAN: &str = "panicking_leak_hook_process: checks done";
 
 #[test]
 #[ignore = "run in a process of its own by a_panicking_leak_hook_does_not_stall_leak_checks"]
@@ -961,6 +980,7 @@ fn panicking_leak_hook_process() {
         assert_eq!(second.unwrap_err().unscoped_tasks(), 1);
     });
     runtime.shutdown_background();
+    println!("{HOOK_CHILD_RAN}");
 }
 
 /// A task that outlived its dropped scope by more than the leak grace, then
@@ -995,6 +1015,9 @@ async fn a_leak_that_ended_since_is_listed_under_leaks() {
     };
     assert_eq!(leak.task().location(), at);
     assert_eq!(leak.task().scope_path(), "`ended-since`");
+    assert_eq!(leak.panic(), None);
+    // Nothing left alive to wait for: the check did not wait out its window.
+    assert!(report.waited() < CHECK_GRACE, "{:?}", report.waited());
     let text = report.to_string();
     assert!(
         text.starts_with("nursery: 1 task leaked (waited "),

@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use nursery::{Interrupted, Nursery, nursery};
-use nursery_tests::{HighWater, Tracker, yield_rounds};
-use tokio::sync::oneshot;
+use nursery_tests::{HighWater, Tracker, within, yield_rounds};
+use tokio::sync::{Semaphore, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -38,13 +38,20 @@ fn relay(_: nursery::JoinError) -> MyError {
 
 #[nursery(limit = 2)]
 async fn limited(n: Nursery<MyError>, gauge: HighWater, children: usize) -> Result<(), MyError> {
+    let go = Arc::new(Semaphore::new(0));
     for _ in 0..children {
-        let gauge = gauge.clone();
+        let (gauge, go) = (gauge.clone(), go.clone());
         n.spawn(async move {
             let _running = gauge.enter();
-            yield_rounds(5).await;
+            go.acquire().await.unwrap().forget();
             Ok(())
         });
+    }
+    // Lets one child go each time the limit is full: the limit is used, and
+    // a child beyond it has every chance to start meanwhile.
+    for released in 0..children {
+        gauge.wait_for_current(2.min(children - released)).await;
+        go.add_permits(1);
     }
     Ok(())
 }
@@ -52,7 +59,14 @@ async fn limited(n: Nursery<MyError>, gauge: HighWater, children: usize) -> Resu
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn nursery_attr_limit_is_honoured() {
     let gauge = HighWater::new();
-    assert_eq!(limited(gauge.clone(), 40).await, Ok(()));
+    assert_eq!(
+        within(
+            "a #[nursery(limit = 2)] function",
+            limited(gauge.clone(), 40)
+        )
+        .await,
+        Ok(())
+    );
     assert_eq!(gauge.peak(), 2, "never more than the limit, and it is used");
     assert_eq!(gauge.current(), 0, "every child has finished");
 }
@@ -67,7 +81,7 @@ async fn times_out(n: Nursery<MyError>, child: Tracker) -> Result<u32, MyError> 
 async fn nursery_attr_timeout_returns_the_callers_error_from_interrupted() {
     let child = Tracker::new();
     let start = Instant::now();
-    let result = times_out(child.clone()).await;
+    let result = within("the #[nursery] function", times_out(child.clone())).await;
     assert_eq!(result, Err(MyError::Interrupted(Interrupted::TimedOut)));
     assert_eq!(start.elapsed(), Duration::from_secs(1));
     assert!(child.was_dropped(), "the child was cancelled");
@@ -91,21 +105,24 @@ async fn nursery_attr_outside_cancellation_returns_the_callers_error_from_interr
     let shutdown = CancellationToken::new();
     let (running, is_running) = oneshot::channel();
     let (result, outcome) = oneshot::channel();
-    let outer = Nursery::builder()
-        .cancel_on(shutdown.clone())
-        .grace(Duration::from_secs(5))
-        .scope(|n: Nursery<MyError>| async move {
-            // The function runs in a child, which has the outer grace to
-            // hand back its result after the cancel.
-            n.spawn(async move {
-                result.send(waits_for_cancel(running).await).unwrap();
-                Ok(())
-            });
-            is_running.await.unwrap();
-            shutdown.cancel();
-            std::future::pending::<Result<(), MyError>>().await
-        })
-        .await;
+    let outer = within(
+        "the scope",
+        Nursery::builder()
+            .cancel_on(shutdown.clone())
+            .grace(Duration::from_secs(5))
+            .scope(|n: Nursery<MyError>| async move {
+                // The function runs in a child, which has the outer grace to
+                // hand back its result after the cancel.
+                n.spawn(async move {
+                    result.send(waits_for_cancel(running).await).unwrap();
+                    Ok(())
+                });
+                is_running.await.unwrap();
+                shutdown.cancel();
+                std::future::pending::<Result<(), MyError>>().await
+            }),
+    )
+    .await;
     assert!(outer.unwrap_err().is_cancelled());
     assert_eq!(
         outcome.await.unwrap(),
@@ -123,7 +140,10 @@ async fn fails_fast(n: Nursery<MyError>, sibling: Tracker) -> Result<(), MyError
 #[tokio::test]
 async fn nursery_attr_first_error_cancels_siblings_by_default() {
     let sibling = Tracker::new();
-    assert_eq!(fails_fast(sibling.clone()).await, Err(MyError::Child(1)));
+    assert_eq!(
+        within("the #[nursery] function", fails_fast(sibling.clone())).await,
+        Err(MyError::Child(1))
+    );
     assert!(sibling.was_dropped());
     assert!(!sibling.completed());
 }
@@ -149,7 +169,10 @@ async fn collects(n: Nursery<MyError>, finished: Arc<AtomicUsize>) -> Result<(),
 #[tokio::test]
 async fn nursery_attr_collect_errors_lets_siblings_finish_and_returns_the_first_error() {
     let finished = Arc::new(AtomicUsize::new(0));
-    assert_eq!(collects(finished.clone()).await, Err(MyError::Child(1)));
+    assert_eq!(
+        within("the #[nursery] function", collects(finished.clone())).await,
+        Err(MyError::Child(1))
+    );
     assert_eq!(finished.load(Ordering::SeqCst), 3, "nothing was cancelled");
 }
 
@@ -160,7 +183,10 @@ async fn named(n: Nursery<MyError>) -> Result<Option<String>, MyError> {
 
 #[tokio::test]
 async fn nursery_attr_name_is_the_scope_s_name() {
-    assert_eq!(named().await, Ok(Some("crawl".to_owned())));
+    assert_eq!(
+        within("the #[nursery] function", named()).await,
+        Ok(Some("crawl".to_owned()))
+    );
 }
 
 #[nursery(rate = "2/100ms")]
@@ -177,11 +203,24 @@ async fn paced(n: Nursery<MyError>, children: usize) -> Result<Vec<Instant>, MyE
 
 #[tokio::test(start_paused = true)]
 async fn nursery_attr_rate_paces_child_starts() {
-    let starts = paced(6).await.unwrap();
+    let opened = Instant::now();
+    let starts = within("a #[nursery(rate = ..)] function", paced(6))
+        .await
+        .unwrap();
     for window in starts.windows(3) {
         assert!(
             window[2] - window[0] >= Duration::from_millis(100),
             "at most 2 starts in any 100ms: {starts:?}"
+        );
+    }
+    // And no slower than the rate: each pair starts as soon as the window
+    // allows, give or take the timer's millisecond.
+    let offsets: Vec<Duration> = starts.iter().map(|start| *start - opened).collect();
+    for (i, offset) in offsets.iter().enumerate() {
+        let due = Duration::from_millis(100) * u32::try_from(i / 2).unwrap();
+        assert!(
+            *offset >= due && *offset <= due + Duration::from_millis(2),
+            "child {i} started at {offset:?}, due at {due:?}: {offsets:?}"
         );
     }
 }
@@ -200,7 +239,7 @@ async fn located(_n: Nursery<MyError>) -> Result<Located, MyError> {
 
 #[tokio::test]
 async fn nursery_attr_scope_location_is_the_function_s_name() {
-    let location = located().await.unwrap();
+    let location = within("the #[nursery] function", located()).await.unwrap();
     assert_eq!(
         (location.file(), location.line(), location.column()),
         (file!(), LOCATED_LINE, 10),
@@ -215,7 +254,9 @@ async fn nursery_attr_stacks_on_a_nursery_test(n: Nursery<MyError>) -> Result<()
     let dump = nursery::dump();
     let scope = dump.find("in a test").expect("the scope is open");
     assert_eq!(scope.location().file(), file!());
-    n.spawn(async { Ok(()) }).await.map_err(relay)
+    within("the child", n.spawn(async { Ok(()) }))
+        .await
+        .map_err(relay)
 }
 
 // ===== methods, generics, borrowed arguments =====
@@ -262,10 +303,15 @@ impl Summed for Store {
 #[tokio::test]
 async fn nursery_attr_works_on_methods() {
     let mut store = Store { values: vec![1, 2] };
-    store.push_doubled(5).await.unwrap();
+    within("the #[nursery] function", store.push_doubled(5))
+        .await
+        .unwrap();
     assert_eq!(store.values, [1, 2, 10]);
-    assert_eq!(store.sum().await, Ok(13));
-    assert_eq!(store.summed().await, Ok(13));
+    assert_eq!(within("the #[nursery] function", store.sum()).await, Ok(13));
+    assert_eq!(
+        within("the #[nursery] function", store.summed()).await,
+        Ok(13)
+    );
 }
 
 #[nursery(limit = 3)]
@@ -287,9 +333,18 @@ where
 
 #[tokio::test]
 async fn nursery_attr_works_on_generic_functions() {
-    assert_eq!(largest([3, 9, 4]).await, Ok(Some(9)));
-    assert_eq!(largest(["b", "c", "a"]).await, Ok(Some("c")));
-    assert_eq!(largest(Vec::<u8>::new()).await, Ok(None));
+    assert_eq!(
+        within("the #[nursery] function", largest([3, 9, 4])).await,
+        Ok(Some(9))
+    );
+    assert_eq!(
+        within("the #[nursery] function", largest(["b", "c", "a"])).await,
+        Ok(Some("c"))
+    );
+    assert_eq!(
+        within("the #[nursery] function", largest(Vec::<u8>::new())).await,
+        Ok(None)
+    );
 }
 
 /// The body borrows `text` and `counts`; each child gets an owned word.
@@ -327,9 +382,15 @@ async fn total(n: Nursery<MyError>, items: impl IntoIterator<Item = u32>) -> Res
 async fn nursery_attr_works_with_borrowed_and_impl_trait_arguments() {
     let text = String::from("scopes own tasks");
     let mut counts = Vec::new();
-    assert_eq!(count_words(&text, &mut counts).await, Ok("tasks"));
+    assert_eq!(
+        within("the #[nursery] function", count_words(&text, &mut counts)).await,
+        Ok("tasks")
+    );
     assert_eq!(counts, [6, 3, 5]);
-    assert_eq!(total(1..=4).await, Ok(10));
+    assert_eq!(
+        within("the #[nursery] function", total(1..=4)).await,
+        Ok(10)
+    );
 }
 
 #[nursery(name = "spawned")]
@@ -340,7 +401,10 @@ async fn spawnable(n: Nursery<MyError>, value: u32) -> Result<u32, MyError> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nursery_attr_future_is_send() {
     let handle = tokio::spawn(spawnable(1));
-    assert_eq!(handle.await.unwrap(), Ok(2));
+    assert_eq!(
+        within("the #[nursery] function", handle).await.unwrap(),
+        Ok(2)
+    );
 }
 
 // ===== `crate = ".."` =====
@@ -362,7 +426,9 @@ async fn reexported(_n: reexport::structured::Nursery<MyError>) -> Result<Locate
 
 #[tokio::test]
 async fn nursery_attr_crate_option_names_the_path_to_nursery() {
-    let location = reexported().await.unwrap();
+    let location = within("the #[nursery] function", reexported())
+        .await
+        .unwrap();
     assert_eq!(
         (location.file(), location.line(), location.column()),
         (file!(), REEXPORTED_LINE, 10)

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
 
 use nursery::Nursery;
+use nursery_tests::within;
 use tokio::runtime::{Handle, RuntimeFlavor};
 
 // ===== runtime flavors =====
@@ -72,22 +73,57 @@ async fn test_accepts_a_leak_grace_in_microseconds() {}
 #[nursery::test(leak_grace = "1m")]
 async fn test_accepts_a_leak_grace_in_minutes() {}
 
+// ===== the leak check =====
+
+/// A test whose body leaves a plain tokio task running fails, with the
+/// leak report as its panic message.
+#[nursery::test(leak_grace = "20ms")]
+#[should_panic(expected = "1 task leaked")]
+async fn test_fails_when_its_body_leaves_a_tokio_task_running() {
+    tokio::spawn(std::future::pending::<()>());
+}
+
+/// A test whose body drops a scope with a blocking child stuck past the
+/// leak grace fails, naming the child.
+#[nursery::test(leak_grace = "20ms", flavor = "multi_thread", worker_threads = 2)]
+#[should_panic(expected = "task `stuck-in-the-test` spawned at")]
+async fn test_fails_when_a_dropped_scope_leaves_a_blocking_child_stuck() {
+    let (started_tx, started) = tokio::sync::oneshot::channel();
+    let scope = nursery::scope(|n: Nursery<String>| async move {
+        drop(n.spawn_blocking_named("stuck-in-the-test", move |_token| {
+            let _ = started_tx.send(());
+            // Ignores its token; stuck well past the check's window (and
+            // released in the end, so the runtime can shut down).
+            std::thread::sleep(Duration::from_millis(500));
+            Ok(())
+        }));
+        std::future::pending::<Result<(), String>>().await
+    });
+    tokio::select! {
+        result = scope => panic!("the scope finished: {result:?}"),
+        _ = started => {} // the scope is dropped here
+    }
+}
+
 // ===== the body runs in a root scope =====
 
 #[nursery::test]
 async fn test_body_runs_in_a_root_scope_without_deadline() {
     assert_eq!(nursery::deadline(), None);
     assert_eq!(nursery::check(), Ok(()));
-    let seen = nursery::scope(|n: Nursery<String>| async move {
-        let child = n.spawn(async {
-            // A child of a scope nested in the test's root scope.
-            assert_eq!(nursery::deadline(), None);
-            nursery::check().map_err(|e| e.to_string())?;
-            Ok(Handle::current().runtime_flavor())
-        });
-        assert_eq!(n.deadline(), None);
-        child.await.map_err(|e| e.to_string())
-    })
+    let seen = within(
+        "the scope",
+        nursery::scope(|n: Nursery<String>| async move {
+            let child = n.spawn(async {
+                // A child of a scope nested in the test's root scope.
+                assert_eq!(nursery::deadline(), None);
+                nursery::check().map_err(|e| e.to_string())?;
+                Ok(Handle::current().runtime_flavor())
+            });
+            assert_eq!(n.deadline(), None);
+            child.await.map_err(|e| e.to_string())
+        }),
+    )
     .await;
     assert_eq!(seen, Ok(RuntimeFlavor::CurrentThread));
 }
@@ -96,22 +132,25 @@ async fn test_body_runs_in_a_root_scope_without_deadline() {
 async fn test_body_may_run_a_scope_on_the_multi_thread_runtime() {
     let ran = Arc::new(AtomicUsize::new(0));
     let counter = ran.clone();
-    let sum = nursery::scope(|n: Nursery<String>| async move {
-        let handles: Vec<_> = (1..=8u64)
-            .map(|i| {
-                let counter = counter.clone();
-                n.spawn(async move {
-                    counter.fetch_add(1, SeqCst);
-                    Ok(i)
+    let sum = within(
+        "the scope",
+        nursery::scope(|n: Nursery<String>| async move {
+            let handles: Vec<_> = (1..=8u64)
+                .map(|i| {
+                    let counter = counter.clone();
+                    n.spawn(async move {
+                        counter.fetch_add(1, SeqCst);
+                        Ok(i)
+                    })
                 })
-            })
-            .collect();
-        let mut sum = 0;
-        for handle in handles {
-            sum += handle.await.map_err(|e| e.to_string())?;
-        }
-        Ok(sum)
-    })
+                .collect();
+            let mut sum = 0;
+            for handle in handles {
+                sum += handle.await.map_err(|e| e.to_string())?;
+            }
+            Ok(sum)
+        }),
+    )
     .await;
     assert_eq!(sum, Ok(36));
     assert_eq!(ran.load(SeqCst), 8);
@@ -119,10 +158,13 @@ async fn test_body_may_run_a_scope_on_the_multi_thread_runtime() {
 
 #[nursery::test]
 async fn test_deadline_of_an_inner_scope_is_its_own() {
-    let deadline = nursery::Nursery::builder()
-        .timeout(Duration::from_secs(60))
-        .scope(|_: Nursery<String>| async { Ok(nursery::deadline()) })
-        .await;
+    let deadline = within(
+        "the scope",
+        nursery::Nursery::builder()
+            .timeout(Duration::from_secs(60))
+            .scope(|_: Nursery<String>| async { Ok(nursery::deadline()) }),
+    )
+    .await;
     assert!(matches!(deadline, Ok(Some(_))), "{deadline:?}");
     assert_eq!(nursery::deadline(), None, "the root scope has none");
 }
@@ -144,10 +186,13 @@ async fn test_may_return_a_result_and_use_the_question_mark() -> Result<(), Stri
 #[nursery::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_may_return_a_boxed_error() -> Result<(), Box<dyn std::error::Error>> {
     let n: u32 = "7".parse()?;
-    let joined = nursery::scope(|n2: Nursery<std::io::Error>| async move {
-        let handle = n2.spawn(async move { Ok(n * 6) });
-        handle.await.map_err(std::io::Error::other)
-    })
+    let joined = within(
+        "the scope",
+        nursery::scope(|n2: Nursery<std::io::Error>| async move {
+            let handle = n2.spawn(async move { Ok(n * 6) });
+            handle.await.map_err(std::io::Error::other)
+        }),
+    )
     .await?;
     assert_eq!(joined, 42);
     Ok(())
@@ -168,15 +213,18 @@ async fn test_with_should_panic_before_the_attribute_expects_the_body_to_panic()
 #[nursery::test(flavor = "multi_thread", worker_threads = 2)]
 #[should_panic(expected = "boom in a child")]
 async fn test_fails_with_the_payload_of_a_panicking_child() {
-    let _ = nursery::scope(|n: Nursery<String>| async move {
-        drop(n.spawn(async {
-            if true {
-                panic!("boom in a child");
-            }
+    let _ = within(
+        "the scope",
+        nursery::scope(|n: Nursery<String>| async move {
+            drop(n.spawn(async {
+                if true {
+                    panic!("boom in a child");
+                }
+                Ok(())
+            }));
             Ok(())
-        }));
-        Ok(())
-    })
+        }),
+    )
     .await;
 }
 
@@ -217,11 +265,14 @@ async fn test_finds_nursery_through_the_crate_option() {
 
 #[nursery::test]
 async fn children_finish_before_the_scope_returns() {
-    let sum = nursery::scope(|n: Nursery<std::io::Error>| async move {
-        let a = n.spawn(async { Ok(1) });
-        let b = n.spawn(async { Ok(2) });
-        Ok(a.await.unwrap() + b.await.unwrap())
-    })
+    let sum = within(
+        "the scope",
+        nursery::scope(|n: Nursery<std::io::Error>| async move {
+            let a = n.spawn(async { Ok(1) });
+            let b = n.spawn(async { Ok(2) });
+            Ok(a.await.unwrap() + b.await.unwrap())
+        }),
+    )
     .await
     .unwrap();
     assert_eq!(sum, 3);

@@ -14,6 +14,7 @@ use std::fmt::{self, Write as _};
 use std::sync::{Mutex, Once};
 
 use nursery::Nursery;
+use nursery_tests::within;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id};
 use tracing::{Event, Subscriber};
@@ -145,39 +146,42 @@ fn events_under(root: &str) -> Vec<Recorded> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn child_spans_sit_under_their_scopes_span_three_levels_deep() {
     install();
-    Nursery::builder()
-        .name("spans-outer")
-        .scope(|n: Nursery<String>| async move {
-            for i in 0..4 {
-                n.spawn_named(format!("outer-task-{i}"), async move {
-                    Nursery::builder()
-                        .name(format!("spans-middle-{i}"))
-                        .scope(|m: Nursery<String>| async move {
-                            m.spawn_named(format!("middle-task-{i}"), async move {
-                                Nursery::builder()
-                                    .name(format!("spans-inner-{i}"))
-                                    .limit(1) // run by a runner task: same tree
-                                    .scope(|k: Nursery<String>| async move {
-                                        k.spawn_named(format!("inner-task-{i}"), async move {
-                                            tokio::task::yield_now().await;
-                                            tracing::info!(i, "inside the innermost task");
+    within(
+        "the scope",
+        Nursery::builder()
+            .name("spans-outer")
+            .scope(|n: Nursery<String>| async move {
+                for i in 0..4 {
+                    n.spawn_named(format!("outer-task-{i}"), async move {
+                        Nursery::builder()
+                            .name(format!("spans-middle-{i}"))
+                            .scope(|m: Nursery<String>| async move {
+                                m.spawn_named(format!("middle-task-{i}"), async move {
+                                    Nursery::builder()
+                                        .name(format!("spans-inner-{i}"))
+                                        .limit(1) // run by a runner task: same tree
+                                        .scope(|k: Nursery<String>| async move {
+                                            k.spawn_named(format!("inner-task-{i}"), async move {
+                                                tokio::task::yield_now().await;
+                                                tracing::info!(i, "inside the innermost task");
+                                                Ok(())
+                                            });
                                             Ok(())
-                                        });
-                                        Ok(())
-                                    })
-                                    .await
-                                    .map_err(|e| e.to_string())
-                            });
-                            Ok(())
-                        })
-                        .await
-                        .map_err(|e| e.to_string())
-                });
-            }
-            Ok(())
-        })
-        .await
-        .unwrap();
+                                        })
+                                        .await
+                                        .map_err(|e| e.to_string())
+                                });
+                                Ok(())
+                            })
+                            .await
+                            .map_err(|e| e.to_string())
+                    });
+                }
+                Ok(())
+            }),
+    )
+    .await
+    .unwrap();
 
     let spans = spans_under("spans-outer");
     for i in 0..4 {
@@ -224,13 +228,16 @@ async fn child_spans_sit_under_their_scopes_span_three_levels_deep() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_say_which_child_failed_and_why_the_scope_was_cancelled() {
     install();
-    let result = Nursery::builder()
-        .name("events-fail")
-        .scope(|n: Nursery<String>| async move {
-            n.spawn_named("disk", async { Err::<(), _>("disk full".to_string()) });
-            Ok(())
-        })
-        .await;
+    let result = within(
+        "the scope",
+        Nursery::builder()
+            .name("events-fail")
+            .scope(|n: Nursery<String>| async move {
+                n.spawn_named("disk", async { Err::<(), _>("disk full".to_string()) });
+                Ok(())
+            }),
+    )
+    .await;
     assert!(result.is_err());
 
     let events = events_under("events-fail");
@@ -263,7 +270,7 @@ async fn events_say_which_child_panicked() {
             Ok(())
         },
     ));
-    assert!(scope.await.unwrap_err().is_panic());
+    assert!(within("the scope", scope).await.unwrap_err().is_panic());
 
     let events = events_under("events-panic");
     let panicked: Vec<_> = events
@@ -301,8 +308,9 @@ async fn a_custom_error_is_shown_by_type_and_by_display_once_named() {
         if named {
             builder = builder.trace_errors::<Refused>();
         }
-        let result = builder
-            .scope(|n: Nursery<Refused>| async move {
+        let result = within(
+            "the scope",
+            builder.scope(|n: Nursery<Refused>| async move {
                 // An inner scope inherits the setting.
                 n.spawn(async {
                     nursery::scope(|inner: Nursery<Refused>| async move {
@@ -313,8 +321,9 @@ async fn a_custom_error_is_shown_by_type_and_by_display_once_named() {
                     .map_err(|_| Refused(0))
                 });
                 Ok(())
-            })
-            .await;
+            }),
+        )
+        .await;
         assert!(result.is_err());
         let failed: Vec<_> = events_under(root)
             .into_iter()

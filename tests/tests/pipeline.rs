@@ -15,16 +15,12 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use nursery::{Error, Nursery, Pipeline};
-use nursery_tests::{DropCounter, DropGuard, HighWater, catch_panic_site, yield_rounds};
+use nursery_tests::{DropCounter, DropGuard, HighWater, catch_panic_site, within, yield_rounds};
 use tokio::sync::oneshot;
-use tokio::time::{sleep, timeout};
+use tokio::time::sleep;
 use tokio_util::sync::CancellationToken;
 
 type E = &'static str;
-
-/// A safety net on the paused clock: a broken test fails after this much
-/// virtual time instead of hanging.
-const PATIENCE: Duration = Duration::from_secs(3600);
 
 fn ms(millis: u64) -> Duration {
     Duration::from_millis(millis)
@@ -56,23 +52,29 @@ where
 
 #[tokio::test]
 async fn seed_generate_square_filter_is_three_lines() {
-    let even_squares = Pipeline::from_iter(1..=10u64)
-        .stage(4, |x| async move { Ok::<_, E>(x * x) })
-        .filter_map(2, |x| async move { Ok((x % 2 == 0).then_some(x)) })
-        .ordered()
-        .collect()
-        .await;
+    let even_squares = within(
+        "the pipeline",
+        Pipeline::from_iter(1..=10u64)
+            .stage(4, |x| async move { Ok::<_, E>(x * x) })
+            .filter_map(2, |x| async move { Ok((x % 2 == 0).then_some(x)) })
+            .ordered()
+            .collect(),
+    )
+    .await;
     assert_eq!(even_squares, Ok(vec![4, 16, 36, 64, 100]));
 }
 
 #[tokio::test]
 async fn seed_generate_upper_prefix_is_three_lines() {
-    let shouted = Pipeline::from_iter(["alpha", "beta", "gamma", "delta"])
-        .stage(2, |word| async move { Ok::<_, E>(word.to_uppercase()) })
-        .stage(3, |word| async move { Ok(format!("> {word}")) })
-        .ordered()
-        .collect()
-        .await;
+    let shouted = within(
+        "the pipeline",
+        Pipeline::from_iter(["alpha", "beta", "gamma", "delta"])
+            .stage(2, |word| async move { Ok::<_, E>(word.to_uppercase()) })
+            .stage(3, |word| async move { Ok(format!("> {word}")) })
+            .ordered()
+            .collect(),
+    )
+    .await;
     assert_eq!(
         shouted,
         Ok(vec![
@@ -112,29 +114,32 @@ fn scrambled_expected() -> Vec<u64> {
 
 #[tokio::test(start_paused = true)]
 async fn ordered_keeps_input_order_through_stages_with_scrambled_completion() {
-    let at_the_end = scrambled().ordered().collect().await;
+    let at_the_end = within("the pipeline", scrambled().ordered().collect()).await;
     assert_eq!(at_the_end, Ok(scrambled_expected()));
 
     // `ordered()` may come anywhere before `collect()`.
-    let up_front = Pipeline::from_iter(0..SCRAMBLED_ITEMS)
-        .ordered()
-        .stage(4, |x| async move {
-            sleep(ms((SCRAMBLED_ITEMS - x) % 6)).await;
-            Ok::<_, E>(x)
-        })
-        .filter_map(3, |x| async move {
-            sleep(ms((x * 3) % 4)).await;
-            Ok((x % 3 != 0).then_some(x))
-        })
-        .collect()
-        .await;
+    let up_front = within(
+        "the pipeline",
+        Pipeline::from_iter(0..SCRAMBLED_ITEMS)
+            .ordered()
+            .stage(4, |x| async move {
+                sleep(ms((SCRAMBLED_ITEMS - x) % 6)).await;
+                Ok::<_, E>(x)
+            })
+            .filter_map(3, |x| async move {
+                sleep(ms((x * 3) % 4)).await;
+                Ok((x % 3 != 0).then_some(x))
+            })
+            .collect(),
+    )
+    .await;
     let expected: Vec<u64> = (0..SCRAMBLED_ITEMS).filter(|x| x % 3 != 0).collect();
     assert_eq!(up_front, Ok(expected));
 }
 
 #[tokio::test(start_paused = true)]
 async fn unordered_results_arrive_in_completion_order_as_the_same_multiset() {
-    let arrived = scrambled().collect().await.unwrap();
+    let arrived = within("the pipeline", scrambled().collect()).await.unwrap();
     assert_ne!(
         arrived,
         scrambled_expected(),
@@ -147,21 +152,24 @@ async fn unordered_results_arrive_in_completion_order_as_the_same_multiset() {
 
 #[tokio::test(start_paused = true)]
 async fn one_worker_per_stage_keeps_order_without_ordered() {
-    let result = Pipeline::from_iter(0..20u64)
-        .stage(1, |x| async move {
-            sleep(ms((x * 7) % 5)).await;
-            Ok::<_, E>(x + 100)
-        })
-        .filter_map(1, |x| async move {
-            sleep(ms((20 - x % 20) % 3)).await;
-            Ok((x % 4 != 0).then_some(x))
-        })
-        .stage(1, |x| async move {
-            sleep(ms(x % 2)).await;
-            Ok(x * 2)
-        })
-        .collect()
-        .await;
+    let result = within(
+        "the pipeline",
+        Pipeline::from_iter(0..20u64)
+            .stage(1, |x| async move {
+                sleep(ms((x * 7) % 5)).await;
+                Ok::<_, E>(x + 100)
+            })
+            .filter_map(1, |x| async move {
+                sleep(ms((20 - x % 20) % 3)).await;
+                Ok((x % 4 != 0).then_some(x))
+            })
+            .stage(1, |x| async move {
+                sleep(ms(x % 2)).await;
+                Ok(x * 2)
+            })
+            .collect(),
+    )
+    .await;
     let expected: Vec<u64> = (100..120).filter(|x| x % 4 != 0).map(|x| x * 2).collect();
     assert_eq!(result, Ok(expected));
 }
@@ -188,30 +196,33 @@ async fn each_stage_runs_at_most_its_worker_count_at_once() {
     const ITEMS: u64 = 40;
     let gauges: [HighWater; 3] = Default::default();
     let [first, second, third] = gauges.clone();
-    let result = Pipeline::from_iter(0..ITEMS)
-        .stage(WORKERS[0], move |x| {
-            let gauge = first.clone();
-            async move {
-                occupy(gauge, WORKERS[0]).await;
-                Ok::<_, E>(x)
-            }
-        })
-        .filter_map(WORKERS[1], move |x| {
-            let gauge = second.clone();
-            async move {
-                occupy(gauge, WORKERS[1]).await;
-                Ok(Some(x))
-            }
-        })
-        .stage(WORKERS[2], move |x| {
-            let gauge = third.clone();
-            async move {
-                occupy(gauge, WORKERS[2]).await;
-                Ok(x)
-            }
-        })
-        .collect()
-        .await;
+    let result = within(
+        "the pipeline",
+        Pipeline::from_iter(0..ITEMS)
+            .stage(WORKERS[0], move |x| {
+                let gauge = first.clone();
+                async move {
+                    occupy(gauge, WORKERS[0]).await;
+                    Ok::<_, E>(x)
+                }
+            })
+            .filter_map(WORKERS[1], move |x| {
+                let gauge = second.clone();
+                async move {
+                    occupy(gauge, WORKERS[1]).await;
+                    Ok(Some(x))
+                }
+            })
+            .stage(WORKERS[2], move |x| {
+                let gauge = third.clone();
+                async move {
+                    occupy(gauge, WORKERS[2]).await;
+                    Ok(x)
+                }
+            })
+            .collect(),
+    )
+    .await;
     let mut result = result.unwrap();
     result.sort_unstable();
     assert_eq!(result, (0..ITEMS).collect::<Vec<_>>());
@@ -264,7 +275,8 @@ async fn a_blocked_last_stage_makes_the_source_stop_pulling() {
         release.cancel();
         (blocked, later)
     };
-    let (result, (blocked, later)) = tokio::join!(pipeline, observe);
+    let (result, (blocked, later)) =
+        within("the pipeline", async { tokio::join!(pipeline, observe) }).await;
 
     let bound = in_flight_bound(W1, W2);
     assert!(
@@ -291,18 +303,21 @@ async fn items_in_flight_stay_bounded_with_a_slow_last_stage() {
             most.fetch_max(pulled - load(&done), Ordering::SeqCst);
         }
     });
-    let result = Pipeline::from_iter(source)
-        .stage(W1, |x| async move { Ok::<_, E>(x) })
-        .stage(W2, move |x| {
-            let done = done.clone();
-            async move {
-                sleep(ms(10)).await;
-                done.fetch_add(1, Ordering::SeqCst);
-                Ok(x)
-            }
-        })
-        .collect()
-        .await;
+    let result = within(
+        "the pipeline",
+        Pipeline::from_iter(source)
+            .stage(W1, |x| async move { Ok::<_, E>(x) })
+            .stage(W2, move |x| {
+                let done = done.clone();
+                async move {
+                    sleep(ms(10)).await;
+                    done.fetch_add(1, Ordering::SeqCst);
+                    Ok(x)
+                }
+            })
+            .collect(),
+    )
+    .await;
     assert_eq!(result.map(|items| items.len()), Ok(200));
     let most = load(&most_in_flight);
     let bound = in_flight_bound(W1, W2);
@@ -436,17 +451,16 @@ async fn fail_in_the_middle(grace: Option<Duration>) -> Failure {
         .collect();
 
     let result = match grace {
-        None => timeout(PATIENCE, pipeline).await,
-        Some(grace) => timeout(
-            PATIENCE,
+        None => within("the pipeline", pipeline).await,
+        Some(grace) => within(
+            "the scope around the pipeline",
             Nursery::builder()
                 .grace(grace)
                 .scope(|_: Nursery<E>| async move { Ok(pipeline.await) }),
         )
         .await
-        .map(|outer| outer.expect("the enclosing scope does not fail")),
+        .expect("the enclosing scope does not fail"),
     };
-    let result = result.expect("the pipeline ended");
     let at_error = *at_error.lock().unwrap();
     Failure {
         result,
@@ -530,9 +544,8 @@ async fn errors_arriving_while_cancelling_are_suppressed() {
     let scope = Nursery::builder()
         .grace(Duration::from_secs(10))
         .scope(|_: Nursery<E>| async move { Ok(pipeline.collect().await) });
-    let result = timeout(PATIENCE, scope)
+    let result = within("the scope around the pipeline", scope)
         .await
-        .expect("the pipeline ended")
         .expect("the enclosing scope does not fail");
     let Err(Error::Failed {
         error,
@@ -598,8 +611,8 @@ async fn a_panic_in_a_stage_is_re_raised_with_its_payload() {
             }
         })
         .collect();
-    let payload = match timeout(PATIENCE, AssertUnwindSafe(pipeline).catch_unwind()).await {
-        Ok(Err(payload)) => payload,
+    let payload = match within("the pipeline", AssertUnwindSafe(pipeline).catch_unwind()).await {
+        Err(payload) => payload,
         other => panic!("expected the stage's panic, got {other:?}"),
     };
     assert_eq!(
@@ -646,8 +659,8 @@ async fn a_panic_in_the_source_is_re_raised_with_its_payload() {
             }
         })
         .collect();
-    let payload = match timeout(PATIENCE, AssertUnwindSafe(pipeline).catch_unwind()).await {
-        Ok(Err(payload)) => payload,
+    let payload = match within("the pipeline", AssertUnwindSafe(pipeline).catch_unwind()).await {
+        Err(payload) => payload,
         other => panic!("expected the source's panic, got {other:?}"),
     };
     assert_eq!(payload.downcast_ref::<SourcePanic>(), Some(&SourcePanic));
@@ -679,14 +692,22 @@ async fn an_empty_source_gives_an_empty_vec() {
         if ordered {
             pipeline = pipeline.ordered();
         }
-        assert_eq!(pipeline.collect().await, Ok(vec![]), "ordered: {ordered}");
+        assert_eq!(
+            within("the pipeline", pipeline.collect()).await,
+            Ok(vec![]),
+            "ordered: {ordered}"
+        );
         assert_eq!(load(&called), 0, "no stage ran");
     }
 }
 
 #[tokio::test]
 async fn a_pipeline_without_stages_collects_its_source() {
-    let items = Pipeline::<_, E>::from_iter(0..5u64).collect().await;
+    let items = within(
+        "the pipeline",
+        Pipeline::<_, E>::from_iter(0..5u64).collect(),
+    )
+    .await;
     assert_eq!(items, Ok(vec![0, 1, 2, 3, 4]));
 }
 
@@ -700,14 +721,17 @@ async fn from_stream_feeds_the_stages() {
         sleep(ms(5)).await;
         Some((i, i + 1))
     });
-    let squares = Pipeline::from_stream(stream)
-        .stage(3, |x| async move {
-            sleep(ms(10 - x)).await;
-            Ok::<_, E>(x * x)
-        })
-        .ordered()
-        .collect()
-        .await;
+    let squares = within(
+        "the pipeline",
+        Pipeline::from_stream(stream)
+            .stage(3, |x| async move {
+                sleep(ms(10 - x)).await;
+                Ok::<_, E>(x * x)
+            })
+            .ordered()
+            .collect(),
+    )
+    .await;
     assert_eq!(squares, Ok(vec![0, 1, 4, 9, 16, 25]));
 }
 
@@ -717,16 +741,19 @@ async fn from_stream_is_pulled_lazily_and_an_error_stops_it() {
     let pulled = Arc::new(AtomicUsize::new(0));
     let gone = DropCounter::new();
     let stream = futures_util::stream::iter(counted(0..1_000u64, &pulled, gone.guard()));
-    let result = Pipeline::from_stream(stream)
-        .stage(W, |x| async move {
-            sleep(ms(10)).await;
-            if x == 20 {
-                return Err("failed on 20");
-            }
-            Ok(x)
-        })
-        .collect()
-        .await;
+    let result = within(
+        "the pipeline",
+        Pipeline::from_stream(stream)
+            .stage(W, |x| async move {
+                sleep(ms(10)).await;
+                if x == 20 {
+                    return Err("failed on 20");
+                }
+                Ok(x)
+            })
+            .collect(),
+    )
+    .await;
     assert_eq!(
         result,
         Err(Error::Failed {
@@ -762,34 +789,37 @@ async fn pipeline_in_a_child_of(
         n.spawn(async move {
             let gone = DropCounter::new();
             let pulled = Arc::new(AtomicUsize::new(0));
-            let result = Pipeline::from_iter(counted(0..6u64, &pulled, gone.guard()))
-                .stage(2, {
-                    let alive = gone.guard();
-                    move |x| {
-                        let _alive = &alive;
-                        async move {
-                            nursery::cancelled().await;
-                            Err::<u64, _>(if x % 2 == 0 { "interrupted" } else { "stopped" })
+            let result = within(
+                "the pipeline",
+                Pipeline::from_iter(counted(0..6u64, &pulled, gone.guard()))
+                    .stage(2, {
+                        let alive = gone.guard();
+                        move |x| {
+                            let _alive = &alive;
+                            async move {
+                                nursery::cancelled().await;
+                                Err::<u64, _>(if x % 2 == 0 { "interrupted" } else { "stopped" })
+                            }
                         }
-                    }
-                })
-                .stage(2, {
-                    let alive = gone.guard();
-                    move |x| {
-                        let _alive = &alive;
-                        async move { Ok(x) }
-                    }
-                })
-                .collect()
-                .await;
+                    })
+                    .stage(2, {
+                        let alive = gone.guard();
+                        move |x| {
+                            let _alive = &alive;
+                            async move { Ok(x) }
+                        }
+                    })
+                    .collect(),
+            )
+            .await;
             let _ = report_tx.send((result, gone.dropped()));
             Ok(())
         });
         pending().await
     });
-    let (outer, ()) = tokio::join!(timeout(PATIENCE, outer), interrupt);
+    let (outer, ()) = within("the scope", async { tokio::join!(outer, interrupt) }).await;
     let (pipeline, gone) = report_rx.await.expect("the child reported");
-    (outer.expect("the scope ended"), pipeline, gone)
+    (outer, pipeline, gone)
 }
 
 #[tokio::test(start_paused = true)]
@@ -843,28 +873,30 @@ async fn cancelling_the_enclosing_scope_aborts_the_stages_at_once() {
                 canceller.cancel();
                 Ok(())
             });
-            let collected = Pipeline::from_iter(counted(0..1_000u64, &pulled, gone.guard()))
-                .stage(2, |x| async move { Ok::<_, E>(x) })
-                .stage(2, {
-                    let (futures, alive) = (futures.clone(), gone.guard());
-                    move |x| {
-                        let _alive = &alive;
-                        let guard = futures.guard();
-                        async move {
-                            let _guard = guard;
-                            pending::<()>().await;
-                            Ok(x)
+            let collected = within(
+                "the pipeline",
+                Pipeline::from_iter(counted(0..1_000u64, &pulled, gone.guard()))
+                    .stage(2, |x| async move { Ok::<_, E>(x) })
+                    .stage(2, {
+                        let (futures, alive) = (futures.clone(), gone.guard());
+                        move |x| {
+                            let _alive = &alive;
+                            let guard = futures.guard();
+                            async move {
+                                let _guard = guard;
+                                pending::<()>().await;
+                                Ok(x)
+                            }
                         }
-                    }
-                })
-                .collect()
-                .await;
+                    })
+                    .collect(),
+            )
+            .await;
             Ok((collected, futures.dropped(), gone.dropped()))
         }
     });
-    let (collected, dropped, gone_then) = timeout(PATIENCE, result)
+    let (collected, dropped, gone_then) = within("the scope", result)
         .await
-        .expect("the scope ended")
         .expect("the body's own result (G9)");
     assert_eq!(collected, Err(Error::Cancelled));
     assert_eq!(
@@ -893,7 +925,8 @@ async fn an_aborted_child_takes_its_pipeline_with_it() {
             let (futures, gone, pulled) = (futures.clone(), gone.clone(), pulled.clone());
             async move {
                 n.spawn(async move {
-                    let collected =
+                    let collected = within(
+                        "the pipeline",
                         Pipeline::from_iter(counted(0..1_000u64, &pulled, gone.guard()))
                             .stage(3, {
                                 let (futures, alive) = (futures.clone(), gone.guard());
@@ -907,8 +940,9 @@ async fn an_aborted_child_takes_its_pipeline_with_it() {
                                     }
                                 }
                             })
-                            .collect()
-                            .await;
+                            .collect(),
+                    )
+                    .await;
                     // Never reached: the pipeline does not end by itself, and
                     // the child is aborted while it waits.
                     Err::<(), E>(match collected {
@@ -925,8 +959,9 @@ async fn an_aborted_child_takes_its_pipeline_with_it() {
         shutdown.cancel();
         pulled
     };
-    let (result, pulled_at_cancel) = tokio::join!(timeout(PATIENCE, scope), interrupt);
-    assert_eq!(result, Ok(Err(Error::Cancelled)));
+    let (result, pulled_at_cancel) =
+        within("the scope", async { tokio::join!(scope, interrupt) }).await;
+    assert_eq!(result, Err(Error::Cancelled));
     assert_eq!(
         (futures.dropped(), gone.dropped()),
         (3, 2),
@@ -973,12 +1008,11 @@ async fn dropping_the_collect_future_aborts_every_stage() {
     }
     // Dropped: the aborted tasks are dropped as soon as the runtime gets to
     // them.
-    timeout(PATIENCE, async {
+    within("every stage to be aborted", async {
         futures.wait_for(3).await;
         gone.wait_for(3).await;
     })
-    .await
-    .expect("every stage was aborted");
+    .await;
     let (pulled_then, started_then) = (load(&pulled), load(&started));
     sleep(Duration::from_secs(1)).await;
     assert_eq!(

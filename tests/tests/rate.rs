@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nursery::Nursery;
+use nursery_tests::within;
 use tokio::time::Instant;
 
 type E = &'static str;
@@ -15,8 +16,9 @@ async fn start_times(builder: nursery::Builder, children: usize, busy: Duration)
     let opened = Instant::now();
     let starts = Arc::new(Mutex::new(vec![None; children]));
     let seen = starts.clone();
-    builder
-        .scope(|n: Nursery<E>| async move {
+    within(
+        "the scope",
+        builder.scope(|n: Nursery<E>| async move {
             for i in 0..children {
                 let seen = seen.clone();
                 n.spawn(async move {
@@ -26,9 +28,10 @@ async fn start_times(builder: nursery::Builder, children: usize, busy: Duration)
                 });
             }
             Ok(())
-        })
-        .await
-        .unwrap();
+        }),
+    )
+    .await
+    .unwrap();
     let starts = starts.lock().unwrap();
     starts
         .iter()
@@ -63,24 +66,27 @@ async fn rate_and_limit_both_hold_children_back() {
 
 #[tokio::test(start_paused = true)]
 async fn try_spawn_is_refused_while_the_rate_holds_children_back() {
-    Nursery::builder()
-        .rate(1, Duration::from_secs(1))
-        .scope(|n: Nursery<E>| async move {
-            let first = n
-                .try_spawn(async { Ok(1) })
-                .expect("the first start is free");
-            let refused = n.try_spawn(async { Ok(2) }).unwrap_err();
-            assert!(refused.is_full(), "{refused}");
-            assert_eq!(first.await.unwrap(), 1);
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            let later = n
-                .try_spawn(refused.into_future())
-                .expect("the window has moved on");
-            assert_eq!(later.await.unwrap(), 2);
-            Ok(())
-        })
-        .await
-        .unwrap();
+    within(
+        "the scope",
+        Nursery::builder()
+            .rate(1, Duration::from_secs(1))
+            .scope(|n: Nursery<E>| async move {
+                let first = n
+                    .try_spawn(async { Ok(1) })
+                    .expect("the first start is free");
+                let refused = n.try_spawn(async { Ok(2) }).unwrap_err();
+                assert!(refused.is_full(), "{refused}");
+                assert_eq!(first.await.unwrap(), 1);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let later = n
+                    .try_spawn(refused.into_future())
+                    .expect("the window has moved on");
+                assert_eq!(later.await.unwrap(), 2);
+                Ok(())
+            }),
+    )
+    .await
+    .unwrap();
 }
 
 #[tokio::test(start_paused = true)]
@@ -88,22 +94,25 @@ async fn children_held_back_by_the_rate_never_start_after_a_cancel() {
     let started = Arc::new(Mutex::new(0));
     let seen = started.clone();
     let opened = Instant::now();
-    Nursery::builder()
-        .rate(2, Duration::from_secs(1))
-        .scope(|n: Nursery<E>| async move {
-            for _ in 0..5 {
-                let seen = seen.clone();
-                n.spawn(async move {
-                    *seen.lock().unwrap() += 1;
-                    Ok(())
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            n.cancel();
-            Ok(())
-        })
-        .await
-        .unwrap();
+    within(
+        "the scope",
+        Nursery::builder()
+            .rate(2, Duration::from_secs(1))
+            .scope(|n: Nursery<E>| async move {
+                for _ in 0..5 {
+                    let seen = seen.clone();
+                    n.spawn(async move {
+                        *seen.lock().unwrap() += 1;
+                        Ok(())
+                    });
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                n.cancel();
+                Ok(())
+            }),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         *started.lock().unwrap(),
         2,
@@ -116,17 +125,20 @@ async fn children_held_back_by_the_rate_never_start_after_a_cancel() {
 #[tokio::test(start_paused = true)]
 async fn the_timeout_cancels_children_held_back_by_the_rate() {
     let opened = Instant::now();
-    let result = Nursery::builder()
-        .rate(1, Duration::from_secs(10))
-        .timeout(Duration::from_secs(3))
-        .scope(|n: Nursery<E>| async move {
-            let first = n.spawn(async { Ok(()) });
-            let second = n.spawn(async { Ok(()) });
-            first.await.unwrap();
-            let _ = second.await;
-            Ok(())
-        })
-        .await;
+    let result = within(
+        "the scope",
+        Nursery::builder()
+            .rate(1, Duration::from_secs(10))
+            .timeout(Duration::from_secs(3))
+            .scope(|n: Nursery<E>| async move {
+                let first = n.spawn(async { Ok(()) });
+                let second = n.spawn(async { Ok(()) });
+                first.await.unwrap();
+                let _ = second.await;
+                Ok(())
+            }),
+    )
+    .await;
     assert_eq!(result, Err(nursery::Error::TimedOut));
     assert_eq!(opened.elapsed(), Duration::from_secs(3));
 }

@@ -12,7 +12,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use nursery::{Error, Nursery};
-use nursery_tests::{Rendezvous, Tracker, panic_message, yield_rounds};
+use nursery_tests::{Rendezvous, Tracker, panic_message, within, yield_rounds};
 use tokio::sync::{Barrier, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -23,9 +23,12 @@ const PATIENCE: Duration = Duration::from_secs(5);
 
 #[tokio::test]
 async fn spawn_through_a_nursery_returned_from_its_scope_starts_nothing() {
-    let smuggled = nursery::scope(|n: Nursery<String>| async move { Ok(n.clone()) })
-        .await
-        .unwrap();
+    let smuggled = within(
+        "the scope",
+        nursery::scope(|n: Nursery<String>| async move { Ok(n.clone()) }),
+    )
+    .await
+    .unwrap();
 
     let late = Tracker::new();
     let handle = smuggled.spawn(late.track(async { Ok::<_, String>(()) }));
@@ -56,14 +59,17 @@ async fn spawn_through_a_nursery_returned_from_its_scope_starts_nothing() {
 #[tokio::test]
 async fn spawn_through_a_nursery_sent_out_through_a_channel_starts_nothing() {
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let result = nursery::scope(|n: Nursery<String>| async move {
-        let spawner = n.clone();
-        drop(n.spawn(async move {
-            tx.send(spawner).unwrap();
+    let result = within(
+        "the scope",
+        nursery::scope(|n: Nursery<String>| async move {
+            let spawner = n.clone();
+            drop(n.spawn(async move {
+                tx.send(spawner).unwrap();
+                Ok(())
+            }));
             Ok(())
-        }));
-        Ok(())
-    })
+        }),
+    )
     .await;
     assert_eq!(result, Ok(()));
 
@@ -81,10 +87,13 @@ async fn spawn_through_a_nursery_sent_out_through_a_channel_starts_nothing() {
 
 #[tokio::test]
 async fn spawn_through_a_nursery_of_a_cancelled_scope_that_returned_says_closed() {
-    let smuggled = nursery::scope(|n: Nursery<String>| async move {
-        n.cancel();
-        Ok(n.clone())
-    })
+    let smuggled = within(
+        "the scope",
+        nursery::scope(|n: Nursery<String>| async move {
+            n.cancel();
+            Ok(n.clone())
+        }),
+    )
     .await
     .unwrap();
     let error = smuggled.spawn(async { Ok(()) }).await.unwrap_err();
@@ -241,26 +250,29 @@ fn builder_panics_point_at_the_callers_line() {
 async fn start_returns_the_value_sent_and_the_child_keeps_running() {
     let finished = Arc::new(AtomicBool::new(false));
     let stop = CancellationToken::new();
-    let result = nursery::scope(|n: Nursery<String>| {
-        let finished = finished.clone();
-        let stop = stop.clone();
-        async move {
-            let (child_stop, child_finished) = (stop.clone(), finished.clone());
-            let value = n
-                .start(|ready| async move {
-                    ready.send(8080u16);
-                    child_stop.cancelled().await;
-                    child_finished.store(true, Ordering::SeqCst);
-                    Ok(())
-                })
-                .await
-                .map_err(|e| e.to_string())?;
-            yield_rounds(5).await;
-            let still_running = !finished.load(Ordering::SeqCst) && n.live() == 1;
-            stop.cancel();
-            Ok((value, still_running))
-        }
-    })
+    let result = within(
+        "the scope",
+        nursery::scope(|n: Nursery<String>| {
+            let finished = finished.clone();
+            let stop = stop.clone();
+            async move {
+                let (child_stop, child_finished) = (stop.clone(), finished.clone());
+                let value = n
+                    .start(|ready| async move {
+                        ready.send(8080u16);
+                        child_stop.cancelled().await;
+                        child_finished.store(true, Ordering::SeqCst);
+                        Ok(())
+                    })
+                    .await
+                    .map_err(|e| e.to_string())?;
+                yield_rounds(5).await;
+                let still_running = !finished.load(Ordering::SeqCst) && n.live() == 1;
+                stop.cancel();
+                Ok((value, still_running))
+            }
+        }),
+    )
     .await;
     assert_eq!(result, Ok((8080, true)));
     assert!(finished.load(Ordering::SeqCst), "joined by the scope");
@@ -268,24 +280,27 @@ async fn start_returns_the_value_sent_and_the_child_keeps_running() {
 
 #[tokio::test]
 async fn start_whose_child_returns_before_send_is_not_ready() {
-    let result = nursery::scope(|n: Nursery<String>| async move {
-        let never_ready = |_ready: nursery::Ready<u32>| async { Ok(()) };
-        let started_at = format!("{}:{}", file!(), line!() + 1);
-        let dropped_at_once = n.start(never_ready).await;
-        let dropped_at_end = n
-            .start(|ready: nursery::Ready<u32>| async move {
-                yield_rounds(3).await;
-                drop(ready);
-                yield_rounds(3).await;
-                Ok(())
-            })
-            .await;
-        Ok((
-            dropped_at_once.unwrap_err(),
-            dropped_at_end.unwrap_err(),
-            started_at,
-        ))
-    })
+    let result = within(
+        "the scope",
+        nursery::scope(|n: Nursery<String>| async move {
+            let never_ready = |_ready: nursery::Ready<u32>| async { Ok(()) };
+            let started_at = format!("{}:{}", file!(), line!() + 1);
+            let dropped_at_once = n.start(never_ready).await;
+            let dropped_at_end = n
+                .start(|ready: nursery::Ready<u32>| async move {
+                    yield_rounds(3).await;
+                    drop(ready);
+                    yield_rounds(3).await;
+                    Ok(())
+                })
+                .await;
+            Ok((
+                dropped_at_once.unwrap_err(),
+                dropped_at_end.unwrap_err(),
+                started_at,
+            ))
+        }),
+    )
     .await;
     let (at_once, at_end, started_at) = result.unwrap();
     assert!(at_once.is_not_ready(), "{at_once:?}");
@@ -303,20 +318,23 @@ async fn start_whose_child_fails_before_send_is_failed() {
     // Under fail-fast the child's error would cancel the body that waits in
     // `start`; collecting errors lets the body see what `start` returns.
     let (tx, rx) = oneshot::channel();
-    let result = Nursery::builder()
-        .collect_errors()
-        .scope(|n: Nursery<String>| async move {
-            let started = n
-                .start(|ready: nursery::Ready<u32>| async move {
-                    let _keep = ready;
-                    Err::<(), _>("bind failed".to_owned())
-                })
-                .await;
-            tx.send(started.map_err(|e| (e.is_failed(), e.is_not_ready())))
-                .unwrap();
-            Ok(())
-        })
-        .await;
+    let result = within(
+        "the scope",
+        Nursery::builder()
+            .collect_errors()
+            .scope(|n: Nursery<String>| async move {
+                let started = n
+                    .start(|ready: nursery::Ready<u32>| async move {
+                        let _keep = ready;
+                        Err::<(), _>("bind failed".to_owned())
+                    })
+                    .await;
+                tx.send(started.map_err(|e| (e.is_failed(), e.is_not_ready())))
+                    .unwrap();
+                Ok(())
+            }),
+    )
+    .await;
     assert_eq!(rx.await.unwrap(), Err((true, false)));
     assert_eq!(
         result,
@@ -333,13 +351,16 @@ async fn start_whose_child_fails_before_send_is_failed() {
 
 #[tokio::test]
 async fn join_error_display_names_a_cancelled_task_and_its_spawn_location() {
-    let (message, spawned_at) = nursery::scope(|n: Nursery<String>| async move {
-        let pending = std::future::pending::<Result<(), String>>();
-        let spawned_at = format!("{}:{}", file!(), line!() + 1);
-        let handle = n.spawn_named("worker", pending);
-        n.cancel();
-        Ok((handle.await.unwrap_err().to_string(), spawned_at))
-    })
+    let (message, spawned_at) = within(
+        "the scope",
+        nursery::scope(|n: Nursery<String>| async move {
+            let pending = std::future::pending::<Result<(), String>>();
+            let spawned_at = format!("{}:{}", file!(), line!() + 1);
+            let handle = n.spawn_named("worker", pending);
+            n.cancel();
+            Ok((handle.await.unwrap_err().to_string(), spawned_at))
+        }),
+    )
     .await
     .unwrap();
     assert!(message.contains("worker"), "{message}");
@@ -352,20 +373,23 @@ async fn join_error_display_names_a_cancelled_task_and_its_spawn_location() {
 #[tokio::test]
 async fn join_error_display_names_a_failed_task_and_its_spawn_location() {
     let (tx, rx) = oneshot::channel();
-    let _ = Nursery::builder()
-        .collect_errors()
-        .scope(|n: Nursery<String>| async move {
-            let failing = async { Err::<(), _>("parse error".to_owned()) };
-            let named_at = format!("{}:{}", file!(), line!() + 1);
-            let named = n.spawn_named("parse-config", failing);
-            let unnamed_at = format!("{}:{}", file!(), line!() + 1);
-            let unnamed = n.spawn(async { Err::<(), _>("second".to_owned()) });
-            let named = named.await.unwrap_err();
-            let unnamed = unnamed.await.unwrap_err();
-            tx.send((named, named_at, unnamed, unnamed_at)).unwrap();
-            Ok(())
-        })
-        .await;
+    let _ = within(
+        "the scope",
+        Nursery::builder()
+            .collect_errors()
+            .scope(|n: Nursery<String>| async move {
+                let failing = async { Err::<(), _>("parse error".to_owned()) };
+                let named_at = format!("{}:{}", file!(), line!() + 1);
+                let named = n.spawn_named("parse-config", failing);
+                let unnamed_at = format!("{}:{}", file!(), line!() + 1);
+                let unnamed = n.spawn(async { Err::<(), _>("second".to_owned()) });
+                let named = named.await.unwrap_err();
+                let unnamed = unnamed.await.unwrap_err();
+                tx.send((named, named_at, unnamed, unnamed_at)).unwrap();
+                Ok(())
+            }),
+    )
+    .await;
     let (named, named_at, unnamed, unnamed_at) = rx.await.unwrap();
     assert!(named.is_failed() && unnamed.is_failed());
     let named = named.to_string();
@@ -383,19 +407,22 @@ async fn join_error_display_names_a_failed_task_and_its_spawn_location() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blocking_children_run_in_parallel() {
     let meeting = Rendezvous::new(2);
-    let result = nursery::scope(|n: Nursery<String>| async move {
-        let handles: Vec<_> = (0..2)
-            .map(|_| {
-                let meeting = meeting.clone();
-                n.spawn_blocking(move |_| Ok(meeting.meet(PATIENCE)))
-            })
-            .collect();
-        let mut met = Vec::new();
-        for handle in handles {
-            met.push(handle.await.map_err(|e| e.to_string())?);
-        }
-        Ok(met)
-    })
+    let result = within(
+        "the scope",
+        nursery::scope(|n: Nursery<String>| async move {
+            let handles: Vec<_> = (0..2)
+                .map(|_| {
+                    let meeting = meeting.clone();
+                    n.spawn_blocking(move |_| Ok(meeting.meet(PATIENCE)))
+                })
+                .collect();
+            let mut met = Vec::new();
+            for handle in handles {
+                met.push(handle.await.map_err(|e| e.to_string())?);
+            }
+            Ok(met)
+        }),
+    )
     .await;
     assert_eq!(
         result,
@@ -407,24 +434,27 @@ async fn blocking_children_run_in_parallel() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn async_children_run_at_the_same_time() {
     let barrier = Arc::new(Barrier::new(2));
-    let result = nursery::scope(|n: Nursery<String>| async move {
-        let handles: Vec<_> = (0..2)
-            .map(|_| {
-                let barrier = barrier.clone();
-                n.spawn(async move {
-                    tokio::time::timeout(PATIENCE, barrier.wait())
-                        .await
-                        .map(|_| std::thread::current().id())
-                        .map_err(|_| "the other child never ran alongside".to_owned())
+    let result = within(
+        "the scope",
+        nursery::scope(|n: Nursery<String>| async move {
+            let handles: Vec<_> = (0..2)
+                .map(|_| {
+                    let barrier = barrier.clone();
+                    n.spawn(async move {
+                        tokio::time::timeout(PATIENCE, barrier.wait())
+                            .await
+                            .map(|_| std::thread::current().id())
+                            .map_err(|_| "the other child never ran alongside".to_owned())
+                    })
                 })
-            })
-            .collect();
-        let mut ids = Vec::new();
-        for handle in handles {
-            ids.push(handle.await.map_err(|e| e.to_string())?);
-        }
-        Ok(ids.len())
-    })
+                .collect();
+            let mut ids = Vec::new();
+            for handle in handles {
+                ids.push(handle.await.map_err(|e| e.to_string())?);
+            }
+            Ok(ids.len())
+        }),
+    )
     .await;
     assert_eq!(result, Ok(2));
 }
@@ -437,12 +467,15 @@ async fn the_body_may_borrow_from_the_caller() {
     let prefix = String::from("item");
     let borrowed = &mut log;
     let prefix_ref = &prefix;
-    let result = nursery::scope(|n: Nursery<String>| async move {
-        borrowed.push(2);
-        let child = n.spawn(async { Ok(3) });
-        borrowed.push(child.await.map_err(|e| e.to_string())?);
-        Ok(format!("{prefix_ref} count {}", borrowed.len()))
-    })
+    let result = within(
+        "the scope",
+        nursery::scope(|n: Nursery<String>| async move {
+            borrowed.push(2);
+            let child = n.spawn(async { Ok(3) });
+            borrowed.push(child.await.map_err(|e| e.to_string())?);
+            Ok(format!("{prefix_ref} count {}", borrowed.len()))
+        }),
+    )
     .await;
     assert_eq!(result, Ok("item count 3".to_owned()));
     assert_eq!(log, [1, 2, 3]);

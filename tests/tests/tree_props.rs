@@ -44,6 +44,7 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use nursery::{Builder, Error, Nursery};
+use nursery_tests::within;
 use proptest::collection::vec;
 use proptest::prelude::*;
 
@@ -713,9 +714,11 @@ fn run_case(case: &Case) -> Vec<String> {
     let root = case.root.clone();
     let in_rt = run.clone();
     let (outcome, alive_tasks, alive_children) = rt.block_on(async move {
-        let outcome = AssertUnwindSafe(open(root, in_rt.clone(), &[]))
-            .catch_unwind()
-            .await;
+        let outcome = within(
+            "the root scope",
+            AssertUnwindSafe(open(root, in_rt.clone(), &[])).catch_unwind(),
+        )
+        .await;
         // Right after the return: no child future may be alive (G1).
         let alive_children = in_rt.alive.load(SeqCst);
         (

@@ -10,16 +10,11 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use nursery::{Error, Nursery};
-use nursery_tests::{Tracker, catch_panic_site, yield_rounds};
+use nursery_tests::{Tracker, catch_panic_site, within, yield_rounds};
 use tokio::sync::Barrier;
-use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 
 type E = &'static str;
-
-/// A safety net: a broken test fails after this long (virtual time on a
-/// paused clock) instead of hanging.
-const PATIENCE: Duration = Duration::from_secs(60);
 
 /// The sum of the weights held now, and the most it ever was.
 #[derive(Clone, Debug, Default)]
@@ -75,9 +70,9 @@ async fn spawn_weighted_keeps_the_running_weight_within_the_limit() {
     const CHILDREN: usize = 64;
     let gauge = WeightGauge::default();
     let ran = Arc::new(AtomicUsize::new(0));
-    let result = Nursery::builder()
-        .limit(LIMIT)
-        .scope(|n: Nursery<E>| {
+    let result = within(
+        "the scope",
+        Nursery::builder().limit(LIMIT).scope(|n: Nursery<E>| {
             let (gauge, ran) = (gauge.clone(), ran.clone());
             async move {
                 for i in 0..CHILDREN {
@@ -101,8 +96,9 @@ async fn spawn_weighted_keeps_the_running_weight_within_the_limit() {
                 }
                 Ok(())
             }
-        })
-        .await;
+        }),
+    )
+    .await;
     assert_eq!(result, Ok(()));
     assert_eq!(ran.load(Ordering::SeqCst), CHILDREN);
     assert_eq!(
@@ -117,9 +113,9 @@ async fn spawn_weighted_keeps_the_running_weight_within_the_limit() {
 async fn a_limit_of_one_runs_weight_one_children_one_at_a_time() {
     let gauge = WeightGauge::default();
     let log = Log::default();
-    let result = Nursery::builder()
-        .limit(1)
-        .scope(|n: Nursery<E>| {
+    let result = within(
+        "the scope",
+        Nursery::builder().limit(1).scope(|n: Nursery<E>| {
             let (gauge, log) = (gauge.clone(), log.clone());
             async move {
                 for i in 0..5 {
@@ -134,8 +130,9 @@ async fn a_limit_of_one_runs_weight_one_children_one_at_a_time() {
                 }
                 Ok(())
             }
-        })
-        .await;
+        }),
+    )
+    .await;
     assert_eq!(result, Ok(()));
     assert_eq!(gauge.peak(), 1);
     let expected: Vec<String> = (0..5)
@@ -150,9 +147,9 @@ async fn a_heavy_child_at_the_head_is_not_overtaken_by_light_ones() {
     // and the 1s, which would fit beside the 3, wait behind the 2.
     let log = Log::default();
     let release = CancellationToken::new();
-    let result = Nursery::builder()
-        .limit(4)
-        .scope(|n: Nursery<E>| {
+    let result = within(
+        "the scope",
+        Nursery::builder().limit(4).scope(|n: Nursery<E>| {
             let (log, release) = (log.clone(), release.clone());
             async move {
                 for (i, weight) in [3, 2, 1, 1].into_iter().enumerate() {
@@ -173,8 +170,9 @@ async fn a_heavy_child_at_the_head_is_not_overtaken_by_light_ones() {
                 release.cancel();
                 Ok(while_held)
             }
-        })
-        .await;
+        }),
+    )
+    .await;
     let (while_held, live) = result.unwrap();
     assert_eq!(while_held, ["start 0 (weight 3)"]);
     assert_eq!(live, 4, "one running, three queued");
@@ -199,9 +197,9 @@ async fn spawn_and_spawn_weighted_share_one_fifo_budget() {
     // the 3.
     let gauge = WeightGauge::default();
     let log = Log::default();
-    let result = Nursery::builder()
-        .limit(3)
-        .scope(|n: Nursery<E>| {
+    let result = within(
+        "the scope",
+        Nursery::builder().limit(3).scope(|n: Nursery<E>| {
             let (gauge, log) = (gauge.clone(), log.clone());
             async move {
                 let child = |name: &'static str, weight: usize| {
@@ -220,8 +218,9 @@ async fn spawn_and_spawn_weighted_share_one_fifo_budget() {
                 n.spawn(child("d", 1));
                 Ok(())
             }
-        })
-        .await;
+        }),
+    )
+    .await;
     assert_eq!(result, Ok(()));
     let events = log.events();
     assert_eq!(
@@ -236,27 +235,30 @@ async fn spawn_and_spawn_weighted_share_one_fifo_budget() {
 #[tokio::test]
 async fn a_failed_weighted_child_gives_its_weight_back() {
     let ran = Arc::new(AtomicUsize::new(0));
-    let result = Nursery::builder()
-        .limit(4)
-        .collect_errors()
-        .scope(|n: Nursery<E>| {
-            let ran = ran.clone();
-            async move {
-                n.spawn_weighted(4, async {
-                    tokio::task::yield_now().await;
-                    Err::<(), E>("heavy failed")
-                });
-                for _ in 0..2 {
-                    let ran = ran.clone();
-                    n.spawn_weighted(4, async move {
-                        ran.fetch_add(1, Ordering::SeqCst);
-                        Ok(())
+    let result = within(
+        "the scope",
+        Nursery::builder()
+            .limit(4)
+            .collect_errors()
+            .scope(|n: Nursery<E>| {
+                let ran = ran.clone();
+                async move {
+                    n.spawn_weighted(4, async {
+                        tokio::task::yield_now().await;
+                        Err::<(), E>("heavy failed")
                     });
+                    for _ in 0..2 {
+                        let ran = ran.clone();
+                        n.spawn_weighted(4, async move {
+                            ran.fetch_add(1, Ordering::SeqCst);
+                            Ok(())
+                        });
+                    }
+                    Ok(())
                 }
-                Ok(())
-            }
-        })
-        .await;
+            }),
+    )
+    .await;
     assert_eq!(
         result,
         Err(Error::Failed {
@@ -273,13 +275,16 @@ async fn a_failed_weighted_child_gives_its_weight_back() {
 #[tokio::test]
 #[should_panic(expected = "spawn_weighted(5, ..) in a scope with limit(4)")]
 async fn a_weight_above_the_limit_panics_naming_the_weight_and_the_limit() {
-    let _ = Nursery::builder()
-        .limit(4)
-        .scope(|n: Nursery<E>| async move {
-            n.spawn_weighted(5, async { Ok(()) });
-            Ok(())
-        })
-        .await;
+    let _ = within(
+        "the scope",
+        Nursery::builder()
+            .limit(4)
+            .scope(|n: Nursery<E>| async move {
+                n.spawn_weighted(5, async { Ok(()) });
+                Ok(())
+            }),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -300,10 +305,7 @@ async fn a_weight_above_the_limit_panics_at_the_call_rather_than_hanging() {
             Ok((site, line, live_after))
         }
     });
-    let (site, line, live_after) = timeout(PATIENCE, result)
-        .await
-        .expect("a panic, not a hang")
-        .unwrap();
+    let (site, line, live_after) = within("a panic, not a hang", result).await.unwrap();
     assert!(
         site.message.contains("spawn_weighted(5, ..)") && site.message.contains("limit(4)"),
         "{site:?}"
@@ -324,13 +326,16 @@ async fn a_weight_above_the_limit_panics_at_the_call_rather_than_hanging() {
 #[tokio::test]
 #[should_panic(expected = "spawn_weighted(0, ..)")]
 async fn weight_zero_panics_naming_the_weight() {
-    let _ = Nursery::builder()
-        .limit(4)
-        .scope(|n: Nursery<E>| async move {
-            n.spawn_weighted(0, async { Ok(()) });
-            Ok(())
-        })
-        .await;
+    let _ = within(
+        "the scope",
+        Nursery::builder()
+            .limit(4)
+            .scope(|n: Nursery<E>| async move {
+                n.spawn_weighted(0, async { Ok(()) });
+                Ok(())
+            }),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -340,7 +345,7 @@ async fn weight_zero_panics_without_a_limit_too() {
         let site = catch_panic_site(|| n.spawn_weighted(0, async { Ok(()) })).unwrap_err();
         Ok((site, line, n.live()))
     });
-    let (site, line, live) = timeout(PATIENCE, result).await.unwrap().unwrap();
+    let (site, line, live) = within("the scope", result).await.unwrap();
     assert!(site.message.contains("spawn_weighted(0, ..)"), "{site:?}");
     assert_eq!(site.location, format!("{}:{line}", file!()));
     assert_eq!(live, 0);
@@ -367,7 +372,7 @@ async fn without_a_limit_any_weight_starts_at_once() {
             Ok(())
         }
     });
-    assert_eq!(timeout(PATIENCE, result).await, Ok(Ok(())));
+    assert_eq!(within("the scope", result).await, Ok(()));
 }
 
 #[tokio::test(start_paused = true)]
@@ -391,7 +396,7 @@ async fn without_a_limit_any_weight_starts_at_once_under_a_rate() {
                 Ok(())
             }
         });
-    assert_eq!(timeout(PATIENCE, result).await, Ok(Ok(())));
+    assert_eq!(within("the scope", result).await, Ok(()));
 }
 
 // ----- try_spawn -----
@@ -399,9 +404,9 @@ async fn without_a_limit_any_weight_starts_at_once_under_a_rate() {
 #[tokio::test]
 async fn try_spawn_does_not_overtake_a_queued_weighted_child() {
     let queued = Tracker::new();
-    let result = Nursery::builder()
-        .limit(4)
-        .scope(|n: Nursery<E>| {
+    let result = within(
+        "the scope",
+        Nursery::builder().limit(4).scope(|n: Nursery<E>| {
             let queued = queued.clone();
             async move {
                 let release = CancellationToken::new();
@@ -432,8 +437,9 @@ async fn try_spawn_does_not_overtake_a_queued_weighted_child() {
                     .expect("room once the queue is empty");
                 later.await.map_err(|_| "later failed")
             }
-        })
-        .await;
+        }),
+    )
+    .await;
     assert_eq!(result, Ok(3));
     assert!(queued.completed());
 }
@@ -481,7 +487,7 @@ async fn queued_behind_a_heavy_child(
             Ok(cancelled)
         }
     });
-    let result = timeout(PATIENCE, result).await.expect("the scope ended");
+    let result = within("the scope", result).await;
     (result, queued, running)
 }
 
@@ -566,8 +572,8 @@ async fn a_panic_in_a_weighted_child_is_re_raised_and_the_queue_never_starts() {
             Ok(())
         }
     });
-    let payload = match timeout(PATIENCE, AssertUnwindSafe(scope).catch_unwind()).await {
-        Ok(Err(payload)) => payload,
+    let payload = match within("the scope", AssertUnwindSafe(scope).catch_unwind()).await {
+        Err(payload) => payload,
         other => panic!("expected the child's panic, got {other:?}"),
     };
     assert_eq!(
