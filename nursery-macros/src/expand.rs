@@ -22,7 +22,7 @@ use syn::{
     Visibility, braced, token,
 };
 
-use crate::args::{Flavor, NurseryArgs, TestArgs};
+use crate::args::{Flavor, NurseryArgs, TestArgs, combined};
 
 // ===== the function item =====
 
@@ -63,18 +63,6 @@ impl Parse for FnItem {
 fn with_error(mut item: TokenStream, error: Error) -> TokenStream {
     item.extend(error.into_compile_error());
     item
-}
-
-/// One error holding all of `errors`, or `Ok` if there are none.
-fn combined(errors: Vec<Error>) -> syn::Result<()> {
-    let mut errors = errors.into_iter();
-    match errors.next() {
-        None => Ok(()),
-        Some(mut first) => {
-            first.extend(errors);
-            Err(first)
-        }
-    }
 }
 
 // ===== #[nursery::test] =====
@@ -427,10 +415,7 @@ impl FnItem {
         // (not `call_site`, which is the attribute) is what makes
         // `Location::caller()` name the function.
         let at = sig.ident.span();
-        let private = match &args.crate_path {
-            Some(path) => quote!(#path::__private),
-            None => quote_spanned!(at=> ::nursery::__private),
-        };
+        let private = private_path(args, at);
         let builder = builder(args, &private, at);
 
         let ReturnType::Type(_, ret) = &sig.output else {
@@ -473,6 +458,20 @@ impl FnItem {
         };
         brace.surround(&mut expanded, |tokens| tokens.extend(call));
         expanded
+    }
+}
+
+/// The path to `__private`, at `at` by default. Under `crate = ".."`, the
+/// path has the span of its string, `__private` included: a path that does
+/// not lead to nursery is then one error, at the string (rustc reports
+/// each unresolved path once per span).
+fn private_path(args: &NurseryArgs, at: Span) -> TokenStream {
+    match &args.crate_path {
+        Some((path, string)) => {
+            let private = Ident::new("__private", *string);
+            quote_spanned!(*string=> #path::#private)
+        }
+        None => quote_spanned!(at=> ::nursery::__private),
     }
 }
 
@@ -1047,6 +1046,16 @@ mod tests {
             let out = expand_nursery(quote!(), quote!(async fn f() -> #ret { Ok(()) }));
             assert!(!out.contains("compile_error"), "{out}");
         }
+    }
+
+    #[test]
+    fn nursery_resolves_the_crate_option_at_its_string() {
+        let args = NurseryArgs::parse(quote!(crate = "::re::nursery")).unwrap();
+        let private = private_path(&args, Span::call_site());
+        assert_eq!(
+            private.to_string(),
+            quote!(::re::nursery::__private).to_string()
+        );
     }
 
     #[test]
