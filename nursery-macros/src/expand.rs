@@ -360,7 +360,7 @@ impl FnItem {
             }
         }
         match &sig.output {
-            ReturnType::Type(_, ty) if is_result(ty) => {}
+            ReturnType::Type(_, ty) if may_be_result(ty) => {}
             ReturnType::Type(_, ty) => errors.push(Error::new_spanned(ty, MUST_RETURN_RESULT)),
             ReturnType::Default => {
                 // From `fn` to the `)` after the parameters: where a return
@@ -422,11 +422,13 @@ impl FnItem {
             unreachable!("inspect_scope_fn refuses a function without a return type");
         };
         // The declared return type, as a marker argument before the
-        // closure: `run_scope` then knows `T` and `E` (aliases such as
-        // `anyhow::Result<T>` included) before the body is checked, so a
-        // `Nursery<Other>` parameter is reported at its type ("expected
+        // closure: `run_scope` then knows it and its error type (aliases
+        // such as `anyhow::Result<T>` included) before the body is checked,
+        // so a `Nursery<Other>` parameter is reported at its type ("expected
         // `Nursery<Other>`, found `Nursery<E>`") rather than as a mismatch
-        // inside `run_scope`.
+        // inside `run_scope`. At the name, as the call is: a type that is
+        // not a `Result` fails `run_scope`'s bound (`ReturnsResult`) there,
+        // once.
         let declared = infer_impl_traits(ret.to_token_stream());
         let marker = quote_spanned!(at=> #private::returns::<#declared>());
         // `mixed_site`: the user's body cannot see it, nor clash with it.
@@ -575,10 +577,17 @@ fn is_nursery(ty: &Type) -> bool {
     })
 }
 
-/// `Result<T, E>` or an alias of it: a path type whose last segment is
-/// `Result` (`io::Result<T>`, `anyhow::Result<T>`, `Result<T, E>`).
-fn is_result(ty: &Type) -> bool {
-    last_segment(ty).is_some_and(|segment| segment.ident == "Result")
+/// Whether `ty` may be a `Result`: any path (`Result<T, E>`,
+/// `io::Result<T>`, `Res<T>`) may name one, and the type checker tells
+/// (`__private::ReturnsResult`); a tuple, a reference, `impl Trait` and
+/// the like never do.
+fn may_be_result(ty: &Type) -> bool {
+    match ty {
+        Type::Path(_) | Type::Macro(_) | Type::Verbatim(_) => true,
+        Type::Group(group) => may_be_result(&group.elem),
+        Type::Paren(paren) => may_be_result(&paren.elem),
+        _ => false,
+    }
 }
 
 fn last_segment(ty: &Type) -> Option<&syn::PathSegment> {
@@ -1018,7 +1027,6 @@ mod tests {
             "`limit` must be at least 1",
             "`#[nursery]` needs an `async fn`",
             "a second `Nursery` parameter",
-            "must return `Result<T, E>`",
         ] {
             assert!(out.contains(message), "{message} missing from {out}");
         }
@@ -1036,15 +1044,28 @@ mod tests {
     }
 
     #[test]
-    fn nursery_accepts_any_path_ending_in_result() {
+    fn nursery_leaves_any_path_return_type_to_the_type_checker() {
         for ret in [
             quote!(Result<(), E>),
             quote!(std::result::Result<(), E>),
             quote!(anyhow::Result<()>),
             quote!(crate::Result),
+            quote!(Res<u32>),
+            quote!(Option<u32>),
+            quote!(<T as Trait>::Output),
         ] {
             let out = expand_nursery(quote!(), quote!(async fn f() -> #ret { Ok(()) }));
             assert!(!out.contains("compile_error"), "{out}");
+        }
+        for ret in [
+            quote!(()),
+            quote!((u32, E)),
+            quote!(&'static str),
+            quote!(impl Display),
+            quote!([u8; 4]),
+        ] {
+            let out = expand_nursery(quote!(), quote!(async fn f() -> #ret { todo!() }));
+            assert!(out.contains("must return `Result<T, E>`"), "{out}");
         }
     }
 
