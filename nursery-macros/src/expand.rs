@@ -109,10 +109,20 @@ impl FnItem {
             ));
         }
         if !sig.inputs.is_empty() {
-            errors.push(Error::new_spanned(
-                &sig.inputs,
-                "a `#[nursery::test]` function takes no parameters",
-            ));
+            // `#[nursery]` below would take its `Nursery` parameter out,
+            // had it expanded first.
+            match self.attrs.iter().find(|attr| is_nursery_attribute(attr)) {
+                Some(nursery) => errors.push(Error::new_spanned(
+                    nursery,
+                    "write `#[nursery]` above `#[nursery::test]`: attributes expand from the \
+                     top, so `#[nursery::test]` sees the `Nursery` parameter that `#[nursery]` \
+                     would have taken out",
+                )),
+                None => errors.push(Error::new_spanned(
+                    &sig.inputs,
+                    "a `#[nursery::test]` function takes no parameters",
+                )),
+            }
         }
         for attr in self.attrs.iter().chain(&self.inner_attrs) {
             if is_test_attribute(attr) {
@@ -322,7 +332,7 @@ pub(crate) fn nursery(args: TokenStream, item: TokenStream) -> TokenStream {
             };
         }
     };
-    let (shape, errors) = inspect_scope_fn(&input.attrs, &input.sig);
+    let (shape, errors) = inspect_scope_fn(&input.attrs, &input.sig, Some(&input.body));
     // Every error at once: the options' first, then the function's.
     match (NurseryArgs::parse(args), combined(errors)) {
         (Ok(args), Ok(())) => input.expand_scope_fn(&args, shape.nursery),
@@ -346,14 +356,35 @@ struct Shape {
     /// error path, those refused as a misplaced one (a second `Nursery`,
     /// a `&Nursery<E>`).
     hidden: Vec<usize>,
+    /// Whether callers see an `async fn`: not when the function is a plain
+    /// `fn` made by an attribute above, or one that returns a future.
+    asynchronous: bool,
     /// Whether the body fits the signature callers see: not without a
     /// return type, as the body was written for a `Result`.
     keep_body: bool,
 }
 
+/// Why a `#[nursery]` function is not an `async fn`.
+enum NotAsync {
+    /// No sign of one: `async` was left out.
+    Forgotten,
+    /// An `async fn` that the attribute named, written above `#[nursery]`
+    /// and so expanded first, has made a plain `fn` blocking on its body.
+    ExpandedBy(&'static str),
+    /// A `fn` returning a future (`impl Future<..>`,
+    /// `Pin<Box<dyn Future<..>>>`), as `#[async_trait]` makes of an
+    /// `async fn`.
+    ReturnsFuture,
+}
+
 /// Refuses what cannot run as the body of a scope, each error at its
-/// token, and finds the `Nursery` parameter.
-fn inspect_scope_fn(attrs: &[Attribute], sig: &Signature) -> (Shape, Vec<Error>) {
+/// token, and finds the `Nursery` parameter. `body` is `None` for a
+/// declaration without one.
+fn inspect_scope_fn(
+    attrs: &[Attribute],
+    sig: &Signature,
+    body: Option<&TokenStream>,
+) -> (Shape, Vec<Error>) {
     let mut errors = Vec::new();
     for attr in attrs.iter().filter(|attr| is_nursery_attribute(attr)) {
         errors.push(Error::new_spanned(
@@ -363,12 +394,31 @@ fn inspect_scope_fn(attrs: &[Attribute], sig: &Signature) -> (Shape, Vec<Error>)
         ));
     }
 
-    if sig.asyncness.is_none() {
-        errors.push(Error::new(
+    let not_async = match sig.asyncness {
+        Some(_) => None,
+        None => Some(why_not_async(attrs, sig, body)),
+    };
+    match &not_async {
+        None => {}
+        Some(NotAsync::Forgotten) => errors.push(Error::new(
             sig.fn_token.span,
             "`#[nursery]` needs an `async fn`: add `async` before `fn`",
-        ));
+        )),
+        Some(NotAsync::ExpandedBy(attr)) => errors.push(Error::new(
+            Span::call_site(),
+            format!(
+                "write `#[nursery]` above `{attr}`: attributes expand from the top, and \
+                 `{attr}` has already made this `async fn` a plain `fn` that blocks on its body"
+            ),
+        )),
+        Some(NotAsync::ReturnsFuture) => errors.push(Error::new(
+            sig.fn_token.span,
+            "`#[nursery]` needs an `async fn`, and this `fn` returns a future: write it as an \
+             `async fn` that returns the future's output (under `#[async_trait]`, which turns \
+             an `async fn` into such a `fn` first, use Rust's own `async fn` in traits)",
+        )),
     }
+    let asynchronous = matches!(not_async, None | Some(NotAsync::Forgotten));
 
     let mut nursery = None;
     let mut hidden = Vec::new();
@@ -402,27 +452,85 @@ fn inspect_scope_fn(attrs: &[Attribute], sig: &Signature) -> (Shape, Vec<Error>)
         hidden.sort_unstable();
     }
 
+    // The return type of a plain `fn` made by another attribute is that
+    // attribute's business.
     let mut keep_body = true;
-    match &sig.output {
-        ReturnType::Type(_, ty) if may_be_result(ty) => {}
-        ReturnType::Type(_, ty) => errors.push(Error::new_spanned(ty, MUST_RETURN_RESULT)),
-        ReturnType::Default => {
-            keep_body = false;
-            // From `fn` to the `)` after the parameters: where a return
-            // type would go.
-            let mut head = sig.fn_token.to_token_stream();
-            sig.paren_token.surround(&mut head, |_| {});
-            let message = format!("{MUST_RETURN_RESULT}; add `-> Result<(), E>`");
-            errors.push(Error::new_spanned(head, message));
+    if asynchronous {
+        match &sig.output {
+            ReturnType::Type(_, ty) if may_be_result(ty) => {}
+            ReturnType::Type(_, ty) => errors.push(Error::new_spanned(ty, MUST_RETURN_RESULT)),
+            ReturnType::Default => {
+                keep_body = false;
+                // From `fn` to the `)` after the parameters: where a return
+                // type would go.
+                let mut head = sig.fn_token.to_token_stream();
+                sig.paren_token.surround(&mut head, |_| {});
+                let message = format!("{MUST_RETURN_RESULT}; add `-> Result<(), E>`");
+                errors.push(Error::new_spanned(head, message));
+            }
         }
     }
 
     let shape = Shape {
         nursery,
         hidden,
+        asynchronous,
         keep_body,
     };
     (shape, errors)
+}
+
+/// Tells a forgotten `async` from one an attribute above has expanded
+/// away, by the signs that attribute leaves: tokio's and `#[nursery::test]`'s
+/// expansions start with `let body = async ..` and block on it.
+fn why_not_async(attrs: &[Attribute], sig: &Signature, body: Option<&TokenStream>) -> NotAsync {
+    if body.is_some_and(blocks_on_body) {
+        let body = body.into_iter().flat_map(|body| body.clone());
+        return NotAsync::ExpandedBy(if contains_ident(body, &|ident| ident == "run_test") {
+            "#[nursery::test]"
+        } else if attrs.iter().any(is_test_attribute) {
+            "#[tokio::test]"
+        } else {
+            "#[tokio::main]"
+        });
+    }
+    let future = |ident: &Ident| ident.to_string().ends_with("Future");
+    match &sig.output {
+        ReturnType::Type(_, ty) if contains_ident(ty.to_token_stream(), &future) => {
+            NotAsync::ReturnsFuture
+        }
+        _ => NotAsync::Forgotten,
+    }
+}
+
+/// Whether the body starts a statement `let body = async ..`, as the
+/// expansions of `#[tokio::main]`, `#[tokio::test]` and `#[nursery::test]`
+/// do.
+fn blocks_on_body(body: &TokenStream) -> bool {
+    let tokens: Vec<TokenTree> = body.clone().into_iter().collect();
+    tokens.windows(4).any(|window| {
+        matches!(
+            window,
+            [
+                TokenTree::Ident(keyword),
+                TokenTree::Ident(name),
+                TokenTree::Punct(equals),
+                TokenTree::Ident(asynchronous),
+            ] if keyword == "let" && name == "body" && equals.as_char() == '=' && asynchronous == "async"
+        )
+    })
+}
+
+/// Whether any identifier in `tokens`, at any depth, passes `wanted`.
+fn contains_ident(
+    tokens: impl IntoIterator<Item = TokenTree>,
+    wanted: &dyn Fn(&Ident) -> bool,
+) -> bool {
+    tokens.into_iter().any(|token| match token {
+        TokenTree::Ident(ident) => wanted(&ident),
+        TokenTree::Group(group) => contains_ident(group.stream(), wanted),
+        _ => false,
+    })
 }
 
 /// `#[nursery]`, `#[nursery::nursery]`, `#[nursery(..)]`..: an attribute
@@ -492,7 +600,7 @@ impl FnDecl {
     /// `async`), so that the methods of `impl`s under `#[nursery]` match
     /// it, with every error.
     fn refused(self, args: TokenStream) -> TokenStream {
-        let (shape, mut errors) = inspect_scope_fn(&self.attrs, &self.sig);
+        let (shape, mut errors) = inspect_scope_fn(&self.attrs, &self.sig, None);
         errors.insert(
             0,
             Error::new(
@@ -512,8 +620,8 @@ impl FnDecl {
 }
 
 /// The signature callers see, for the error path: less the parameters
-/// in `shape.hidden`, which it hands back, `async`, and the attributes
-/// less a second `#[nursery]`.
+/// in `shape.hidden`, which it hands back, `async` if it is to be one, and
+/// the attributes less a second `#[nursery]`.
 fn caller_signature<'a>(
     attrs: &'a [Attribute],
     mut sig: Signature,
@@ -532,7 +640,7 @@ fn caller_signature<'a>(
         }
     }
     sig.inputs = kept;
-    if sig.asyncness.is_none() {
+    if shape.asynchronous && sig.asyncness.is_none() {
         sig.asyncness = Some(Token![async](sig.fn_token.span));
     }
     (attrs, sig, hidden)
@@ -1010,6 +1118,29 @@ mod tests {
     }
 
     #[test]
+    fn asks_for_nursery_above_when_it_is_below_with_its_parameter() {
+        let out = expand(
+            quote!(),
+            quote!(
+                #[nursery(limit = 2)]
+                async fn t(n: Nursery<E>) -> Result<(), E> {
+                    Ok(())
+                }
+            ),
+        );
+        assert!(
+            out.contains("write `#[nursery]` above `#[nursery::test]`"),
+            "{out}"
+        );
+        assert!(!out.contains("takes no parameters"), "{out}");
+        // `#[nursery]` is kept, to take the parameter out.
+        assert!(
+            out.starts_with("# [nursery (limit = 2)] async fn t"),
+            "{out}"
+        );
+    }
+
+    #[test]
     fn refuses_what_is_not_a_function() {
         let item = quote!(
             struct S;
@@ -1383,6 +1514,58 @@ mod tests {
             out.starts_with("async fn f (outer : & Nursery < E >)"),
             "{out}"
         );
+    }
+
+    #[test]
+    fn nursery_tells_an_attribute_above_from_a_forgotten_async() {
+        let expanded = |attrs: TokenStream, body: TokenStream| {
+            expand_nursery(quote!(), quote!(#attrs fn f() -> Result<(), E> { #body }))
+        };
+        let tokio = quote! {
+            let body = async { Ok(()) };
+            return Builder::new_current_thread().enable_all().build().unwrap().block_on(body);
+        };
+        let ours = quote! {
+            let body = async move { Ok(()) };
+            { return runtime.block_on(private::run_test(None, body)); }
+        };
+        for (attrs, body, above) in [
+            (quote!(), tokio.clone(), "`#[tokio::main]`"),
+            (
+                quote!(#[::core::prelude::v1::test]),
+                tokio,
+                "`#[tokio::test]`",
+            ),
+            (
+                quote!(#[::core::prelude::v1::test]),
+                ours,
+                "`#[nursery::test]`",
+            ),
+        ] {
+            let out = expanded(attrs, body);
+            assert!(
+                out.contains(&format!("write `#[nursery]` above {above}")),
+                "{out}"
+            );
+            // Still the plain `fn` the attribute above made.
+            let item = out.split("compile_error").next().unwrap();
+            assert!(!item.contains("async fn"), "{out}");
+        }
+        let out = expanded(quote!(), quote!(Ok(())));
+        assert!(out.contains("add `async` before `fn`"), "{out}");
+        assert!(out.starts_with("async fn f ()"), "{out}");
+    }
+
+    #[test]
+    fn nursery_refuses_a_fn_returning_a_future() {
+        for ret in [
+            quote!(impl Future<Output = Result<(), E>>),
+            quote!(Pin<Box<dyn Future<Output = Result<(), E>> + Send + 'async_trait>>),
+        ] {
+            let out = expand_nursery(quote!(), quote!(fn f() -> #ret { todo!() }));
+            assert!(out.contains("and this `fn` returns a future"), "{out}");
+            assert!(out.starts_with("fn f ()"), "{out}");
+        }
     }
 
     #[test]
