@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::{Span, TokenStream, TokenTree};
 use syn::meta::ParseNestedMeta;
 use syn::parse::Parser;
 use syn::spanned::Spanned;
@@ -33,14 +33,21 @@ pub(crate) struct TestArgs {
     pub(crate) crate_path: Option<Path>,
 }
 
-const TEST_KEYS: &str = "`flavor`, `worker_threads`, `leak_grace` or `crate`";
+const TEST_KEYS: &[&str] = &["flavor", "worker_threads", "leak_grace", "crate"];
 
 impl TestArgs {
     /// Parses the tokens inside `#[nursery::test(..)]`.
     pub(crate) fn parse(args: TokenStream) -> syn::Result<TestArgs> {
         let mut options = TestOptions::default();
-        syn::meta::parser(|meta| options.set(meta)).parse2(args)?;
-        options.finish()
+        let parsed = parse_options(args, TEST_KEYS, |meta| options.set(meta));
+        match (parsed, options.finish()) {
+            (Ok(()), finished) => finished,
+            (Err(mut error), Err(more)) => {
+                error.combine(more);
+                Err(error)
+            }
+            (Err(error), Ok(_)) => Err(error),
+        }
     }
 }
 
@@ -54,17 +61,17 @@ struct TestOptions {
 }
 
 impl TestOptions {
-    fn set(&mut self, meta: ParseNestedMeta<'_>) -> syn::Result<()> {
+    fn set(&mut self, meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
         let Some(key) = meta.path.get_ident() else {
             return Err(unknown_key(&meta.path, TEST_KEYS));
         };
         match key.to_string().as_str() {
-            "flavor" => Setting::put(&mut self.flavor, &meta, flavor_value),
-            "worker_threads" => Setting::put(&mut self.worker_threads, &meta, worker_threads_value),
-            "leak_grace" => Setting::put(&mut self.leak_grace, &meta, |expr| {
+            "flavor" => Setting::put(&mut self.flavor, meta, flavor_value),
+            "worker_threads" => Setting::put(&mut self.worker_threads, meta, worker_threads_value),
+            "leak_grace" => Setting::put(&mut self.leak_grace, meta, |expr| {
                 duration_value("leak_grace", expr)
             }),
-            "crate" => Setting::put(&mut self.crate_path, &meta, crate_value),
+            "crate" => Setting::put(&mut self.crate_path, meta, crate_value),
             _ => Err(unknown_key(&meta.path, TEST_KEYS)),
         }
     }
@@ -156,8 +163,9 @@ pub(crate) struct NurseryArgs {
     /// `max_suppressed = N`: how many errors to keep behind the first.
     pub(crate) max_suppressed: Option<(usize, Span)>,
     pub(crate) rate: Option<(Rate, Span)>,
-    /// `crate = "path"`; `None` means `::nursery`.
-    pub(crate) crate_path: Option<Path>,
+    /// `crate = "path"` with the span of its string; `None` means
+    /// `::nursery`.
+    pub(crate) crate_path: Option<(Path, Span)>,
 }
 
 /// `rate = "100/s"`: at most `starts` child starts per `per`.
@@ -167,15 +175,23 @@ pub(crate) struct Rate {
     pub(crate) per: Duration,
 }
 
-const NURSERY_KEYS: &str = "`name`, `limit`, `timeout`, `grace`, `leak_grace`, `collect_errors`, \
-                            `max_suppressed`, `rate` or `crate`";
+const NURSERY_KEYS: &[&str] = &[
+    "name",
+    "limit",
+    "timeout",
+    "grace",
+    "leak_grace",
+    "collect_errors",
+    "max_suppressed",
+    "rate",
+    "crate",
+];
 
 impl NurseryArgs {
     /// Parses the tokens inside `#[nursery(..)]`.
     pub(crate) fn parse(args: TokenStream) -> syn::Result<NurseryArgs> {
         let mut options = NurseryOptions::default();
-        syn::meta::parser(|meta| options.set(meta)).parse2(args)?;
-        Ok(options.finish())
+        parse_options(args, NURSERY_KEYS, |meta| options.set(meta)).map(|()| options.finish())
     }
 }
 
@@ -194,24 +210,24 @@ struct NurseryOptions {
 }
 
 impl NurseryOptions {
-    fn set(&mut self, meta: ParseNestedMeta<'_>) -> syn::Result<()> {
+    fn set(&mut self, meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
         let Some(key) = meta.path.get_ident() else {
             return Err(unknown_key(&meta.path, NURSERY_KEYS));
         };
         match key.to_string().as_str() {
-            "name" => Setting::put(&mut self.name, &meta, name_value),
-            "limit" => Setting::put(&mut self.limit, &meta, limit_value),
-            "timeout" => Setting::put(&mut self.timeout, &meta, |expr| {
+            "name" => Setting::put(&mut self.name, meta, name_value),
+            "limit" => Setting::put(&mut self.limit, meta, limit_value),
+            "timeout" => Setting::put(&mut self.timeout, meta, |expr| {
                 duration_value("timeout", expr)
             }),
-            "grace" => Setting::put(&mut self.grace, &meta, |expr| duration_value("grace", expr)),
-            "leak_grace" => Setting::put(&mut self.leak_grace, &meta, |expr| {
+            "grace" => Setting::put(&mut self.grace, meta, |expr| duration_value("grace", expr)),
+            "leak_grace" => Setting::put(&mut self.leak_grace, meta, |expr| {
                 duration_value("leak_grace", expr)
             }),
-            "collect_errors" => Setting::flag(&mut self.collect_errors, &meta),
-            "max_suppressed" => Setting::put(&mut self.max_suppressed, &meta, max_suppressed_value),
-            "rate" => Setting::put(&mut self.rate, &meta, rate_value),
-            "crate" => Setting::put(&mut self.crate_path, &meta, crate_value),
+            "collect_errors" => Setting::flag(&mut self.collect_errors, meta),
+            "max_suppressed" => Setting::put(&mut self.max_suppressed, meta, max_suppressed_value),
+            "rate" => Setting::put(&mut self.rate, meta, rate_value),
+            "crate" => Setting::put(&mut self.crate_path, meta, crate_value),
             "deadline" | "cancel_on" => Err(Error::new(
                 key.span(),
                 format!(
@@ -239,7 +255,7 @@ impl NurseryOptions {
                 .map(|collect| collect.key),
             max_suppressed: spanned(self.max_suppressed),
             rate: spanned(self.rate),
-            crate_path: self.crate_path.map(|path| path.value),
+            crate_path: spanned(self.crate_path),
         }
     }
 }
@@ -424,7 +440,7 @@ struct Setting<T> {
 
 impl<T> Setting<T> {
     /// Parses `= value` after the key in `meta` into `slot`, refusing a key
-    /// given twice or without a value.
+    /// without a value.
     fn put(
         slot: &mut Option<Setting<T>>,
         meta: &ParseNestedMeta<'_>,
@@ -432,9 +448,6 @@ impl<T> Setting<T> {
     ) -> syn::Result<()> {
         let key = meta.path.span();
         let name = path_text(&meta.path);
-        if slot.is_some() {
-            return Err(Error::new(key, format!("`{name}` is given twice")));
-        }
         if !meta.input.peek(Token![=]) {
             return Err(Error::new(
                 key,
@@ -458,9 +471,6 @@ impl Setting<bool> {
     fn flag(slot: &mut Option<Setting<bool>>, meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
         let key = meta.path.span();
         let name = path_text(&meta.path);
-        if slot.is_some() {
-            return Err(Error::new(key, format!("`{name}` is given twice")));
-        }
         let not_a_flag = |span| {
             let message = format!(
                 "`{name}` is a flag: write `{name}` alone (or `{name} = true` / `{name} = false`)"
@@ -500,9 +510,121 @@ fn string_value<'a>(expr: &'a Expr, expected: &str) -> syn::Result<&'a LitStr> {
     }
 }
 
-fn unknown_key(path: &Path, expected: &str) -> Error {
-    let message = format!("unknown option `{}`: expected {expected}", path_text(path));
+/// Parses the comma-separated options in `args`, handing each to `set`,
+/// and refuses a known key given twice. Parsing goes on past a refused
+/// option (what is left of it, `= value` or `(..)`, is skipped up to the
+/// next `,`), so that every error is reported at once.
+fn parse_options(
+    args: TokenStream,
+    keys: &[&str],
+    mut set: impl FnMut(&ParseNestedMeta<'_>) -> syn::Result<()>,
+) -> syn::Result<()> {
+    let mut errors = Vec::new();
+    let mut seen = Vec::new();
+    let parsed = syn::meta::parser(|meta| {
+        let name = path_text(&meta.path);
+        let result = if seen.contains(&name) {
+            Err(Error::new(
+                meta.path.span(),
+                format!("`{name}` is given twice"),
+            ))
+        } else {
+            if keys.contains(&name.as_str()) {
+                seen.push(name);
+            }
+            set(&meta)
+        };
+        if let Err(error) = result {
+            errors.push(error);
+            meta.input.step(|cursor| {
+                let mut rest = *cursor;
+                while let Some((token, next)) = rest.token_tree() {
+                    if matches!(&token, TokenTree::Punct(punct) if punct.as_char() == ',') {
+                        break;
+                    }
+                    rest = next;
+                }
+                Ok(((), rest))
+            })?;
+        }
+        Ok(())
+    })
+    .parse2(args);
+    errors.extend(parsed.err());
+    combined(errors)
+}
+
+/// One error holding all of `errors`, or `Ok` if there are none.
+pub(crate) fn combined(errors: Vec<Error>) -> syn::Result<()> {
+    let mut errors = errors.into_iter();
+    match errors.next() {
+        None => Ok(()),
+        Some(mut first) => {
+            first.extend(errors);
+            Err(first)
+        }
+    }
+}
+
+/// An unknown option, with the nearest known key if one is close enough
+/// to be a typo, or else the list of them.
+fn unknown_key(path: &Path, keys: &[&str]) -> Error {
+    let written = path_text(path);
+    let message = match path
+        .get_ident()
+        .and_then(|key| nearest(&key.to_string(), keys))
+    {
+        Some(key) => format!("unknown option `{written}`: did you mean `{key}`?"),
+        None => {
+            let (last, rest) = keys.split_last().expect("a macro has options");
+            let rest: Vec<String> = rest.iter().map(|key| format!("`{key}`")).collect();
+            format!(
+                "unknown option `{written}`: expected {} or `{last}`",
+                rest.join(", ")
+            )
+        }
+    };
     Error::new(path.span(), message)
+}
+
+/// The key nearest to `written`: within a third of its length in edits
+/// (at least one), as rustc suggests names, or the one key it begins
+/// (`leak` for `leak_grace`).
+fn nearest<'a>(written: &str, keys: &[&'a str]) -> Option<&'a str> {
+    let within = (written.chars().count() / 3).max(1);
+    let close = keys
+        .iter()
+        .map(|key| (edit_distance(written, key), *key))
+        .filter(|(distance, _)| *distance <= within)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, key)| key);
+    close.or_else(|| {
+        let mut begun = keys
+            .iter()
+            .filter(|key| written.len() >= 3 && key.starts_with(written));
+        match (begun.next(), begun.next()) {
+            (Some(key), None) => Some(*key),
+            _ => None,
+        }
+    })
+}
+
+/// The Levenshtein distance: the fewest insertions, deletions and
+/// substitutions of one character that turn `a` into `b`.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    // `row[j]`: the distance from the part of `a` seen so far to `b[..j]`.
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, a) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for j in 0..b.len() {
+            let substituted = diagonal + usize::from(a != b[j]);
+            diagonal = row[j + 1];
+            row[j + 1] = substituted.min(row[j] + 1).min(diagonal + 1);
+        }
+    }
+    row[b.len()]
 }
 
 fn path_text(path: &Path) -> String {
@@ -750,7 +872,7 @@ mod tests {
                 per: SECOND
             })
         );
-        assert_eq!(path_text(&args.crate_path.unwrap()), "::re::nursery");
+        assert_eq!(path_text(&args.crate_path.unwrap().0), "::re::nursery");
     }
 
     #[test]
@@ -807,6 +929,104 @@ mod tests {
         assert!(
             nursery_error(quote!(deadline = "5s")).contains("`Nursery::builder().deadline(..)`")
         );
+    }
+
+    #[test]
+    fn nursery_args_suggest_the_nearest_key() {
+        for (written, key) in [
+            ("limt", "limit"),
+            ("Limit", "limit"),
+            ("timout", "timeout"),
+            ("timeouts", "timeout"),
+            ("colect_errors", "collect_errors"),
+            ("max_supressed", "max_suppressed"),
+            ("leak", "leak_grace"),
+            ("names", "name"),
+        ] {
+            let written: proc_macro2::Ident = syn::parse_str(written).unwrap();
+            assert_eq!(
+                nursery_error(quote!(#written = 1)),
+                format!("unknown option `{written}`: did you mean `{key}`?")
+            );
+        }
+        // Nothing near: the list.
+        assert!(nursery_error(quote!(workers = 4)).contains("expected `name`, `limit`"));
+    }
+
+    #[test]
+    fn nursery_args_report_every_refused_option() {
+        let error = NurseryArgs::parse(quote!(
+            limit = 0,
+            workers = 4,
+            timeout = "5 s",
+            name = "ok",
+            collect_errors(true),
+            limit = 2,
+            rate = "0/s"
+        ))
+        .err()
+        .unwrap();
+        let messages: Vec<String> = error.into_iter().map(|error| error.to_string()).collect();
+        assert_eq!(messages.len(), 6, "{messages:#?}");
+        for (message, start) in messages.iter().zip([
+            "`limit` must be at least 1",
+            "unknown option `workers`",
+            "invalid duration \"5 s\"",
+            "`collect_errors` is a flag",
+            "`limit` is given twice",
+            "rate \"0/s\" would never start a child",
+        ]) {
+            assert!(message.starts_with(start), "{message}");
+        }
+    }
+
+    #[test]
+    fn test_args_report_every_refused_option_and_suggest_keys() {
+        let error = TestArgs::parse(quote!(
+            flavour = "multi_thread",
+            worker_threads = 2,
+            leak_grace = "1 s"
+        ))
+        .err()
+        .unwrap();
+        let messages: Vec<String> = error.into_iter().map(|error| error.to_string()).collect();
+        assert_eq!(
+            messages,
+            [
+                "unknown option `flavour`: did you mean `flavor`?".to_owned(),
+                "invalid duration \"1 s\": expected a whole number followed by one of the \
+                 units `ns`, `us`, `ms`, `s`, `m`, `h`, as in \"200ms\""
+                    .to_owned(),
+                "`worker_threads` needs `flavor = \"multi_thread\"`: the default flavor is \
+                 `current_thread`, as for `#[tokio::test]`"
+                    .to_owned(),
+            ]
+        );
+    }
+
+    #[test]
+    fn edit_distance_counts_single_character_edits() {
+        assert_eq!(edit_distance("", ""), 0);
+        assert_eq!(edit_distance("limit", "limit"), 0);
+        assert_eq!(edit_distance("limt", "limit"), 1);
+        assert_eq!(edit_distance("limitt", "limit"), 1);
+        assert_eq!(edit_distance("linit", "limit"), 1);
+        assert_eq!(edit_distance("", "rate"), 4);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("grace", "rate"), 2);
+    }
+
+    #[test]
+    fn nearest_keeps_to_close_keys() {
+        assert_eq!(nearest("limt", NURSERY_KEYS), Some("limit"));
+        // Within a third of the length: one edit for a short key.
+        assert_eq!(nearest("nme", NURSERY_KEYS), Some("name"));
+        assert_eq!(nearest("lim", NURSERY_KEYS), Some("limit"));
+        assert_eq!(nearest("x", NURSERY_KEYS), None);
+        assert_eq!(nearest("workers", NURSERY_KEYS), None);
+        assert_eq!(nearest("flavor", NURSERY_KEYS), None);
+        // `ra` begins `rate` but is too short to tell.
+        assert_eq!(nearest("ra", NURSERY_KEYS), None);
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! - `#[nursery(..)]`: the `async fn` keeps its signature less the
 //!   `Nursery` parameter, and its body becomes the body of a scope opened
 //!   by `__private::run_scope`, with a `Builder` set up from the options.
+//!   A refused one comes back as its callers will see it, beside the
+//!   errors.
 //!
 //! The generated code names nothing of `nursery` but `__private`, and
 //! nothing of tokio but what `__private::tokio` re-exports.
@@ -18,11 +20,11 @@ use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::{
-    Attribute, Error, FnArg, LitStr, PatType, PathArguments, ReturnType, Signature, Type,
-    Visibility, braced, token,
+    Attribute, Error, FnArg, GenericArgument, LitStr, PatType, PathArguments, ReturnType,
+    Signature, Token, Type, Visibility, braced, token,
 };
 
-use crate::args::{Flavor, NurseryArgs, TestArgs};
+use crate::args::{Flavor, NurseryArgs, TestArgs, combined};
 
 // ===== the function item =====
 
@@ -63,18 +65,6 @@ impl Parse for FnItem {
 fn with_error(mut item: TokenStream, error: Error) -> TokenStream {
     item.extend(error.into_compile_error());
     item
-}
-
-/// One error holding all of `errors`, or `Ok` if there are none.
-fn combined(errors: Vec<Error>) -> syn::Result<()> {
-    let mut errors = errors.into_iter();
-    match errors.next() {
-        None => Ok(()),
-        Some(mut first) => {
-            first.extend(errors);
-            Err(first)
-        }
-    }
 }
 
 // ===== #[nursery::test] =====
@@ -119,10 +109,20 @@ impl FnItem {
             ));
         }
         if !sig.inputs.is_empty() {
-            errors.push(Error::new_spanned(
-                &sig.inputs,
-                "a `#[nursery::test]` function takes no parameters",
-            ));
+            // `#[nursery]` below would take its `Nursery` parameter out,
+            // had it expanded first.
+            match self.attrs.iter().find(|attr| is_nursery_attribute(attr)) {
+                Some(nursery) => errors.push(Error::new_spanned(
+                    nursery,
+                    "write `#[nursery]` above `#[nursery::test]`: attributes expand from the \
+                     top, so `#[nursery::test]` sees the `Nursery` parameter that `#[nursery]` \
+                     would have taken out",
+                )),
+                None => errors.push(Error::new_spanned(
+                    &sig.inputs,
+                    "a `#[nursery::test]` function takes no parameters",
+                )),
+            }
         }
         for attr in self.attrs.iter().chain(&self.inner_attrs) {
             if is_test_attribute(attr) {
@@ -317,22 +317,30 @@ fn spanned(mut literal: Literal, span: Span) -> Literal {
 
 /// Expands `#[nursery(args)] item`.
 ///
-/// On any error the user's item comes back exactly as written, the
-/// `Nursery` parameter included so that the body still type-checks,
-/// followed by every error as a `compile_error!`.
+/// On any error what comes back is the function as its callers see it
+/// ([`FnItem::caller_view`]), followed by every error as a
+/// `compile_error!`: callers get no errors of their own (a missing
+/// argument, a missing `.await`), so the attribute's are the only ones,
+/// and the body still type-checks for the IDE.
 pub(crate) fn nursery(args: TokenStream, item: TokenStream) -> TokenStream {
     let input: FnItem = match syn::parse2(item.clone()) {
         Ok(input) => input,
-        Err(error) => return with_error(item, error),
+        Err(error) => {
+            return match syn::parse2::<FnDecl>(item.clone()) {
+                Ok(decl) => decl.refused(args),
+                Err(_) => with_error(item, error),
+            };
+        }
     };
+    let (shape, errors) = inspect_scope_fn(&input.attrs, &input.sig, Some(&input.body));
     // Every error at once: the options' first, then the function's.
-    match (NurseryArgs::parse(args), input.inspect_scope_fn()) {
-        (Ok(args), Ok(nursery)) => input.expand_scope_fn(&args, nursery),
+    match (NurseryArgs::parse(args), combined(errors)) {
+        (Ok(args), Ok(())) => input.expand_scope_fn(&args, shape.nursery),
         (Err(mut error), Err(more)) => {
             error.combine(more);
-            with_error(item, error)
+            with_error(input.caller_view(&shape), error)
         }
-        (Err(error), Ok(_)) | (Ok(_), Err(error)) => with_error(item, error),
+        (Err(error), Ok(())) | (Ok(_), Err(error)) => with_error(input.caller_view(&shape), error),
     }
 }
 
@@ -340,27 +348,87 @@ const MUST_RETURN_RESULT: &str = "a `#[nursery]` function must return `Result<T,
                                   `E: From<nursery::Interrupted>`: a timeout or cancellation \
                                   of its scope is returned as an `E`";
 
-impl FnItem {
-    /// Refuses what cannot run as the body of a scope, each error at its
-    /// token; otherwise returns where the `Nursery` parameter is, if there
-    /// is one.
-    fn inspect_scope_fn(&self) -> syn::Result<Option<usize>> {
-        let mut errors = Vec::new();
-        let sig = &self.sig;
-        if sig.asyncness.is_none() {
-            errors.push(Error::new(
-                sig.fn_token.span,
-                "`#[nursery]` needs an `async fn`: add `async` before `fn`",
-            ));
-        }
-        let mut nursery = None;
-        for (index, arg) in sig.inputs.iter().enumerate() {
-            let FnArg::Typed(arg) = arg else {
-                continue;
-            };
-            if !is_nursery(&arg.ty) {
-                continue;
-            }
+/// What `#[nursery]` makes of a function's signature, errors aside.
+struct Shape {
+    /// The parameter the scope's `Nursery` is handed to.
+    nursery: Option<usize>,
+    /// The parameters callers do not pass: the `Nursery` one and, on the
+    /// error path, those refused as a misplaced one (a second `Nursery`,
+    /// a `&Nursery<E>`).
+    hidden: Vec<usize>,
+    /// Whether callers see an `async fn`: not when the function is a plain
+    /// `fn` made by an attribute above, or one that returns a future.
+    asynchronous: bool,
+    /// Whether the body fits the signature callers see: not without a
+    /// return type, as the body was written for a `Result`.
+    keep_body: bool,
+}
+
+/// Why a `#[nursery]` function is not an `async fn`.
+enum NotAsync {
+    /// No sign of one: `async` was left out.
+    Forgotten,
+    /// An `async fn` that the attribute named, written above `#[nursery]`
+    /// and so expanded first, has made a plain `fn` blocking on its body.
+    ExpandedBy(&'static str),
+    /// A `fn` returning a future (`impl Future<..>`,
+    /// `Pin<Box<dyn Future<..>>>`), as `#[async_trait]` makes of an
+    /// `async fn`.
+    ReturnsFuture,
+}
+
+/// Refuses what cannot run as the body of a scope, each error at its
+/// token, and finds the `Nursery` parameter. `body` is `None` for a
+/// declaration without one.
+fn inspect_scope_fn(
+    attrs: &[Attribute],
+    sig: &Signature,
+    body: Option<&TokenStream>,
+) -> (Shape, Vec<Error>) {
+    let mut errors = Vec::new();
+    for attr in attrs.iter().filter(|attr| is_nursery_attribute(attr)) {
+        errors.push(Error::new_spanned(
+            attr,
+            "a second `#[nursery]`: a function runs in one scope (to open another inside it, \
+             call `nursery::scope` or `Nursery::builder()` in the body)",
+        ));
+    }
+
+    let not_async = match sig.asyncness {
+        Some(_) => None,
+        None => Some(why_not_async(attrs, sig, body)),
+    };
+    match &not_async {
+        None => {}
+        Some(NotAsync::Forgotten) => errors.push(Error::new(
+            sig.fn_token.span,
+            "`#[nursery]` needs an `async fn`: add `async` before `fn`",
+        )),
+        Some(NotAsync::ExpandedBy(attr)) => errors.push(Error::new(
+            Span::call_site(),
+            format!(
+                "write `#[nursery]` above `{attr}`: attributes expand from the top, and \
+                 `{attr}` has already made this `async fn` a plain `fn` that blocks on its body"
+            ),
+        )),
+        Some(NotAsync::ReturnsFuture) => errors.push(Error::new(
+            sig.fn_token.span,
+            "`#[nursery]` needs an `async fn`, and this `fn` returns a future: write it as an \
+             `async fn` that returns the future's output (under `#[async_trait]`, which turns \
+             an `async fn` into such a `fn` first, use Rust's own `async fn` in traits)",
+        )),
+    }
+    let asynchronous = matches!(not_async, None | Some(NotAsync::Forgotten));
+
+    let mut nursery = None;
+    let mut hidden = Vec::new();
+    let mut misplaced = Vec::new();
+    for (index, arg) in sig.inputs.iter().enumerate() {
+        let FnArg::Typed(arg) = arg else {
+            continue;
+        };
+        if is_nursery(&arg.ty) {
+            hidden.push(index);
             if nursery.is_some() {
                 errors.push(Error::new_spanned(
                     arg,
@@ -370,11 +438,29 @@ impl FnItem {
             } else {
                 nursery = Some(index);
             }
+        } else if let Some(message) = misplaced_nursery(&arg.ty) {
+            misplaced.push((index, Error::new_spanned(&arg.ty, message)));
         }
+    }
+    // Beside the scope's own `Nursery`, a `&Nursery<E>` is plainly a
+    // caller's: an ordinary argument.
+    if nursery.is_none() {
+        for (index, error) in misplaced {
+            hidden.push(index);
+            errors.push(error);
+        }
+        hidden.sort_unstable();
+    }
+
+    // The return type of a plain `fn` made by another attribute is that
+    // attribute's business.
+    let mut keep_body = true;
+    if asynchronous {
         match &sig.output {
-            ReturnType::Type(_, ty) if is_result(ty) => {}
+            ReturnType::Type(_, ty) if may_be_result(ty) => {}
             ReturnType::Type(_, ty) => errors.push(Error::new_spanned(ty, MUST_RETURN_RESULT)),
             ReturnType::Default => {
+                keep_body = false;
                 // From `fn` to the `)` after the parameters: where a return
                 // type would go.
                 let mut head = sig.fn_token.to_token_stream();
@@ -383,7 +469,243 @@ impl FnItem {
                 errors.push(Error::new_spanned(head, message));
             }
         }
-        combined(errors).map(|()| nursery)
+    }
+
+    let shape = Shape {
+        nursery,
+        hidden,
+        asynchronous,
+        keep_body,
+    };
+    (shape, errors)
+}
+
+/// Tells a forgotten `async` from one an attribute above has expanded
+/// away, by the signs that attribute leaves: tokio's and `#[nursery::test]`'s
+/// expansions start with `let body = async ..` and block on it.
+fn why_not_async(attrs: &[Attribute], sig: &Signature, body: Option<&TokenStream>) -> NotAsync {
+    if body.is_some_and(blocks_on_body) {
+        let body = body.into_iter().flat_map(|body| body.clone());
+        return NotAsync::ExpandedBy(if contains_ident(body, &|ident| ident == "run_test") {
+            "#[nursery::test]"
+        } else if attrs.iter().any(is_test_attribute) {
+            "#[tokio::test]"
+        } else {
+            "#[tokio::main]"
+        });
+    }
+    let future = |ident: &Ident| ident.to_string().ends_with("Future");
+    match &sig.output {
+        ReturnType::Type(_, ty) if contains_ident(ty.to_token_stream(), &future) => {
+            NotAsync::ReturnsFuture
+        }
+        _ => NotAsync::Forgotten,
+    }
+}
+
+/// Whether the body starts a statement `let body = async ..`, as the
+/// expansions of `#[tokio::main]`, `#[tokio::test]` and `#[nursery::test]`
+/// do.
+fn blocks_on_body(body: &TokenStream) -> bool {
+    let tokens: Vec<TokenTree> = body.clone().into_iter().collect();
+    tokens.windows(4).any(|window| {
+        matches!(
+            window,
+            [
+                TokenTree::Ident(keyword),
+                TokenTree::Ident(name),
+                TokenTree::Punct(equals),
+                TokenTree::Ident(asynchronous),
+            ] if keyword == "let" && name == "body" && equals.as_char() == '=' && asynchronous == "async"
+        )
+    })
+}
+
+/// Whether any identifier in `tokens`, at any depth, passes `wanted`.
+fn contains_ident(
+    tokens: impl IntoIterator<Item = TokenTree>,
+    wanted: &dyn Fn(&Ident) -> bool,
+) -> bool {
+    tokens.into_iter().any(|token| match token {
+        TokenTree::Ident(ident) => wanted(&ident),
+        TokenTree::Group(group) => contains_ident(group.stream(), wanted),
+        _ => false,
+    })
+}
+
+/// `#[nursery]`, `#[nursery::nursery]`, `#[nursery(..)]`..: an attribute
+/// whose path ends in `nursery`.
+fn is_nursery_attribute(attr: &Attribute) -> bool {
+    attr.path()
+        .segments
+        .last()
+        .is_some_and(|segment| segment.ident == "nursery")
+}
+
+/// Why a parameter's type looks meant for the scope's `Nursery` but would
+/// be an ordinary argument: a reference to one, or a tuple holding one.
+fn misplaced_nursery(ty: &Type) -> Option<&'static str> {
+    match ty {
+        Type::Reference(reference) if is_nursery(&reference.elem) => Some(
+            "take the scope's `Nursery` by value, as in `n: Nursery<E>`: `#[nursery]` hands \
+             its nursery to a `Nursery<E>` parameter only, so a reference to one is an \
+             ordinary argument that callers must pass",
+        ),
+        Type::Tuple(tuple) if tuple.elems.iter().any(is_nursery) => Some(
+            "give the scope's `Nursery` a parameter of its own, as in `n: Nursery<E>`: \
+             `#[nursery]` hands its nursery to a `Nursery<E>` parameter only, so a tuple \
+             holding one is an ordinary argument that callers must pass",
+        ),
+        Type::Group(group) => misplaced_nursery(&group.elem),
+        Type::Paren(paren) => misplaced_nursery(&paren.elem),
+        _ => None,
+    }
+}
+
+/// Whether `ty` may be a `Result`: any path (`Result<T, E>`,
+/// `io::Result<T>`, `Res<T>`) may name one, and the type checker tells
+/// (`__private::ReturnsResult`); a tuple, a reference, `impl Trait` and
+/// the like never do.
+fn may_be_result(ty: &Type) -> bool {
+    match ty {
+        Type::Path(_) | Type::Macro(_) | Type::Verbatim(_) => true,
+        Type::Group(group) => may_be_result(&group.elem),
+        Type::Paren(paren) => may_be_result(&paren.elem),
+        _ => false,
+    }
+}
+
+/// A function declared without a body (`async fn f(..) -> R;`, in a
+/// trait), which `#[nursery]` refuses.
+struct FnDecl {
+    attrs: Vec<Attribute>,
+    vis: Visibility,
+    sig: Signature,
+    semi: Token![;],
+}
+
+impl Parse for FnDecl {
+    fn parse(input: ParseStream<'_>) -> syn::Result<FnDecl> {
+        Ok(FnDecl {
+            attrs: input.call(Attribute::parse_outer)?,
+            vis: input.parse()?,
+            sig: input.parse()?,
+            semi: input.parse()?,
+        })
+    }
+}
+
+impl FnDecl {
+    /// The declaration as callers see it (less the `Nursery` parameter,
+    /// `async`), so that the methods of `impl`s under `#[nursery]` match
+    /// it, with every error.
+    fn refused(self, args: TokenStream) -> TokenStream {
+        let (shape, mut errors) = inspect_scope_fn(&self.attrs, &self.sig, None);
+        errors.insert(
+            0,
+            Error::new(
+                self.semi.span,
+                "`#[nursery]` needs a function body: declare the method in the trait without \
+                 the `Nursery` parameter, and write `#[nursery]` on its body in each `impl`",
+            ),
+        );
+        if let Err(error) = NurseryArgs::parse(args) {
+            errors.insert(0, error);
+        }
+        let (attrs, sig, _) = caller_signature(&self.attrs, self.sig, &shape);
+        let FnDecl { vis, semi, .. } = self;
+        let error = combined(errors).expect_err("a declaration is refused");
+        with_error(quote!(#(#attrs)* #vis #sig #semi), error)
+    }
+}
+
+/// The signature callers see, for the error path: less the parameters
+/// in `shape.hidden`, which it hands back, `async` if it is to be one, and
+/// the attributes less a second `#[nursery]`.
+fn caller_signature<'a>(
+    attrs: &'a [Attribute],
+    mut sig: Signature,
+    shape: &Shape,
+) -> (Vec<&'a Attribute>, Signature, Vec<PatType>) {
+    let attrs = attrs
+        .iter()
+        .filter(|attr| !is_nursery_attribute(attr))
+        .collect();
+    let mut hidden = Vec::new();
+    let mut kept = Punctuated::new();
+    for (at, arg) in std::mem::take(&mut sig.inputs).into_iter().enumerate() {
+        match arg {
+            FnArg::Typed(param) if shape.hidden.contains(&at) => hidden.push(param),
+            arg => kept.push(arg),
+        }
+    }
+    sig.inputs = kept;
+    if shape.asynchronous && sig.asyncness.is_none() {
+        sig.asyncness = Some(Token![async](sig.fn_token.span));
+    }
+    (attrs, sig, hidden)
+}
+
+impl FnItem {
+    /// The function as its callers see it, for the error path: the
+    /// signature of [`caller_signature`], and the body with the parameters
+    /// callers do not pass bound to a value that never comes:
+    ///
+    /// ```text
+    /// async fn f(args..) -> R {
+    ///     let n: Nursery<E> = ::core::option::Option::None.unwrap();
+    ///     body
+    /// }
+    /// ```
+    ///
+    /// Calls then type-check as they will once the attribute is fixed, and
+    /// so does the body. Without a return type, the body (written for a
+    /// `Result`) goes into an `async` block of `Result<_, E>` that is never
+    /// run, `E` the `Nursery`'s error type; without a `Nursery` either, it
+    /// is left out.
+    fn caller_view(self, shape: &Shape) -> TokenStream {
+        let error_type = shape
+            .nursery
+            .and_then(|index| match &self.sig.inputs[index] {
+                FnArg::Typed(param) => nursery_error_type(&param.ty).map(ToTokens::to_token_stream),
+                FnArg::Receiver(_) => None,
+            });
+        let (attrs, sig, hidden) = caller_signature(&self.attrs, self.sig, shape);
+        let FnItem {
+            vis,
+            brace,
+            inner_attrs,
+            body,
+            ..
+        } = self;
+        let mut item = quote!(#(#attrs)*);
+        if !shape.keep_body && error_type.is_none() {
+            item.extend(quote!(#[allow(unused_variables)]));
+        }
+        item.extend(quote!(#vis #sig));
+        brace.surround(&mut item, |tokens| {
+            tokens.extend(quote!(#(#inner_attrs)*));
+            // `None.unwrap()`, not `unreachable!()`: rustc does not know it
+            // diverges, so the body is not unreachable code and its use of
+            // the parameter counts.
+            for PatType { attrs, pat, ty, .. } in hidden {
+                tokens.extend(quote! {
+                    #(#attrs)* let #pat: #ty = ::core::option::Option::None.unwrap();
+                });
+            }
+            if shape.keep_body {
+                body.to_tokens(tokens);
+            } else if let Some(error_type) = error_type {
+                let result: Type = syn::parse_quote!(::core::result::Result<_, #error_type>);
+                let mut block = quote!(async move);
+                brace.surround(&mut block, |tokens| {
+                    tokens.extend(fake_return(&result));
+                    body.to_tokens(tokens);
+                });
+                tokens.extend(quote!(let _ = #block;));
+            }
+        });
+        item
     }
 
     /// The function, less its `Nursery` parameter (the one at `nursery`),
@@ -427,21 +749,20 @@ impl FnItem {
         // (not `call_site`, which is the attribute) is what makes
         // `Location::caller()` name the function.
         let at = sig.ident.span();
-        let private = match &args.crate_path {
-            Some(path) => quote!(#path::__private),
-            None => quote_spanned!(at=> ::nursery::__private),
-        };
+        let private = private_path(args, at);
         let builder = builder(args, &private, at);
 
         let ReturnType::Type(_, ret) = &sig.output else {
             unreachable!("inspect_scope_fn refuses a function without a return type");
         };
         // The declared return type, as a marker argument before the
-        // closure: `run_scope` then knows `T` and `E` (aliases such as
-        // `anyhow::Result<T>` included) before the body is checked, so a
-        // `Nursery<Other>` parameter is reported at its type ("expected
+        // closure: `run_scope` then knows it and its error type (aliases
+        // such as `anyhow::Result<T>` included) before the body is checked,
+        // so a `Nursery<Other>` parameter is reported at its type ("expected
         // `Nursery<Other>`, found `Nursery<E>`") rather than as a mismatch
-        // inside `run_scope`.
+        // inside `run_scope`. At the name, as the call is: a type that is
+        // not a `Result` fails `run_scope`'s bound (`ReturnsResult`) there,
+        // once.
         let declared = infer_impl_traits(ret.to_token_stream());
         let marker = quote_spanned!(at=> #private::returns::<#declared>());
         // `mixed_site`: the user's body cannot see it, nor clash with it.
@@ -473,6 +794,20 @@ impl FnItem {
         };
         brace.surround(&mut expanded, |tokens| tokens.extend(call));
         expanded
+    }
+}
+
+/// The path to `__private`, at `at` by default. Under `crate = ".."`, the
+/// path has the span of its string, `__private` included: a path that does
+/// not lead to nursery is then one error, at the string (rustc reports
+/// each unresolved path once per span).
+fn private_path(args: &NurseryArgs, at: Span) -> TokenStream {
+    match &args.crate_path {
+        Some((path, string)) => {
+            let private = Ident::new("__private", *string);
+            quote_spanned!(*string=> #path::#private)
+        }
+        None => quote_spanned!(at=> ::nursery::__private),
     }
 }
 
@@ -570,16 +905,16 @@ fn remove_param(sig: &mut Signature, index: usize) -> PatType {
 /// `Nursery<E>`, under any path (`nursery::Nursery<E>`): a path type whose
 /// last segment is `Nursery` with one generic argument.
 fn is_nursery(ty: &Type) -> bool {
-    last_segment(ty).is_some_and(|segment| {
-        segment.ident == "Nursery"
-            && matches!(&segment.arguments, PathArguments::AngleBracketed(args) if args.args.len() == 1)
-    })
+    nursery_error_type(ty).is_some()
 }
 
-/// `Result<T, E>` or an alias of it: a path type whose last segment is
-/// `Result` (`io::Result<T>`, `anyhow::Result<T>`, `Result<T, E>`).
-fn is_result(ty: &Type) -> bool {
-    last_segment(ty).is_some_and(|segment| segment.ident == "Result")
+/// The `E` of `Nursery<E>`.
+fn nursery_error_type(ty: &Type) -> Option<&GenericArgument> {
+    let segment = last_segment(ty).filter(|segment| segment.ident == "Nursery")?;
+    match &segment.arguments {
+        PathArguments::AngleBracketed(args) if args.args.len() == 1 => args.args.first(),
+        _ => None,
+    }
 }
 
 fn last_segment(ty: &Type) -> Option<&syn::PathSegment> {
@@ -780,6 +1115,29 @@ mod tests {
             // The item comes back without it, to add no errors of its own.
             assert!(out.starts_with("async fn t () { }"), "{out}");
         }
+    }
+
+    #[test]
+    fn asks_for_nursery_above_when_it_is_below_with_its_parameter() {
+        let out = expand(
+            quote!(),
+            quote!(
+                #[nursery(limit = 2)]
+                async fn t(n: Nursery<E>) -> Result<(), E> {
+                    Ok(())
+                }
+            ),
+        );
+        assert!(
+            out.contains("write `#[nursery]` above `#[nursery::test]`"),
+            "{out}"
+        );
+        assert!(!out.contains("takes no parameters"), "{out}");
+        // `#[nursery]` is kept, to take the parameter out.
+        assert!(
+            out.starts_with("# [nursery (limit = 2)] async fn t"),
+            "{out}"
+        );
     }
 
     #[test]
@@ -1009,44 +1367,241 @@ mod tests {
     }
 
     #[test]
-    fn nursery_on_error_keeps_the_item_as_written_and_adds_every_error() {
-        let item = quote! {
-            fn f(n: Nursery<E>, m: Nursery<E>) -> u32 { 7 }
+    fn nursery_on_error_gives_callers_their_signature_and_every_error() {
+        let out = expand_nursery(
+            quote!(limit = 0),
+            quote! {
+                /// Docs.
+                fn f(n: Nursery<E>, x: u32, m: Nursery<E>) -> u32 {
+                    #![allow(unused)]
+                    7
+                }
+            },
+        );
+        let expected_item = quote! {
+            #[doc = r" Docs."]
+            async fn f(x: u32) -> u32 {
+                #![allow(unused)]
+                let n: Nursery<E> = ::core::option::Option::None.unwrap();
+                let m: Nursery<E> = ::core::option::Option::None.unwrap();
+                7
+            }
         };
-        let out = expand_nursery(quote!(limit = 0), item.clone());
-        assert!(out.starts_with(&item.to_string()), "{out}");
+        assert!(out.starts_with(&expected_item.to_string()), "{out}");
         for message in [
             "`limit` must be at least 1",
             "`#[nursery]` needs an `async fn`",
             "a second `Nursery` parameter",
-            "must return `Result<T, E>`",
         ] {
             assert!(out.contains(message), "{message} missing from {out}");
         }
     }
 
     #[test]
-    fn nursery_refuses_a_missing_return_type() {
+    fn nursery_without_a_return_type_still_checks_the_body_as_a_result() {
         let out = expand_nursery(
             quote!(),
             quote!(
-                async fn f(n: Nursery<E>) {}
+                async fn f(n: Nursery<MyError>, x: u32) {
+                    n.check()?;
+                    Ok(())
+                }
             ),
         );
         assert!(out.contains("add `-> Result<(), E>`"), "{out}");
+        let returns = returns(quote!(::core::result::Result<_, MyError>));
+        let expected_item = quote! {
+            async fn f(x: u32) {
+                let n: Nursery<MyError> = ::core::option::Option::None.unwrap();
+                let _ = async move {
+                    #returns
+                    n.check()?;
+                    Ok(())
+                };
+            }
+        };
+        assert!(out.starts_with(&expected_item.to_string()), "{out}");
+
+        // Without a `Nursery` either, there is no error type to check it
+        // with: it is left out.
+        let out = expand_nursery(
+            quote!(),
+            quote!(
+                async fn f(x: u32) {
+                    Ok(x)
+                }
+            ),
+        );
+        let expected_item = quote!(
+            #[allow(unused_variables)]
+            async fn f(x: u32) {}
+        );
+        assert!(out.starts_with(&expected_item.to_string()), "{out}");
     }
 
     #[test]
-    fn nursery_accepts_any_path_ending_in_result() {
+    fn nursery_refuses_a_declaration_and_keeps_it_as_callers_see_it() {
+        let out = expand_nursery(
+            quote!(),
+            quote!(
+                async fn f(&self, n: Nursery<E>, x: u32) -> Result<(), E>;
+            ),
+        );
+        let expected_item = quote!(
+            async fn f(&self, x: u32) -> Result<(), E>;
+        );
+        assert!(out.starts_with(&expected_item.to_string()), "{out}");
+        assert!(out.contains("`#[nursery]` needs a function body"), "{out}");
+    }
+
+    #[test]
+    fn nursery_refuses_a_second_nursery_attribute() {
+        for attr in [
+            quote!(#[nursery]),
+            quote!(#[nursery::nursery(name = "inner")]),
+        ] {
+            let out = expand_nursery(
+                quote!(),
+                quote!(#attr async fn f(n: Nursery<E>) -> Result<(), E> { Ok(()) }),
+            );
+            assert!(out.contains("a second `#[nursery]`"), "{out}");
+            // Left out, so that it opens no scope of its own.
+            assert!(
+                out.starts_with("async fn f () -> Result < () , E >"),
+                "{out}"
+            );
+        }
+    }
+
+    #[test]
+    fn nursery_refuses_a_nursery_by_reference_or_in_a_tuple() {
+        for (param, message) in [
+            (
+                quote!(n: &Nursery<E>),
+                "take the scope's `Nursery` by value",
+            ),
+            (
+                quote!(n: &mut Nursery<E>),
+                "take the scope's `Nursery` by value",
+            ),
+            (
+                quote!((n, x): (Nursery<E>, u32)),
+                "give the scope's `Nursery` a parameter of its own",
+            ),
+        ] {
+            let out = expand_nursery(
+                quote!(),
+                quote!(async fn f(#param, y: u8) -> Result<(), E> { Ok(()) }),
+            );
+            assert!(out.contains(message), "{out}");
+            // Callers do not pass it.
+            assert!(out.starts_with("async fn f (y : u8)"), "{out}");
+        }
+    }
+
+    #[test]
+    fn nursery_takes_a_reference_beside_its_own_nursery_as_an_argument() {
+        let out = expand_nursery(
+            quote!(),
+            quote!(
+                async fn f(n: Nursery<E>, outer: &Nursery<E>) -> Result<(), E> {
+                    Ok(())
+                }
+            ),
+        );
+        assert!(!out.contains("compile_error"), "{out}");
+        assert!(
+            out.starts_with("async fn f (outer : & Nursery < E >)"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn nursery_tells_an_attribute_above_from_a_forgotten_async() {
+        let expanded = |attrs: TokenStream, body: TokenStream| {
+            expand_nursery(quote!(), quote!(#attrs fn f() -> Result<(), E> { #body }))
+        };
+        let tokio = quote! {
+            let body = async { Ok(()) };
+            return Builder::new_current_thread().enable_all().build().unwrap().block_on(body);
+        };
+        let ours = quote! {
+            let body = async move { Ok(()) };
+            { return runtime.block_on(private::run_test(None, body)); }
+        };
+        for (attrs, body, above) in [
+            (quote!(), tokio.clone(), "`#[tokio::main]`"),
+            (
+                quote!(#[::core::prelude::v1::test]),
+                tokio,
+                "`#[tokio::test]`",
+            ),
+            (
+                quote!(#[::core::prelude::v1::test]),
+                ours,
+                "`#[nursery::test]`",
+            ),
+        ] {
+            let out = expanded(attrs, body);
+            assert!(
+                out.contains(&format!("write `#[nursery]` above {above}")),
+                "{out}"
+            );
+            // Still the plain `fn` the attribute above made.
+            let item = out.split("compile_error").next().unwrap();
+            assert!(!item.contains("async fn"), "{out}");
+        }
+        let out = expanded(quote!(), quote!(Ok(())));
+        assert!(out.contains("add `async` before `fn`"), "{out}");
+        assert!(out.starts_with("async fn f ()"), "{out}");
+    }
+
+    #[test]
+    fn nursery_refuses_a_fn_returning_a_future() {
+        for ret in [
+            quote!(impl Future<Output = Result<(), E>>),
+            quote!(Pin<Box<dyn Future<Output = Result<(), E>> + Send + 'async_trait>>),
+        ] {
+            let out = expand_nursery(quote!(), quote!(fn f() -> #ret { todo!() }));
+            assert!(out.contains("and this `fn` returns a future"), "{out}");
+            assert!(out.starts_with("fn f ()"), "{out}");
+        }
+    }
+
+    #[test]
+    fn nursery_leaves_any_path_return_type_to_the_type_checker() {
         for ret in [
             quote!(Result<(), E>),
             quote!(std::result::Result<(), E>),
             quote!(anyhow::Result<()>),
             quote!(crate::Result),
+            quote!(Res<u32>),
+            quote!(Option<u32>),
+            quote!(<T as Trait>::Output),
         ] {
             let out = expand_nursery(quote!(), quote!(async fn f() -> #ret { Ok(()) }));
             assert!(!out.contains("compile_error"), "{out}");
         }
+        for ret in [
+            quote!(()),
+            quote!((u32, E)),
+            quote!(&'static str),
+            quote!(impl Display),
+            quote!([u8; 4]),
+        ] {
+            let out = expand_nursery(quote!(), quote!(async fn f() -> #ret { todo!() }));
+            assert!(out.contains("must return `Result<T, E>`"), "{out}");
+        }
+    }
+
+    #[test]
+    fn nursery_resolves_the_crate_option_at_its_string() {
+        let args = NurseryArgs::parse(quote!(crate = "::re::nursery")).unwrap();
+        let private = private_path(&args, Span::call_site());
+        assert_eq!(
+            private.to_string(),
+            quote!(::re::nursery::__private).to_string()
+        );
     }
 
     #[test]

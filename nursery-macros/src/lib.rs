@@ -46,11 +46,12 @@ use proc_macro::TokenStream;
 /// child have finished: all of [`scope`]'s guarantees hold. The scope's
 /// recorded location (in [`dump`] and leak reports) is the function's name.
 ///
-/// The function must return `Result<T, E>` (or an alias such as
-/// `anyhow::Result<T>`), with `E: From<`[`Interrupted`]`>`: the scope's
-/// error is handed back as the function's own, the first failure as is
-/// and a timeout or outside cancellation converted from
-/// `Interrupted::TimedOut` or `Interrupted::Cancelled`. Errors suppressed
+/// The function must return `Result<T, E>`, under any name (`io::Result<T>`,
+/// `anyhow::Result<T>`, an alias of your own), with
+/// `E: From<`[`Interrupted`]`>`: the scope's error is handed back as the
+/// function's own, the first failure as is and a timeout or outside
+/// cancellation converted from `Interrupted::TimedOut` or
+/// `Interrupted::Cancelled`. Errors suppressed
 /// after the first are dropped; open the scope with
 /// `Nursery::builder()..scope(..)` to see them.
 ///
@@ -62,7 +63,15 @@ use proc_macro::TokenStream;
 /// children are `'static` as always. The `Nursery` parameter is the one
 /// whose type is `Nursery<E>` (under any path), with any pattern (`n`,
 /// `mut n`, `_`); it may be left out when the body spawns nothing itself but
-/// should run in a scope (a deadline for everything it awaits, say).
+/// should run in a scope (a deadline for everything it awaits, say). It is
+/// taken by value: as the only nursery, a `&Nursery<E>` or a tuple holding
+/// one is refused, since callers would have to pass it (beside the scope's
+/// own, a `&Nursery<E>` is an ordinary argument). A type alias of
+/// `Nursery` is not recognised: the attribute sees tokens, not types.
+///
+/// Attributes expand from the top: write `#[nursery]` above
+/// `#[tokio::main]`, `#[tokio::test]` and `#[nursery::test]`, so that it
+/// sees the `async fn` before they turn it into a plain `fn`.
 ///
 /// # Importing it
 ///
@@ -114,7 +123,8 @@ use proc_macro::TokenStream;
 /// - `rate = "100/s"`: at most N child starts per period: `"N/unit"` for one
 ///   unit (`"100/s"`, `"10/m"`) or `"N/duration"` (`"5/100ms"`); N at least 1.
 /// - `crate = "path"`: where `nursery` is, for crates that re-export it
-///   under another name (default `::nursery`).
+///   under another name (default `::nursery`). A path that does not lead
+///   to nursery is an error at the string.
 ///
 /// Durations are a whole number followed by a unit: `ns`, `us`, `ms`, `s`,
 /// `m` (minutes) or `h`, as in `"200ms"`.
@@ -202,13 +212,19 @@ use proc_macro::TokenStream;
 ///
 /// # Errors at compile time
 ///
-/// Misuse is a compile error at the offending token, with the function left
-/// as written so the rest of the crate still type-checks: a missing
-/// `async`, an unknown or repeated option, a bad value (`limit = 0`,
-/// `timeout = "5 s"`, `rate = "0/s"`, `collect_errors = 3`), a second
-/// `Nursery` parameter, or a return type that is not a `Result`. A
-/// `Nursery<E>` parameter whose `E` is not the function's error type is a
-/// type error at that parameter's type.
+/// Misuse is a compile error at the offending token: a missing `async`
+/// (or `#[nursery]` below an attribute that has already expanded the
+/// `async fn`), an unknown or repeated option (with the nearest known one
+/// suggested), a bad value (`limit = 0`, `timeout = "5 s"`,
+/// `rate = "0/s"`, `collect_errors = 3`), a second `Nursery` parameter or
+/// a `&Nursery<E>` one, a second `#[nursery]`, a declaration without a
+/// body, or a return type that is not a `Result` (refused by the type
+/// checker, at the function's name, when it is a path such as
+/// `Option<u32>`). Every error is reported at once, and the function is
+/// still emitted as its callers will see it (without the `Nursery`
+/// parameter, `async`), so calls to it compile and the rest of the crate
+/// type-checks. A `Nursery<E>` parameter whose `E` is not the function's
+/// error type is a type error at that parameter's type.
 ///
 /// ```compile_fail
 /// # use nursery::{Nursery, nursery};
@@ -226,7 +242,7 @@ use proc_macro::TokenStream;
 /// # #[derive(Debug)] struct MyError;
 /// # impl From<nursery::Interrupted> for MyError { fn from(_: nursery::Interrupted) -> MyError { MyError } }
 /// #[nursery]
-/// async fn crawl(n: Nursery<MyError>) -> u32 { // error: must return `Result<T, E>`
+/// async fn crawl(n: Nursery<MyError>) -> u32 { // error: must return a `Result<T, E>`
 ///     7
 /// }
 /// # fn main() {}
@@ -304,11 +320,13 @@ pub fn nursery(args: TokenStream, item: TokenStream) -> TokenStream {
 /// # fn main() {}
 /// ```
 ///
-/// Misuse is a compile error at the offending token, with the function
-/// left as written so the rest of the crate still compiles: a missing
-/// `async`, parameters, generics, a second test attribute, an unknown or
-/// repeated option, a bad value, or `worker_threads` without
-/// `flavor = "multi_thread"`:
+/// Misuse is a compile error at the offending token, every one at once,
+/// with the function left as written so the rest of the crate still
+/// compiles: a missing `async`, parameters (with `#[nursery]` below, the
+/// error says to write it above, so that it takes its parameter out
+/// first), generics, a second test attribute, an unknown or repeated option
+/// (with the nearest known one suggested), a bad value, or
+/// `worker_threads` without `flavor = "multi_thread"`:
 ///
 /// ```compile_fail
 /// #[nursery::test(worker_threads = 2)] // error: needs `flavor = "multi_thread"`

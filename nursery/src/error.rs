@@ -3,6 +3,7 @@
 use std::borrow::Cow;
 use std::error::Error as StdError;
 use std::fmt;
+use std::io;
 use std::panic::Location;
 
 use crate::cause::Who;
@@ -269,6 +270,50 @@ impl<E> From<Interrupted> for Error<E> {
             Interrupted::TimedOut => Error::TimedOut,
             Interrupted::Cancelled => Error::Cancelled,
         }
+    }
+}
+
+/// An interruption as an I/O error, so that `io::Result<T>` can be the
+/// return type of a `#[nursery]` function and `?` turns
+/// [`check`](crate::check)'s error into an `io::Error`.
+///
+/// `TimedOut` has the kind [`io::ErrorKind::TimedOut`]. `Cancelled` has the
+/// kind [`io::ErrorKind::Other`], not `Interrupted`: std reads
+/// `ErrorKind::Interrupted` as "try again" (`read_exact`, `write_all` and
+/// `io::copy` retry it in a loop), while a cancelled scope is over for good.
+/// Tokio's `io::Error` from a cancelled `JoinError` is `Other` too. The
+/// message is the `Interrupted`'s own, and the `Interrupted` itself comes
+/// back through [`io::Error::get_ref`] or [`io::Error::into_inner`].
+///
+/// # Examples
+///
+/// ```
+/// use std::io;
+/// use nursery::{Interrupted, Nursery, nursery};
+///
+/// #[nursery(timeout = "10ms")]
+/// async fn copy_all(n: Nursery<io::Error>) -> io::Result<u64> {
+///     n.spawn(async {
+///         tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+///         Ok(())
+///     });
+///     Ok(0)
+/// }
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// let error = copy_all().await.unwrap_err();
+/// assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+/// assert_eq!(error.to_string(), Interrupted::TimedOut.to_string());
+/// let cause = error.get_ref().and_then(|e| e.downcast_ref::<Interrupted>());
+/// assert_eq!(cause, Some(&Interrupted::TimedOut));
+/// # }
+/// ```
+impl From<Interrupted> for io::Error {
+    fn from(interrupted: Interrupted) -> io::Error {
+        let kind = match interrupted {
+            Interrupted::TimedOut => io::ErrorKind::TimedOut,
+            Interrupted::Cancelled => io::ErrorKind::Other,
+        };
+        io::Error::new(kind, interrupted)
     }
 }
 

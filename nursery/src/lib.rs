@@ -91,7 +91,7 @@ pub use nursery_macros::{nursery, test};
 #[doc(hidden)]
 pub mod __private {
     pub use crate::nursery::Nursery;
-    pub use crate::scope::{returns, run_scope};
+    pub use crate::scope::{ReturnsResult, returns, run_scope};
     pub use crate::testing::run_test;
     pub use tokio;
 }

@@ -87,6 +87,45 @@ async fn nursery_attr_timeout_returns_the_callers_error_from_interrupted() {
     assert!(child.was_dropped(), "the child was cancelled");
 }
 
+#[nursery(timeout = "1s")]
+async fn reads_slowly(n: Nursery<std::io::Error>, child: Tracker) -> std::io::Result<u32> {
+    n.spawn(child.track(std::future::pending::<std::io::Result<()>>()));
+    Ok(7)
+}
+
+#[tokio::test(start_paused = true)]
+async fn nursery_attr_io_result_times_out_as_an_io_error_of_kind_timed_out() {
+    let child = Tracker::new();
+    let error = reads_slowly(child.clone()).await.unwrap_err();
+    assert_eq!(error.kind(), std::io::ErrorKind::TimedOut);
+    assert_eq!(error.to_string(), Interrupted::TimedOut.to_string());
+    let interrupted = error
+        .into_inner()
+        .unwrap()
+        .downcast::<Interrupted>()
+        .unwrap();
+    assert_eq!(*interrupted, Interrupted::TimedOut);
+    assert!(child.was_dropped(), "the child was cancelled");
+}
+
+#[test]
+fn interrupted_converts_into_an_io_error_that_hands_it_back() {
+    for (interrupted, kind) in [
+        (Interrupted::TimedOut, std::io::ErrorKind::TimedOut),
+        // Not `ErrorKind::Interrupted`, which std's `read_exact` and
+        // `write_all` retry: a cancelled scope is over for good.
+        (Interrupted::Cancelled, std::io::ErrorKind::Other),
+    ] {
+        let error = std::io::Error::from(interrupted);
+        assert_eq!(error.kind(), kind);
+        assert_eq!(error.to_string(), interrupted.to_string());
+        let inner = error
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<Interrupted>());
+        assert_eq!(inner, Some(&interrupted));
+    }
+}
+
 #[nursery(grace = "0s")]
 async fn waits_for_cancel(
     n: Nursery<MyError>,

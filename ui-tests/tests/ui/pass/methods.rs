@@ -1,4 +1,5 @@
-//! Inherent and trait-impl methods, with every kind of receiver.
+//! Inherent, trait-impl and default trait methods, with every kind of
+//! receiver.
 #![deny(warnings)]
 
 use nursery::{Interrupted, Nursery};
@@ -53,6 +54,14 @@ trait Source {
     type Error;
 
     async fn fetch(&self, key: &str) -> Result<usize, Self::Error>;
+
+    /// A default method, with its body in the trait.
+    #[nursery::nursery(name = "default")]
+    async fn doubled(&self, n: Nursery<MyError>, key: &str) -> Result<usize, MyError> {
+        assert_eq!(n.name(), Some("default"));
+        let len = key.len();
+        n.spawn(async move { Ok(len * 2) }).await.map_err(|_| MyError)
+    }
 }
 
 impl Source for Counter {
@@ -75,6 +84,7 @@ fn main() {
         counter.add(2).await.unwrap();
         assert_eq!(counter.get().await, Ok(3));
         assert_eq!(counter.fetch("key").await, Ok(6));
+        assert_eq!(counter.doubled("key").await, Ok(6));
         assert_eq!(Box::new(Counter { count: 4 }).boxed().await, Ok(4));
         assert_eq!(counter.into_count().await, Ok(6));
         assert_eq!(Counter::associated().await.map(|c| c.count), Ok(7));

@@ -49,6 +49,13 @@ async fn same_names(nursery: Nursery<MyError>, returned: u32) -> Result<u32, MyE
     nursery.spawn(async move { Ok(returned) }).await.map_err(|_| MyError)
 }
 
+/// Beside the scope's own `Nursery`, a reference to one is an ordinary
+/// argument: here the caller's, to spawn into.
+#[nursery::nursery(name = "inner")]
+async fn with_the_caller_s(n: Nursery<MyError>, outer: &Nursery<MyError>) -> Result<bool, MyError> {
+    Ok(n.name() == Some("inner") && outer.name() == Some("outer"))
+}
+
 fn main() {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
@@ -60,5 +67,10 @@ fn main() {
         assert_eq!(in_the_middle(2, 3).await, Ok(5));
         assert_eq!(with_attributes().await, Ok(()));
         assert_eq!(same_names(6).await, Ok(6));
+        let outer = nursery::Nursery::builder()
+            .name("outer")
+            .scope(|outer: Nursery<MyError>| async move { with_the_caller_s(&outer).await })
+            .await;
+        assert_eq!(outer, Ok(true));
     });
 }
