@@ -1710,27 +1710,38 @@ pub(crate) fn census(runtime: tokio::runtime::Id) -> Census {
 /// nursery::set_leak_hook(|leak| FOUND.lock().unwrap().push(leak.clone()));
 ///
 /// let (started, running) = tokio::sync::oneshot::channel();
+/// let (release, stuck) = std::sync::mpsc::channel::<()>();
 /// let scope = nursery::Nursery::builder()
 ///     .leak_grace(Duration::from_millis(10))
 ///     .scope(|n| async move {
-///         n.spawn_blocking_named("stuck", |_token| {
+///         n.spawn_blocking_named("stuck", move |_token| {
 ///             let _ = started.send(());
-///             std::thread::sleep(Duration::from_millis(300)); // cannot be aborted
+///             let _ = stuck.recv(); // blocking: no abort can stop it
 ///             Ok::<_, ()>(())
 ///         });
-///         let _ = running.await;
 ///         std::future::pending::<Result<(), ()>>().await
 ///     });
-/// let _ = tokio::time::timeout(Duration::from_millis(10), scope).await; // dropped
-/// let leak = loop {
-///     if let Some(leak) = FOUND.lock().unwrap().first().cloned() {
-///         break leak;
+/// tokio::select! {
+///     _ = scope => unreachable!("the body never returns"),
+///     _ = running => {} // the scope is dropped here, its child blocked
+/// }
+/// let leak = tokio::time::timeout(Duration::from_secs(10), async {
+///     loop {
+///         if let Some(leak) = FOUND.lock().unwrap().first().cloned() {
+///             break leak;
+///         }
+///         tokio::time::sleep(Duration::from_millis(10)).await;
 ///     }
-///     tokio::time::sleep(Duration::from_millis(10)).await;
-/// };
+/// })
+/// .await
+/// .expect("reported once the leak grace has passed");
+/// drop(release); // the child ends
 /// // task `stuck` spawned at FILE:LINE:COL, in scope <unnamed>: still alive 10ms after its scope was dropped
 /// println!("{leak}");
 /// assert_eq!(leak.task().name(), Some("stuck"));
+/// assert!(leak.after() >= Duration::from_millis(10)); // the leak grace
+/// assert_eq!(leak.runtime(), tokio::runtime::Handle::current().id());
+/// assert_eq!(leak.panic(), None);
 /// # }
 /// ```
 #[derive(Clone, Debug)]
@@ -1743,111 +1754,19 @@ pub struct Leak {
 }
 
 impl Leak {
-    /// The task, as it was when the leak was found.
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-    /// use std::sync::Mutex;
-    /// use std::time::Duration;
-    ///
-    /// static FOUND: Mutex<Vec<nursery::Leak>> = Mutex::new(Vec::new());
-    /// nursery::set_leak_hook(|leak| FOUND.lock().unwrap().push(leak.clone()));
-    ///
-    /// let (started, running) = tokio::sync::oneshot::channel();
-    /// let scope = nursery::Nursery::builder()
-    ///     .leak_grace(Duration::from_millis(10))
-    ///     .scope(|n| async move {
-    ///         n.spawn_blocking_named("stuck", |_token| {
-    ///             let _ = started.send(());
-    ///             std::thread::sleep(Duration::from_millis(300)); // cannot be aborted
-    ///             Ok::<_, ()>(())
-    ///         });
-    ///         let _ = running.await;
-    ///         std::future::pending::<Result<(), ()>>().await
-    ///     });
-    /// let _ = tokio::time::timeout(Duration::from_millis(10), scope).await; // dropped
-    /// let leak = loop {
-    ///     if let Some(leak) = FOUND.lock().unwrap().first().cloned() {
-    ///         break leak;
-    ///     }
-    ///     tokio::time::sleep(Duration::from_millis(10)).await;
-    /// };
-    /// assert_eq!(leak.task().name(), Some("stuck"));
-    /// # }
-    /// ```
+    /// The task, as it was when the leak was found (see [`Leak`]'s
+    /// example).
     pub fn task(&self) -> &TaskSnapshot {
         &self.task
     }
 
-    /// How long after its scope was dropped it was found still alive: at
-    /// least the scope's leak-grace window.
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-    /// use std::sync::Mutex;
-    /// use std::time::Duration;
-    ///
-    /// static FOUND: Mutex<Vec<nursery::Leak>> = Mutex::new(Vec::new());
-    /// nursery::set_leak_hook(|leak| FOUND.lock().unwrap().push(leak.clone()));
-    ///
-    /// let (started, running) = tokio::sync::oneshot::channel();
-    /// let scope = nursery::Nursery::builder()
-    ///     .leak_grace(Duration::from_millis(10))
-    ///     .scope(|n| async move {
-    ///         n.spawn_blocking_named("stuck", |_token| {
-    ///             let _ = started.send(());
-    ///             std::thread::sleep(Duration::from_millis(300)); // cannot be aborted
-    ///             Ok::<_, ()>(())
-    ///         });
-    ///         let _ = running.await;
-    ///         std::future::pending::<Result<(), ()>>().await
-    ///     });
-    /// let _ = tokio::time::timeout(Duration::from_millis(10), scope).await; // dropped
-    /// let leak = loop {
-    ///     if let Some(leak) = FOUND.lock().unwrap().first().cloned() {
-    ///         break leak;
-    ///     }
-    ///     tokio::time::sleep(Duration::from_millis(10)).await;
-    /// };
-    /// assert!(leak.after() >= Duration::from_millis(10)); // the leak grace
-    /// # }
-    /// ```
+    /// How long after its scope was dropped it was found still alive (at
+    /// least the scope's leak-grace window), or it panicked.
     pub fn after(&self) -> Duration {
         self.after
     }
 
     /// The runtime its scope ran on.
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-    /// use std::sync::Mutex;
-    /// use std::time::Duration;
-    ///
-    /// static FOUND: Mutex<Vec<nursery::Leak>> = Mutex::new(Vec::new());
-    /// nursery::set_leak_hook(|leak| FOUND.lock().unwrap().push(leak.clone()));
-    ///
-    /// let (started, running) = tokio::sync::oneshot::channel();
-    /// let scope = nursery::Nursery::builder()
-    ///     .leak_grace(Duration::from_millis(10))
-    ///     .scope(|n| async move {
-    ///         n.spawn_blocking_named("stuck", |_token| {
-    ///             let _ = started.send(());
-    ///             std::thread::sleep(Duration::from_millis(300)); // cannot be aborted
-    ///             Ok::<_, ()>(())
-    ///         });
-    ///         let _ = running.await;
-    ///         std::future::pending::<Result<(), ()>>().await
-    ///     });
-    /// let _ = tokio::time::timeout(Duration::from_millis(10), scope).await; // dropped
-    /// let leak = loop {
-    ///     if let Some(leak) = FOUND.lock().unwrap().first().cloned() {
-    ///         break leak;
-    ///     }
-    ///     tokio::time::sleep(Duration::from_millis(10)).await;
-    /// };
-    /// assert_eq!(leak.runtime(), tokio::runtime::Handle::current().id());
-    /// # }
-    /// ```
     pub fn runtime(&self) -> tokio::runtime::Id {
         self.runtime
     }
@@ -1881,12 +1800,16 @@ impl Leak {
     ///     _ = running => {} // the scope future is dropped here
     /// }
     /// drop(drop_tx);
-    /// let leak = loop {
-    ///     if let Some(leak) = FOUND.lock().unwrap().first().cloned() {
-    ///         break leak;
+    /// let leak = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+    ///     loop {
+    ///         if let Some(leak) = FOUND.lock().unwrap().first().cloned() {
+    ///             break leak;
+    ///         }
+    ///         tokio::task::yield_now().await;
     ///     }
-    ///     tokio::task::yield_now().await;
-    /// };
+    /// })
+    /// .await
+    /// .expect("reported once the child has panicked");
     /// assert_eq!(leak.panic(), Some("too late to re-raise"));
     /// assert_eq!(leak.task().name(), Some("late"));
     /// # }

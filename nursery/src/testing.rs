@@ -275,24 +275,28 @@ impl LeakReport {
     /// use std::time::Duration;
     /// use nursery::testing::LeakCheck;
     ///
+    /// let (release, stuck) = std::sync::mpsc::channel::<()>();
     /// let report = LeakCheck::new()
     ///     .grace(Duration::from_millis(20))
     ///     .try_run(async {
     ///         let (started, running) = tokio::sync::oneshot::channel();
     ///         let scope = nursery::scope(|n| async move {
-    ///             n.spawn_blocking_named("stuck", |_token| {
+    ///             n.spawn_blocking_named("stuck", move |_token| {
     ///                 let _ = started.send(());
-    ///                 std::thread::sleep(Duration::from_millis(300)); // ignores its token
+    ///                 let _ = stuck.recv(); // ignores its token
     ///                 Ok::<_, ()>(())
     ///             });
-    ///             let _ = running.await;
     ///             std::future::pending::<Result<(), ()>>().await
     ///         });
     ///         // Dropping the scope cannot stop a blocking call that is running.
-    ///         let _ = tokio::time::timeout(Duration::from_millis(10), scope).await;
+    ///         tokio::select! {
+    ///             _ = scope => unreachable!("the body never returns"),
+    ///             _ = running => {}
+    ///         }
     ///     })
     ///     .await
     ///     .unwrap_err();
+    /// drop(release); // the child ends
     /// assert_eq!(report.tasks()[0].name(), Some("stuck"));
     /// # }
     /// ```
