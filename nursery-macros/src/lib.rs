@@ -2,6 +2,8 @@
 //! `#[nursery::test]`. Use them through `nursery`, which re-exports
 //! them; this crate is pinned to the exact version of `nursery`, and its
 //! expansions call nothing of `nursery` but its hidden `__private` module.
+//! `nursery` depends on this crate only with its `macros` feature (on by
+//! default).
 //!
 //! Parsing of the options lives in `args`, code generation in `expand`.
 

@@ -37,6 +37,12 @@
 //!
 //! # Cargo features
 //!
+//! - `macros` (on by default): the attributes `#[nursery(..)]`, which runs
+//!   an `async fn` in a scope of its own, and `#[nursery::test]`, a test on
+//!   a fresh runtime with a leak check. They come from `nursery-macros`,
+//!   which compiles `syn`; a library that never writes them can turn the
+//!   feature off (`default-features = false`) and keep `syn` out of its
+//!   users' builds.
 //! - `tracing` (off by default): every scope runs in a `nursery.scope` span
 //!   and every child in a `nursery.task` span parented to its scope's, so a
 //!   subscriber sees the real tree of scopes and tasks across worker
@@ -84,10 +90,12 @@ pub use crate::task::TaskHandle;
 // `nursery-macros`: a doc comment here would be put in front of them. The
 // attribute shares the crate's name but lives in the macro namespace, so
 // `use nursery::nursery;` brings in the attribute alone.
+#[cfg(feature = "macros")]
 pub use nursery_macros::{nursery, test};
 
 /// What the macros' expansions call. Not part of the API: it changes
 /// whenever the macros do, which are pinned to this exact version.
+#[cfg(feature = "macros")]
 #[doc(hidden)]
 pub mod __private {
     pub use crate::nursery::Nursery;

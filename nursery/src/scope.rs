@@ -2051,7 +2051,7 @@ fn finish<T, E: 'static>(outcome: Outcome, value: Option<T>) -> Result<T, Error<
     }
 }
 
-// ===== for the `#[nursery]` expansion =====
+// ===== for the `#[nursery]` expansion (the `macros` feature) =====
 
 /// Runs the body of a `#[nursery]` function in a scope built by `builder`,
 /// turning the scope's error into the function's own. `returns` carries
@@ -2063,6 +2063,7 @@ fn finish<T, E: 'static>(outcome: Outcome, value: Option<T>) -> Result<T, Error<
 /// type that is no `Result` fails `R: ReturnsResult` only, with that
 /// trait's message, and nothing else: every obligation on `R` is reported
 /// at the call, where rustc shows the first and drops its duplicates.
+#[cfg(feature = "macros")]
 #[doc(hidden)]
 #[track_caller]
 pub fn run_scope<F, Fut, R>(
@@ -2086,6 +2087,7 @@ where
 }
 
 /// The marker `run_scope` takes: the declared return type `R`.
+#[cfg(feature = "macros")]
 #[doc(hidden)]
 pub fn returns<R>() -> PhantomData<fn() -> R> {
     PhantomData
@@ -2095,6 +2097,7 @@ pub fn returns<R>() -> PhantomData<fn() -> R> {
 /// with `E: From<Interrupted>`, however it is spelt (`io::Result<T>`, an
 /// alias of the user's). The attribute sees tokens, not types, so the type
 /// checker decides, with this trait's message.
+#[cfg(feature = "macros")]
 #[doc(hidden)]
 #[diagnostic::on_unimplemented(
     message = "a `#[nursery]` function must return a `Result<T, E>` whose `E: From<nursery::Interrupted>`, not `{Self}`",
@@ -2114,6 +2117,7 @@ pub trait ReturnsResult: Sized {
     fn from_result(result: Result<Self::Ok, Self::Err>) -> Self;
 }
 
+#[cfg(feature = "macros")]
 impl<T, E> ReturnsResult for Result<T, E>
 where
     E: From<Interrupted> + Send + 'static,
@@ -2130,6 +2134,7 @@ where
     }
 }
 
+#[cfg(feature = "macros")]
 pin_project! {
     /// The body's future, with its output (a [`ReturnsResult`]) as the
     /// `Result` a scope's body returns.
@@ -2139,6 +2144,7 @@ pin_project! {
     }
 }
 
+#[cfg(feature = "macros")]
 impl<Fut> Future for IntoResult<Fut>
 where
     Fut: Future,

@@ -25,7 +25,6 @@ use std::time::Duration;
 use tokio::runtime::Handle;
 
 use crate::leak::{self, Age, Leak, TaskSnapshot};
-use crate::nursery::Nursery;
 
 /// How long a check waits for tasks to end, unless set: the same window a
 /// dropped scope gives its children.
@@ -433,10 +432,13 @@ impl std::error::Error for LeakReport {}
 
 /// Runs the body of a `#[nursery::test]` on the runtime the expansion
 /// built: in a root scope, then the leak check.
+#[cfg(feature = "macros")]
 #[doc(hidden)]
 pub async fn run_test<F: Future>(leak_grace: Option<Duration>, body: F) -> F::Output {
+    use crate::nursery::Nursery;
+
     let mut check = LeakCheck::new();
-    let mut root = crate::Nursery::builder().name("test");
+    let mut root = Nursery::builder().name("test");
     if let Some(grace) = leak_grace {
         check = check.grace(grace);
         root = root.leak_grace(grace);
