@@ -2,8 +2,8 @@
 //! time and within an overall deadline, with `nursery`.
 //!
 //! ```text
-//! cargo run --release --example batch_check
-//! cargo run --release --example batch_check -- [--limit N] [--timeout-ms N] URL...
+//! cargo run --release -p batch-check
+//! cargo run --release -p batch-check -- [--limit N] [--timeout-ms N] URL...
 //! ```
 //!
 //! With no URLs it starts a small HTTP server on 127.0.0.1 (an ephemeral
@@ -60,7 +60,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{Instant, sleep, timeout_at};
 
 const USAGE: &str = "\
-usage: batch_check [--limit N] [--timeout-ms N] [--dump] [URL...]
+usage: batch-check [--limit N] [--timeout-ms N] [--dump] [URL...]
 
 Checks each http:// URL with a GET: at most N at once (default 20), each pass
 over the batch within the timeout (default 2000 ms). Without URLs, checks a demo
@@ -78,14 +78,14 @@ async fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(message) => {
-            eprintln!("batch_check: {message}\n\n{USAGE}");
+            eprintln!("batch-check: {message}\n\n{USAGE}");
             return ExitCode::from(2);
         }
     };
     let demo = args.targets.is_empty();
 
     let result = Nursery::builder()
-        .name("batch_check")
+        .name("batch-check")
         .scope(|n| async move {
             // Look inside while it runs: the tree of scopes and tasks, on demand.
             n.spawn_named("dump-on-signal", dump_on_signal());
@@ -114,7 +114,7 @@ async fn main() -> ExitCode {
         Ok(all_ok) if all_ok || demo => ExitCode::SUCCESS,
         Ok(_) => ExitCode::FAILURE,
         Err(error) => {
-            eprintln!("batch_check: {error}");
+            eprintln!("batch-check: {error}");
             ExitCode::FAILURE
         }
     }
@@ -563,7 +563,7 @@ impl Args {
             }
         }
         if !problems.is_empty() {
-            return Err(problems.join("\nbatch_check: "));
+            return Err(problems.join("\nbatch-check: "));
         }
         Ok(Some(Args {
             settings: Settings::new(limit, Duration::from_millis(timeout_ms)),
