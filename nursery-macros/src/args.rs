@@ -81,15 +81,15 @@ impl TestOptions {
             .flavor
             .as_ref()
             .map_or(Flavor::CurrentThread, |flavor| flavor.value);
-        if let Some(workers) = &self.worker_threads {
-            if flavor == Flavor::CurrentThread {
-                let why = match self.flavor {
-                    Some(_) => "",
-                    None => ": the default flavor is `current_thread`, as for `#[tokio::test]`",
-                };
-                let message = format!("`worker_threads` needs `flavor = \"multi_thread\"`{why}");
-                return Err(Error::new(workers.key, message));
-            }
+        if let Some(workers) = &self.worker_threads
+            && flavor == Flavor::CurrentThread
+        {
+            let why = match self.flavor {
+                Some(_) => "",
+                None => ": the default flavor is `current_thread`, as for `#[tokio::test]`",
+            };
+            let message = format!("`worker_threads` needs `flavor = \"multi_thread\"`{why}");
+            return Err(Error::new(workers.key, message));
         }
         Ok(TestArgs {
             flavor,

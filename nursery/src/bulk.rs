@@ -608,11 +608,11 @@ impl<T, E> Stream for MapUnordered<T, E> {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
-        if let Some(scope) = this.scope.as_mut() {
-            if let Poll::Ready(joined) = scope.as_mut().poll(cx) {
-                this.scope = None;
-                this.end = joined.err();
-            }
+        if let Some(scope) = this.scope.as_mut()
+            && let Poll::Ready(joined) = scope.as_mut().poll(cx)
+        {
+            this.scope = None;
+            this.end = joined.err();
         }
         match this.results.poll_recv(cx) {
             Poll::Ready(Some(value)) => Poll::Ready(Some(Ok(value))),

@@ -1514,14 +1514,14 @@ fn walk<T>(
             return;
         };
         next = top.inner.next();
-        if next.is_none() {
-            if let Some(done) = frames.pop() {
-                close(
-                    done.kept,
-                    &done.scope,
-                    frames.last_mut().map(|f| &mut f.kept),
-                );
-            }
+        if next.is_none()
+            && let Some(done) = frames.pop()
+        {
+            close(
+                done.kept,
+                &done.scope,
+                frames.last_mut().map(|f| &mut f.kept),
+            );
         }
     }
 }

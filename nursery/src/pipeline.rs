@@ -354,10 +354,10 @@ where
             if room_for_one_more(&stage.started, stage.workers) {
                 stage_worker(&spawner, stage.clone());
             }
-            if let Some(mapped) = (stage.f)(item).await? {
-                if stage.out_tx.send((seq, mapped)).await.is_err() {
-                    return Ok(());
-                }
+            if let Some(mapped) = (stage.f)(item).await?
+                && stage.out_tx.send((seq, mapped)).await.is_err()
+            {
+                return Ok(());
             }
         }
         Ok(())

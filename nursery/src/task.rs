@@ -222,10 +222,10 @@ impl<F> Drop for Blocking<F> {
     fn drop(&mut self) {
         // Never started (aborted first): drop the closure, catching a panic
         // from its captures' destructors.
-        if let Some(f) = self.f.take() {
-            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| drop(f))) {
-                self.guard.destructor_panicked(payload);
-            }
+        if let Some(f) = self.f.take()
+            && let Err(payload) = catch_unwind(AssertUnwindSafe(|| drop(f)))
+        {
+            self.guard.destructor_panicked(payload);
         }
     }
 }
