@@ -7,7 +7,7 @@
 //! common error types, or the type named with `Builder::trace_errors`): the
 //! scope's error type `E` is only `Send + 'static`, and adding `E: Display`
 //! to every spawn under a feature would make the feature non-additive. See
-//! `docs/design-notes.md`.
+//! `docs/decisions/0038-tracing-shows-an-error-s-display-by-downcast.md`.
 
 use std::any::Any;
 use std::error::Error as StdError;

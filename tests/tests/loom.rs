@@ -6,7 +6,7 @@
 //! each model prints how many interleavings loom explored and how long it
 //! took ("model X: N iterations in T"). CI runs this bound. A deeper run
 //! for humans: `LOOM_MAX_PREEMPTIONS=3`, or no bound at all (see
-//! `docs/design-notes.md` for the figures of each).
+//! `docs/decisions/0039-ci-runs-the-loom-models-at-preemption-bound-2.md`).
 //!
 //! What each model checks is in its doc comment ("Invariant: ...").
 //!
