@@ -17,9 +17,9 @@ use std::task::{Context, Poll};
 use futures_core::Stream;
 use tokio::sync::mpsc;
 
+use crate::builder::Builder;
 use crate::error::Error;
 use crate::nursery::Nursery;
-use crate::scope::Builder;
 use crate::sync::{Mutex, Ordering, StdArc as Arc, StdAtomicUsize, lock};
 
 /// Runs `f` on every item, at most `limit` at a time, and returns the

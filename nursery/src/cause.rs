@@ -4,7 +4,7 @@ use std::fmt;
 use std::panic::Location;
 use std::sync::Arc;
 
-use crate::error::Name;
+use crate::id::{Name, TaskInfo};
 
 /// Why the current scope was cancelled: what [`cause`](crate::cause())
 /// returns and [`cancelled`](crate::cancelled()) resolves to.
@@ -96,7 +96,7 @@ impl Cause {
     /// scope opened at `scope_location`).
     pub(crate) fn failure(
         panicked: bool,
-        who: Option<&Who>,
+        who: Option<&TaskInfo>,
         scope_location: &'static Location<'static>,
     ) -> Cause {
         let (task, location) = match who {
@@ -114,14 +114,13 @@ impl Cause {
     }
 
     /// The task named by [`Cause::Panicked`], as a crate-internal identity.
-    pub(crate) fn panicked_task(&self) -> Option<Who> {
+    pub(crate) fn panicked_task(&self) -> Option<TaskInfo> {
         match self {
-            Cause::Panicked { task, location } => Some(Who {
-                name: task
-                    .as_deref()
+            Cause::Panicked { task, location } => Some(TaskInfo::new(
+                task.as_deref()
                     .map(|name| Name::new(name.to_owned().into())),
                 location,
-            }),
+            )),
             _ => None,
         }
     }
@@ -179,15 +178,4 @@ impl fmt::Display for Cause {
             } => task(f, name, location, "panicked"),
         }
     }
-}
-
-/// Who a child is, as its failure reports it: its name and spawn location,
-/// looked up in the scope's registry for the failure that fixes the cause
-/// (children do not carry it: 16 bytes more would push a small future's
-/// tokio task into the next 128-byte size class). Also what a
-/// `TaskHandle` and its `JoinError` keep of the child.
-#[derive(Clone)]
-pub(crate) struct Who {
-    pub(crate) name: Option<Name>,
-    pub(crate) location: &'static Location<'static>,
 }

@@ -1,14 +1,11 @@
 //! The errors a scope and its tasks report.
 
-use std::borrow::Cow;
 use std::error::Error as StdError;
 use std::fmt;
 use std::io;
 use std::panic::Location;
 
-use crate::cause::Who;
-use crate::leak::Stamp;
-use crate::sync::SharedName;
+use crate::id::{Name, TaskInfo};
 
 /// Why a scope did not return its body's value.
 ///
@@ -317,103 +314,6 @@ impl From<Interrupted> for io::Error {
     }
 }
 
-// ===== TaskInfo =====
-
-/// A task's or scope's name: one pointer, so an unnamed task's bookkeeping
-/// stays small; cloning it never allocates (naming one allocates once).
-#[derive(Clone)]
-pub(crate) struct Name(SharedName);
-
-impl Name {
-    pub(crate) fn new(name: Cow<'static, str>) -> Name {
-        Name(SharedName::new(name))
-    }
-
-    pub(crate) fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Name {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self.as_str(), f)
-    }
-}
-
-/// Who a task is: its name if it has one, where and when it was spawned.
-// `pub` only because the limit queue's `Job` trait (reachable by the loom
-// models) names it.
-#[derive(Clone)]
-#[allow(unreachable_pub)]
-pub struct TaskInfo {
-    pub(crate) name: Option<Name>,
-    pub(crate) location: &'static Location<'static>,
-    pub(crate) started: Stamp,
-}
-
-impl TaskInfo {
-    pub(crate) fn new(name: Option<Name>, location: &'static Location<'static>) -> TaskInfo {
-        TaskInfo {
-            name,
-            location,
-            started: Stamp::now(),
-        }
-    }
-
-    /// Who the task is, without when it started: what its handle and its
-    /// `JoinError` keep.
-    pub(crate) fn into_who(self) -> Who {
-        Who {
-            name: self.name,
-            location: self.location,
-        }
-    }
-}
-
-impl fmt::Display for TaskInfo {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        describe(self.name.as_ref(), self.location, f)
-    }
-}
-
-impl fmt::Debug for TaskInfo {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        debug(self.name.as_ref(), self.location, f)
-    }
-}
-
-impl fmt::Display for Who {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        describe(self.name.as_ref(), self.location, f)
-    }
-}
-
-impl fmt::Debug for Who {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        debug(self.name.as_ref(), self.location, f)
-    }
-}
-
-/// `task `name` spawned at file:line:col`, as errors and reports print a
-/// task.
-fn describe(
-    name: Option<&Name>,
-    location: &Location<'_>,
-    f: &mut fmt::Formatter<'_>,
-) -> fmt::Result {
-    match name {
-        Some(name) => write!(f, "task `{}` spawned at {location}", name.as_str()),
-        None => write!(f, "task spawned at {location}"),
-    }
-}
-
-fn debug(name: Option<&Name>, location: &Location<'_>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-    f.debug_struct("TaskInfo")
-        .field("name", &name)
-        .field("location", &format_args!("{location}"))
-        .finish()
-}
-
 // ===== JoinError =====
 
 /// Why a [`TaskHandle`](crate::TaskHandle) has no value.
@@ -442,7 +342,7 @@ fn debug(name: Option<&Name>, location: &Location<'_>, f: &mut fmt::Formatter<'_
 #[derive(Clone)]
 pub struct JoinError {
     repr: Repr,
-    task: Who,
+    task: TaskInfo,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -455,7 +355,7 @@ pub(crate) enum Repr {
 }
 
 impl JoinError {
-    pub(crate) fn new(repr: Repr, task: Who) -> JoinError {
+    pub(crate) fn new(repr: Repr, task: TaskInfo) -> JoinError {
         JoinError { repr, task }
     }
 

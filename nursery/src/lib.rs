@@ -57,33 +57,54 @@
 #![warn(missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
 #![forbid(unsafe_code)]
 
-mod bulk;
+// The modules in layers, each importing only from those above it (checked
+// by `tests/tests/layers.rs`; drawn in `docs/architecture.md`).
+mod clock;
+mod sync;
+mod timer;
+
+mod id;
+
+mod core;
+
 mod cause;
-mod context;
 mod error;
 mod leak;
-mod limit;
-mod nursery;
+mod snapshot;
+mod stats;
+
+mod scope;
+
+mod context;
+
 #[cfg(feature = "tracing")]
 mod observe;
-mod pipeline;
-mod scope;
-mod shared;
-mod stats;
-mod sync;
 mod task;
+
+mod dump;
+
+mod builder;
+mod glue;
+mod nursery;
+mod run;
+
+mod bulk;
+mod pipeline;
 pub mod testing;
 
+#[cfg(all(test, not(nursery_loom)))]
+mod tests;
+
+pub use crate::builder::{Builder, scope};
 pub use crate::bulk::{MapUnordered, for_each, map, map_unordered, race};
 pub use crate::cause::Cause;
 pub use crate::context::{cancelled, cause, check, deadline};
+pub use crate::dump::dump;
 pub use crate::error::{Error, Interrupted, JoinError, SpawnError};
-pub use crate::leak::{
-    Dump, Leak, ScopeSnapshot, ScopeState, TaskSnapshot, TaskState, dump, set_leak_hook,
-};
+pub use crate::leak::{Leak, set_leak_hook};
 pub use crate::nursery::{Nursery, Ready};
 pub use crate::pipeline::Pipeline;
-pub use crate::scope::{Builder, scope};
+pub use crate::snapshot::{Dump, ScopeSnapshot, ScopeState, TaskSnapshot, TaskState};
 pub use crate::stats::Stats;
 pub use crate::task::TaskHandle;
 // `#[nursery(..)]` and `#[nursery::test]`. Their docs are written in
@@ -98,8 +119,8 @@ pub use nursery_macros::{nursery, test};
 #[cfg(feature = "macros")]
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::glue::{ReturnsResult, returns, run_scope};
     pub use crate::nursery::Nursery;
-    pub use crate::scope::{ReturnsResult, returns, run_scope};
     pub use crate::testing::run_test;
     pub use tokio;
 }
@@ -109,6 +130,6 @@ pub mod __private {
 #[cfg(nursery_loom)]
 #[doc(hidden)]
 pub mod __loom {
-    pub use crate::limit::{Admission, Job, Limiter, Rate};
-    pub use crate::shared::{Cancelling, Cause, Core, Outcome, Payload, Refusal};
+    pub use crate::core::limiter::{Admission, Job, Limiter, Rate};
+    pub use crate::core::{Cancelling, Core, Outcome, Payload, Reason, Refusal};
 }

@@ -12,19 +12,20 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::error::{JoinError, Name, Repr, SpawnError, SpawnErrorKind, TaskInfo};
-use crate::scope::{Builder, Scope, WhenFull};
-use crate::shared::Cause;
+use crate::core::Reason;
+use crate::error::{JoinError, Repr, SpawnError, SpawnErrorKind};
+use crate::id::{Name, TaskInfo};
+use crate::scope::Scope;
 use crate::stats::Stats;
 use crate::sync::Arc;
-use crate::task::{Blocking, Child, Guard, Start, TaskHandle};
+use crate::task::{Blocking, Child, Guard, Start, TaskHandle, WhenFull};
 
 /// A handle to an open scope: spawn children into it, cancel it, ask about
 /// it. Cheap to clone (one reference count); every clone refers to the same
 /// scope.
 ///
 /// A `Nursery<E>` is handed to the body of [`scope`](crate::scope()) and
-/// [`Builder::scope`]. Children are futures returning `Result<T, E>`: their
+/// [`Builder::scope`](crate::Builder::scope). Children are futures returning `Result<T, E>`: their
 /// values come back through their [`TaskHandle`], their errors go to the
 /// scope.
 ///
@@ -56,32 +57,6 @@ pub struct Nursery<E> {
     _error: PhantomData<fn(E) -> E>,
 }
 
-impl Nursery<()> {
-    /// Settings for a new scope: name, limit, timeout or deadline, grace,
-    /// `collect_errors`, `cancel_on`. The error type comes from the body
-    /// passed to [`Builder::scope`].
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-    /// let result = nursery::Nursery::builder()
-    ///     .limit(2)
-    ///     .scope(|n| async move {
-    ///         for i in 0..10 {
-    ///             n.spawn(async move { Ok::<_, String>(i) });
-    ///         }
-    ///         Ok(())
-    ///     })
-    ///     .await;
-    /// assert!(result.is_ok());
-    /// # }
-    /// ```
-    pub fn builder() -> Builder {
-        Builder::new()
-    }
-}
-
 impl<E> Nursery<E> {
     pub(crate) fn new(scope: Arc<Scope>) -> Nursery<E> {
         Nursery {
@@ -91,7 +66,7 @@ impl<E> Nursery<E> {
     }
 
     /// Cancels the children, not the body (G9): the scope's token fires,
-    /// children get the [`grace`](Builder::grace) period, then the rest are
+    /// children get the [`grace`](crate::Builder::grace) period, then the rest are
     /// aborted; children spawned from now on start nothing. The scope then
     /// returns the body's own result: cancelling on purpose is not an error.
     ///
@@ -122,7 +97,7 @@ impl<E> Nursery<E> {
     /// # }
     /// ```
     pub fn cancel(&self) {
-        self.scope.cancel(Cause::Requested);
+        self.scope.cancel(Reason::Requested);
     }
 
     /// Whether the scope has been cancelled, for any reason: a failure, its
@@ -245,7 +220,7 @@ impl<E: Send + 'static> Nursery<E> {
     /// Spawns a child into the scope and returns its handle.
     ///
     /// The child starts at once on the runtime, in parallel with the body
-    /// and its siblings, unless the scope is at its [`limit`](Builder::limit):
+    /// and its siblings, unless the scope is at its [`limit`](crate::Builder::limit):
     /// then it waits in FIFO order, without a tokio task, until a slot
     /// frees. If it returns `Err`, the error goes to the scope (which, by
     /// default, cancels everything else); if it panics, the scope re-raises
@@ -301,7 +276,7 @@ impl<E: Send + 'static> Nursery<E> {
     }
 
     /// Spawns a child that takes `weight` of the scope's
-    /// [`limit`](Builder::limit) while it runs (x/sync/semaphore's weighted
+    /// [`limit`](crate::Builder::limit) while it runs (x/sync/semaphore's weighted
     /// semaphore): a child of weight 3 in a scope with `limit(8)` leaves room
     /// for 5 more of weight 1. Queued children still start in FIFO order, so
     /// a heavy child is not starved by light ones. Without a limit the

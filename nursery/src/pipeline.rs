@@ -9,10 +9,10 @@ use std::pin::pin;
 use futures_core::Stream;
 use tokio::sync::mpsc;
 
+use crate::builder::Builder;
 use crate::bulk::{EAGER_WORKERS, MAX_BUFFER, room_for_one_more};
 use crate::error::Error;
 use crate::nursery::Nursery;
-use crate::scope::Builder;
 use crate::sync::{StdArc as Arc, StdAtomicUsize};
 
 /// Items on their way between stages, numbered at the source so that

@@ -1,6 +1,6 @@
 //! [`Stats`]: what a scope's children have done so far.
 
-use crate::shared::Counts;
+use crate::core::Counts;
 
 /// Counts of a scope's own children, from [`Nursery::stats`](crate::Nursery::stats).
 ///

@@ -1,8 +1,8 @@
 //! The std/loom facade: the only place that names atomics, locks and `Arc`.
 //!
 //! Built normally it re-exports `std`; built with `--cfg nursery_loom` it
-//! re-exports `loom`, so the scope's shared core ([`crate::shared::Core`] and
-//! [`crate::limit::Limiter`]) can be model-checked under every interleaving.
+//! re-exports `loom`, so the scope's shared core ([`crate::core::Core`] and
+//! [`crate::core::limiter::Limiter`]) can be model-checked under every interleaving.
 
 #[cfg(not(nursery_loom))]
 pub(crate) use std::sync::{

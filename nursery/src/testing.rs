@@ -24,7 +24,10 @@ use std::time::Duration;
 
 use tokio::runtime::Handle;
 
-use crate::leak::{self, Age, Leak, TaskSnapshot};
+use crate::dump::census;
+use crate::leak::{self, Leak};
+use crate::snapshot::{Age, TaskSnapshot};
+use crate::timer::real_sleep;
 
 /// How long a check waits for tasks to end, unless set: the same window a
 /// dropped scope gives its children.
@@ -193,7 +196,7 @@ impl LeakCheck {
         let mut backoff = Duration::from_millis(1);
         loop {
             leaks.extend(leak::take_leaks(runtime));
-            let census = leak::census(runtime);
+            let census = census(runtime);
             let alive = handle.metrics().num_alive_tasks();
             let unscoped = alive
                 .saturating_sub(baseline)
@@ -212,7 +215,7 @@ impl LeakCheck {
             // thread runtime driven by this very future), then wait a little
             // in real time: the runtime's clock may be paused.
             tokio::task::yield_now().await;
-            let _ = leak::real_sleep(backoff.min(grace - waited)).await;
+            let _ = real_sleep(backoff.min(grace - waited)).await;
             backoff = (backoff * 2).min(Duration::from_millis(50));
         }
     }

@@ -25,7 +25,7 @@ use std::time::Instant;
 use loom::sync::Arc;
 use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use loom::thread;
-use nursery::__loom::{Admission, Cancelling, Cause, Core, Job, Refusal};
+use nursery::__loom::{Admission, Cancelling, Core, Job, Reason, Refusal};
 
 /// Runs `model` under `loom::model`, counting the interleavings loom
 /// explores, and prints the count and the time taken. A model that loom
@@ -121,7 +121,7 @@ fn two_failures_one_error_one_suppressed() {
         assert_eq!(cancellers.len(), 1, "exactly one failure cancels");
         assert!(core.is_cancelled());
         let outcome = core.take_outcome();
-        assert_eq!(outcome.cause, Some(Cause::Failed));
+        assert_eq!(outcome.cause, Some(Reason::Failed));
         let errors: Vec<usize> = outcome
             .errors
             .into_iter()
@@ -195,7 +195,7 @@ fn cancel_races_completion() {
         core.enter().unwrap();
         let canceller = {
             let core = core.clone();
-            thread::spawn(move || core.cancel(Cause::Requested))
+            thread::spawn(move || core.cancel(Reason::Requested))
         };
         let child = {
             let core = core.clone();
@@ -212,11 +212,11 @@ fn cancel_races_completion() {
         let outcome = core.take_outcome();
         match (cancel, fail) {
             (Cancelling::Now, Cancelling::No) => {
-                assert_eq!(outcome.cause, Some(Cause::Requested));
+                assert_eq!(outcome.cause, Some(Reason::Requested));
                 assert!(outcome.errors.is_empty(), "error after the cancel was kept");
             }
             (Cancelling::No, Cancelling::Now) => {
-                assert_eq!(outcome.cause, Some(Cause::Failed));
+                assert_eq!(outcome.cause, Some(Reason::Failed));
                 assert_eq!(outcome.errors.len(), 1);
             }
             other => panic!("exactly one of cancel and failure must win: {other:?}"),
@@ -237,7 +237,7 @@ fn cancel_races_last_child_success() {
         core.enter().unwrap();
         let canceller = {
             let core = core.clone();
-            thread::spawn(move || core.cancel(Cause::Requested))
+            thread::spawn(move || core.cancel(Reason::Requested))
         };
         let child = {
             let core = core.clone();
@@ -262,7 +262,7 @@ fn cancel_races_last_child_success() {
         assert!(core.is_cancelled());
         assert_eq!(core.live(), 0);
         let outcome = core.take_outcome();
-        assert_eq!(outcome.cause, Some(Cause::Requested));
+        assert_eq!(outcome.cause, Some(Reason::Requested));
         assert!(outcome.errors.is_empty() && outcome.panic.is_none());
     });
 }
@@ -323,7 +323,7 @@ fn queued_child_handoff_races_cancel() {
         let cancelling = {
             let core = core.clone();
             thread::spawn(move || {
-                assert_eq!(core.cancel(Cause::TimedOut), Cancelling::Now);
+                assert_eq!(core.cancel(Reason::TimedOut), Cancelling::Now);
                 drop(core.close_queue());
             })
         };
@@ -440,7 +440,7 @@ fn runner_takes_the_next_child_while_cancel_races() {
         let cancelling = {
             let core = core.clone();
             thread::spawn(move || {
-                assert_eq!(core.cancel(Cause::Cancelled), Cancelling::Now);
+                assert_eq!(core.cancel(Reason::Cancelled), Cancelling::Now);
                 drop(core.close_queue());
             })
         };

@@ -15,7 +15,9 @@ use std::any::Any;
 use std::fmt;
 use std::task::Waker;
 
-use crate::limit::{Limiter, Rate};
+pub(crate) mod limiter;
+
+use self::limiter::{Job, Limiter, Rate};
 use crate::sync::{AtomicUsize, Mutex, Ordering, lock};
 
 /// An error or panic payload on its way to the scope. Errors are boxed so
@@ -43,7 +45,7 @@ const ONE: usize = 1 << SHIFT;
 /// children were stopped on purpose (`Requested`): the body must not run on
 /// past a deadline.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Cause {
+pub enum Reason {
     /// A child or the body failed under fail-fast.
     Failed,
     /// A child or the body panicked.
@@ -58,10 +60,10 @@ pub enum Cause {
     Dropped,
 }
 
-impl Cause {
+impl Reason {
     /// Whether this cause cancels the scope's body as well as its children.
     pub fn interrupts_body(self) -> bool {
-        !matches!(self, Cause::Requested)
+        !matches!(self, Reason::Requested)
     }
 }
 
@@ -70,7 +72,7 @@ impl Cause {
 #[allow(missing_debug_implementations)] // payloads are `dyn Any`
 pub struct Outcome {
     /// What fixed the outcome, if anything did.
-    pub cause: Option<Cause>,
+    pub cause: Option<Reason>,
     /// Errors in the order they arrived: the first is the scope's error, the
     /// rest are `suppressed`.
     pub errors: Vec<Payload>,
@@ -319,7 +321,7 @@ impl Core {
     // ----- outcome -----
 
     /// What fixed the outcome so far.
-    pub fn cause(&self) -> Option<Cause> {
+    pub fn cause(&self) -> Option<Reason> {
         lock(&self.outcome).0.cause
     }
 
@@ -342,18 +344,18 @@ impl Core {
     /// Cancels the scope with `cause`, per the outcome rule.
     /// (What the loom models call; the scope passes a hook.)
     #[cfg(nursery_loom)]
-    pub fn cancel(&self, cause: Cause) -> Cancelling {
+    pub fn cancel(&self, cause: Reason) -> Cancelling {
         self.cancel_with(cause, |_| {})
     }
 
     /// [`Core::cancel`], calling `fixed` with the cause if this call fixes
     /// it, under the outcome lock and before any other thread can see the
     /// scope cancelled: the scope records who caused it there.
-    pub fn cancel_with(&self, cause: Cause, fixed: impl FnOnce(Cause)) -> Cancelling {
+    pub fn cancel_with(&self, cause: Reason, fixed: impl FnOnce(Reason)) -> Cancelling {
         let mut outcome = lock(&self.outcome);
         let fixes = match outcome.0.cause {
             None => true,
-            Some(Cause::Requested) => cause.interrupts_body(),
+            Some(Reason::Requested) => cause.interrupts_body(),
             Some(_) => false,
         };
         if !fixes {
@@ -383,7 +385,7 @@ impl Core {
         &self,
         error: Payload,
         from_body: bool,
-        fixed: impl FnOnce(Cause),
+        fixed: impl FnOnce(Reason),
     ) -> (Cancelling, Option<Payload>) {
         let mut guard = lock(&self.outcome);
         let (outcome, counts) = &mut *guard;
@@ -392,9 +394,9 @@ impl Core {
         }
         let keep = match outcome.cause {
             None if self.fail_fast => {
-                outcome.cause = Some(Cause::Failed);
+                outcome.cause = Some(Reason::Failed);
                 outcome.errors.push(error);
-                fixed(Cause::Failed);
+                fixed(Reason::Failed);
                 drop(guard);
                 self.mark_cancelled();
                 return (Cancelling::Now, None);
@@ -405,9 +407,9 @@ impl Core {
             // failure: suppressed behind it. The body's is not kept: the
             // body is being cancelled too, and its error is most often the
             // first failure relayed through a `TaskHandle`.
-            Some(Cause::Failed) => !from_body,
+            Some(Reason::Failed) => !from_body,
             // After `Nursery::cancel` the body's own result still counts.
-            Some(Cause::Requested) => from_body,
+            Some(Reason::Requested) => from_body,
             // A consequence of the cancel (or of a panic, which will be
             // re-raised): discarded, per the outcome rule.
             Some(_) => false,
@@ -437,7 +439,7 @@ impl Core {
         &self,
         payload: Payload,
         from_body: bool,
-        fixed: impl FnOnce(Cause),
+        fixed: impl FnOnce(Reason),
     ) -> Cancelling {
         let mut guard = lock(&self.outcome);
         let (outcome, counts) = &mut *guard;
@@ -451,10 +453,10 @@ impl Core {
             outcome.later_panics += 1;
             Some(payload)
         };
-        let cancels = matches!(outcome.cause, None | Some(Cause::Requested));
+        let cancels = matches!(outcome.cause, None | Some(Reason::Requested));
         if cancels {
-            outcome.cause = Some(Cause::Panicked);
-            fixed(Cause::Panicked);
+            outcome.cause = Some(Reason::Panicked);
+            fixed(Reason::Panicked);
         }
         drop(guard);
         drop(extra);
@@ -476,7 +478,7 @@ impl Core {
 
     /// Drains the limit queue for good (on cancel): the jobs are returned to
     /// be dropped outside the lock.
-    pub fn close_queue(&self) -> Vec<Box<dyn crate::limit::Job>> {
+    pub fn close_queue(&self) -> Vec<Box<dyn Job>> {
         match &self.limit {
             Some(limiter) => limiter.close(),
             None => Vec::new(),

@@ -6,16 +6,21 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker, ready};
 
+mod admit;
+
 use pin_project_lite::pin_project;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::cause::Who;
 use crate::context;
-use crate::error::{JoinError, Repr, TaskInfo};
-use crate::limit::Job;
-use crate::scope::Scope;
+use crate::core::Payload;
+use crate::core::limiter::Job;
+use crate::error::{JoinError, Repr};
+use crate::id::TaskInfo;
+use crate::scope::{Current, Scope};
 use crate::sync::{Arc, Mutex, lock};
+
+pub(crate) use self::admit::WhenFull;
 
 /// What a child's tokio task returns: its value, or why there is none (the
 /// error itself went to the scope).
@@ -90,7 +95,7 @@ impl Guard {
 
     /// A blocking child's closure was dropped unstarted, and its
     /// destructor panicked.
-    fn destructor_panicked(&self, payload: crate::shared::Payload) {
+    fn destructor_panicked(&self, payload: Payload) {
         #[cfg(feature = "tracing")]
         crate::observe::child_panicked(&self.span, &*payload);
         self.scope().report_panic(payload, true);
@@ -569,9 +574,6 @@ pub(crate) struct Runner {
     current: Arc<Current>,
 }
 
-/// The child a runner is running, as its registry entry reads it.
-pub(crate) type Current = Mutex<Option<TaskInfo>>;
-
 impl Runner {
     /// Spawns a runner for `job`, which holds `weight` of the limit.
     pub(crate) fn spawn(scope: &Arc<Scope>, job: Pin<Box<dyn Job>>, weight: usize) {
@@ -588,7 +590,7 @@ impl Runner {
         let handle = tokio::task::Builder::new()
             .name(&format!(
                 "nursery runner of scope {}",
-                crate::leak::DisplayName(scope.name.as_ref().map(|name| name.as_str()))
+                crate::snapshot::DisplayName(scope.name.as_ref().map(|name| name.as_str()))
             ))
             .spawn_on(runner, &scope.rt)
             .expect("nursery: tokio's task builder could not spawn a runner");
@@ -704,7 +706,7 @@ pub struct TaskHandle<T> {
     state: HandleState<T>,
     /// Name and spawn location, for errors: not when it started, which
     /// only the scope's registry needs (8 bytes less per kept handle).
-    info: Who,
+    info: TaskInfo,
 }
 
 enum HandleState<T> {
@@ -719,21 +721,21 @@ impl<T> TaskHandle<T> {
     pub(crate) fn running(handle: JoinHandle<Output<T>>, info: TaskInfo) -> TaskHandle<T> {
         TaskHandle {
             state: HandleState::Running(handle),
-            info: info.into_who(),
+            info,
         }
     }
 
     pub(crate) fn cell(cell: Arc<ResultCell<T>>, info: TaskInfo) -> TaskHandle<T> {
         TaskHandle {
             state: HandleState::Cell(cell),
-            info: info.into_who(),
+            info,
         }
     }
 
     pub(crate) fn refused(repr: Repr, info: TaskInfo) -> TaskHandle<T> {
         TaskHandle {
             state: HandleState::Done(Some(repr)),
-            info: info.into_who(),
+            info,
         }
     }
 

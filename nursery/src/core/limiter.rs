@@ -20,7 +20,7 @@ use std::fmt;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use crate::error::TaskInfo;
+use crate::id::TaskInfo;
 use crate::sync::{Mutex, lock};
 
 /// A child of a limited scope: queued until it fits, then run, either on
