@@ -22,17 +22,10 @@ use crate::scope::Config;
 ///
 /// The body runs inline, in the future `scope` returns, so it may borrow
 /// from the caller; children are `'static` tasks that run in parallel on
-/// the runtime. The scope guarantees (G1–G9):
-///
-/// - it returns only after every child has terminated, siblings spawned by
-///   children included (G1);
-/// - the first error, from a child or the body, cancels the body and every
-///   other child, and is returned; later errors are kept as `suppressed`
-///   (G2);
-/// - a child panic cancels the rest and is re-raised by `scope` (G3);
-/// - a scope opened inside a child or body of this one is cancelled with it
-///   and inherits its deadline (G4);
-/// - dropping the returned future aborts every child at once (G7).
+/// the runtime. The scope keeps the [guarantees G1–G9](crate#guarantees):
+/// when it returns, every child has terminated; the first error cancels
+/// the rest and is returned; a panic is re-raised; dropping it aborts
+/// every child at once.
 ///
 /// A scope opened in the body of another is polled from inside that
 /// body's poll, as any awaited future is: a recursion of scopes nested in
@@ -395,7 +388,6 @@ impl Builder {
     ///             let _ = tx.send("cleaned up"); // runs within the grace period
     ///             Ok(())
     ///         });
-    ///         tokio::task::yield_now().await;
     ///         n.spawn(async { Err::<(), _>("failed") });
     ///         Ok(())
     ///     })
@@ -606,6 +598,11 @@ impl Builder {
     /// Re-raises the first panic of the body or a child, after the join.
     /// Panics if polled outside a tokio runtime, or polled again after it
     /// has completed.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future before it completes aborts every child at once and
+    /// starts none of the queued ones (G7); it never blocks.
     #[track_caller]
     pub fn scope<F, Fut, T, E>(self, body: F) -> impl Future<Output = Result<T, Error<E>>>
     where

@@ -58,6 +58,11 @@ use crate::sync::{Mutex, Ordering, StdArc as Arc, StdAtomicUsize, lock};
 /// # Panics
 ///
 /// If `limit` is 0. Re-raises a panic of `f` or of the iterator.
+///
+/// # Cancel safety
+///
+/// It runs in a scope of its own: dropping the future before it completes
+/// aborts every call still running and starts none of the others (G7).
 #[track_caller]
 pub fn map<I, F, Fut, T, E>(
     items: I,
@@ -125,6 +130,11 @@ where
 /// # Panics
 ///
 /// If `limit` is 0. Re-raises a panic of `f` or of the iterator.
+///
+/// # Cancel safety
+///
+/// It runs in a scope of its own: dropping the future before it completes
+/// aborts every call still running and starts none of the others (G7).
 #[track_caller]
 pub fn for_each<I, F, Fut, E>(
     items: I,
@@ -325,6 +335,11 @@ fn next<It: Iterator>(items: &Mutex<Numbered<It>>) -> Option<(usize, It::Item)> 
 ///
 /// If `futures` is empty: no future could win. Re-raises a panic of any of
 /// them.
+///
+/// # Cancel safety
+///
+/// It runs in a scope of its own: dropping the future before it completes
+/// aborts every call still running and starts none of the others (G7).
 #[track_caller]
 pub fn race<I, Fut, T, E>(futures: I) -> impl Future<Output = Result<T, Error<E>>> + Send
 where

@@ -101,7 +101,6 @@ pub(crate) fn current() -> Option<Arc<Scope>> {
 ///                 _ = std::future::pending::<()>() => unreachable!(),
 ///             }
 ///         });
-///         tokio::task::yield_now().await; // let the child start waiting
 ///         n.cancel();
 ///         Ok::<_, ()>(child.await.unwrap())
 ///     })

@@ -5,8 +5,7 @@
 //! spawns. When [`scope`] returns, every child has terminated. The first
 //! error cancels the rest and is returned, no later error is lost, panics
 //! are re-raised, deadlines and cancellation flow down nested scopes, and
-//! dropping a scope aborts its children. The guarantees, G1–G9, are listed
-//! on [`scope`].
+//! dropping a scope aborts its children.
 //!
 //! ```
 //! use std::time::Duration;
@@ -31,6 +30,49 @@
 //! # }
 //! ```
 //!
+//! # Guarantees
+//!
+//! Every scope keeps these, whatever its children do; each has a test file
+//! named after it in `tests/tests/` (`g1_join.rs` …).
+//!
+//! - **G1 join.** [`scope`] returns only after every child spawned into it
+//!   has terminated: its future completed, or was dropped after
+//!   cancellation. Children may spawn siblings while the scope is open. The
+//!   join is transitive: a scope opened in a child that is aborted cannot
+//!   wait, so its parent waits for that scope's children instead. Nothing
+//!   of a scope's subtree is alive when it returns.
+//! - **G2 fail-fast.** The first error, from a child or the body, cancels
+//!   the body and every other child, and is returned after the join; later
+//!   errors are kept as `suppressed` (up to
+//!   [`max_suppressed`](Builder::max_suppressed), the rest counted). With
+//!   [`collect_errors`](Builder::collect_errors) nothing is cancelled and
+//!   every error is returned. No error is dropped silently.
+//! - **G3 panics.** A child's panic cancels the rest like an error; after
+//!   the join the scope re-raises the original payload. A panic under a
+//!   dropped scope is re-raised by the nearest enclosing scope still
+//!   running, or reported as a lost panic ([`Leak::panic`]).
+//! - **G4 hierarchy.** A scope opened inside a child or body of another is
+//!   its child: cancelling the outer cancels the inner, and deadlines nest
+//!   (the earliest wins). No token is passed by hand.
+//! - **G5 deadline.** A [`timeout`](Builder::timeout) or
+//!   [`deadline`](Builder::deadline) cancels everything when reached, and
+//!   the scope returns [`Error::TimedOut`], told apart from an outside
+//!   cancel ([`Error::Cancelled`]).
+//! - **G6 graceful cancellation.** On cancel the scope's token fires
+//!   first; children get the [`grace`](Builder::grace) period (zero by
+//!   default) to finish by themselves, then are aborted.
+//! - **G7 drop.** Dropping an unfinished scope future aborts every child
+//!   at once and starts no queued one; children still alive a
+//!   [`leak_grace`](Builder::leak_grace) later are reported as [`Leak`]s.
+//!   Dropping never blocks.
+//! - **G8 limits.** At most [`limit`](Builder::limit) children (or that
+//!   much weight) run at once; more queue in FIFO order without a tokio
+//!   task each, or are handed back by
+//!   [`try_spawn`](Nursery::try_spawn).
+//! - **G9 self-cancel.** [`Nursery::cancel`] stops the children, not the
+//!   body: the scope returns the body's own result. A deadline or an
+//!   outside cancel still interrupts the body.
+//!
 //! Inside a child or body, [`cancelled`], [`cause`], [`check`] and
 //! [`deadline`] speak of the current scope, the way Go code asks its `ctx`;
 //! [`Nursery::stats`] counts what a scope's children did.
@@ -53,9 +95,9 @@
 //! through tokio's task builder with their names, so tokio-console shows
 //! them by name (see the README).
 
+// The other lints (`unsafe_code` forbidden among them) are the workspace's,
+// in its Cargo.toml; documentation is required of this crate alone.
 #![deny(missing_docs)]
-#![warn(missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
-#![forbid(unsafe_code)]
 
 // The modules in layers, each importing only from those above it (checked
 // by `tests/tests/layers.rs`; drawn in `docs/architecture.md`).

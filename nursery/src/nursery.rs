@@ -487,6 +487,13 @@ impl<E: Send + 'static> Nursery<E> {
     /// assert!(result.is_ok());
     /// # }
     /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// The child is spawned when `start` is called, not when the future is
+    /// first polled: dropping the future loses only the ready value; the
+    /// child runs on in the scope, as after dropping its
+    /// [`TaskHandle`].
     #[track_caller]
     pub fn start<V, F, Fut, T>(
         &self,

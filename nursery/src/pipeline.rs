@@ -264,6 +264,12 @@ impl<T: Send + 'static, E: Send + 'static> Pipeline<T, E> {
     /// # Panics
     ///
     /// Re-raises a panic of any stage or of the source.
+    ///
+    /// # Cancel safety
+    ///
+    /// The pipeline runs in a scope of its own: dropping the future before it
+    /// completes aborts every stage's workers and drops the items in flight
+    /// (G7).
     #[track_caller]
     pub fn collect(self) -> impl Future<Output = Result<Vec<T>, Error<E>>> + Send {
         let Pipeline { build, ordered } = self;

@@ -64,6 +64,11 @@ const DEFAULT_GRACE: Duration = Duration::from_secs(1);
 /// assert_eq!(sum, Ok(2));
 /// # }
 /// ```
+///
+/// # Cancel safety
+///
+/// Dropping the returned future drops `future` where it stands and
+/// checks nothing.
 pub async fn assert_no_leaks<F: Future>(future: F) -> F::Output {
     LeakCheck::new().run(future).await
 }
@@ -143,6 +148,11 @@ impl LeakCheck {
     /// # Panics
     ///
     /// With the [`LeakReport`] if tasks are left; outside a tokio runtime.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the returned future drops `future` where it stands and
+    /// checks nothing.
     pub async fn run<F: Future>(self, future: F) -> F::Output {
         match self.try_run(future).await {
             Ok(output) => output,
@@ -179,6 +189,11 @@ impl LeakCheck {
     /// # Panics
     ///
     /// Outside a tokio runtime.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the returned future drops `future` where it stands and
+    /// checks nothing.
     pub async fn try_run<F: Future>(self, future: F) -> Result<F::Output, LeakReport> {
         let handle = Handle::try_current().unwrap_or_else(|_| {
             panic!("nursery: no tokio runtime: a leak check must run inside the runtime it checks")

@@ -336,74 +336,82 @@ async fn fault_child_that_never_yields_is_reported_as_a_leak_when_its_scope_is_d
 /// Opens, inside a task of `rt`, a scope with pending children, a scope
 /// nested in a child, and a limited scope with `queued` children waiting,
 /// each holding a guard of `guards`; returns once all of them are in place.
-fn open_scopes_on(rt: &tokio::runtime::Runtime, guards: &DropCounter, queued: usize) -> usize {
+/// The scopes are named `{prefix}-outer`, `{prefix}-inner` and
+/// `{prefix}-limited`: tests that run in parallel look for their own.
+fn open_scopes_on(
+    rt: &tokio::runtime::Runtime,
+    prefix: &'static str,
+    guards: &DropCounter,
+    queued: usize,
+) -> usize {
     let (ready_tx, ready) = std::sync::mpsc::channel::<()>();
     let guards = guards.clone();
     // Two children, one in the inner scope, the limited scope's running
     // child and its queue.
     let expected = 2 + 1 + (1 + queued);
     rt.spawn(async move {
-        let outer =
-            Nursery::builder()
-                .name("shutdown-outer")
-                .scope(move |n: Nursery<E>| async move {
-                    for _ in 0..2 {
-                        let guard = guards.guard();
-                        n.spawn(async move {
-                            let _guard = guard;
-                            pending::<Result<(), E>>().await
-                        });
-                    }
-                    let (inner_tx, inner_ready) = oneshot::channel();
+        let outer = Nursery::builder().name(format!("{prefix}-outer")).scope(
+            move |n: Nursery<E>| async move {
+                for _ in 0..2 {
                     let guard = guards.guard();
                     n.spawn(async move {
-                        Nursery::builder()
-                            .name("shutdown-inner")
-                            .scope(move |n: Nursery<E>| async move {
+                        let _guard = guard;
+                        pending::<Result<(), E>>().await
+                    });
+                }
+                let (inner_tx, inner_ready) = oneshot::channel();
+                let guard = guards.guard();
+                n.spawn(async move {
+                    Nursery::builder()
+                        .name(format!("{prefix}-inner"))
+                        .scope(move |n: Nursery<E>| async move {
+                            n.spawn(async move {
+                                let _guard = guard;
+                                pending::<Result<(), E>>().await
+                            });
+                            let _ = inner_tx.send(());
+                            pending::<Result<(), E>>().await
+                        })
+                        .await
+                        .map_err(|_| "inner")
+                });
+                inner_ready.await.unwrap();
+                let limited = guards.clone();
+                n.spawn(async move {
+                    Nursery::builder()
+                        .name(format!("{prefix}-limited"))
+                        .limit(1)
+                        .scope(move |n: Nursery<E>| async move {
+                            for _ in 0..=queued {
+                                let guard = limited.guard();
                                 n.spawn(async move {
                                     let _guard = guard;
                                     pending::<Result<(), E>>().await
                                 });
-                                let _ = inner_tx.send(());
-                                pending::<Result<(), E>>().await
-                            })
-                            .await
-                            .map_err(|_| "inner")
-                    });
-                    inner_ready.await.unwrap();
-                    let limited = guards.clone();
-                    n.spawn(async move {
-                        Nursery::builder()
-                            .name("shutdown-limited")
-                            .limit(1)
-                            .scope(move |n: Nursery<E>| async move {
-                                for _ in 0..=queued {
-                                    let guard = limited.guard();
-                                    n.spawn(async move {
-                                        let _guard = guard;
-                                        pending::<Result<(), E>>().await
-                                    });
-                                }
-                                let _ = ready_tx.send(());
-                                pending::<Result<(), E>>().await
-                            })
-                            .await
-                            .map_err(|_| "limited")
-                    });
-                    pending::<Result<(), E>>().await
+                            }
+                            let _ = ready_tx.send(());
+                            pending::<Result<(), E>>().await
+                        })
+                        .await
+                        .map_err(|_| "limited")
                 });
+                pending::<Result<(), E>>().await
+            },
+        );
         let _ = outer.await;
     });
     ready.recv_timeout(SAFETY).expect("the scopes never opened");
     expected
 }
 
-fn scope_names_in_dump() -> Vec<String> {
+/// Which of the scopes [`open_scopes_on`] opened with `prefix` a dump
+/// still shows.
+fn scope_names_in_dump(prefix: &str) -> Vec<String> {
     let dump = nursery::dump().to_string();
-    ["shutdown-outer", "shutdown-inner", "shutdown-limited"]
+    ["outer", "inner", "limited"]
         .iter()
+        .map(|part| format!("{prefix}-{part}"))
         .filter(|name| dump.contains(&format!("scope `{name}`")))
-        .map(|name| (*name).to_owned())
         .collect()
 }
 
@@ -418,7 +426,7 @@ fn fault_runtime_dropped_under_open_scopes() {
         .build()
         .unwrap();
     let guards = DropCounter::new();
-    let expected = open_scopes_on(&rt, &guards, 10_000);
+    let expected = open_scopes_on(&rt, "dropped-runtime", &guards, 10_000);
     let (dropped_tx, dropped) = std::sync::mpsc::channel();
     let dropping = std::thread::spawn(move || {
         drop(rt);
@@ -429,8 +437,8 @@ fn fault_runtime_dropped_under_open_scopes() {
         .expect("dropping the runtime hung, or panicked");
     dropping.join().expect("dropping the runtime panicked");
     assert_eq!(guards.dropped(), expected, "child futures left undropped");
-    assert_eq!(scope_names_in_dump(), Vec::<String>::new());
-    assert_eq!(unexpected_panics("shutdown"), Vec::<String>::new());
+    assert_eq!(scope_names_in_dump("dropped-runtime"), Vec::<String>::new());
+    assert_eq!(unexpected_panics("dropped-runtime"), Vec::<String>::new());
 }
 
 /// `shutdown_timeout` with a blocking child still running: it returns in
@@ -444,12 +452,12 @@ fn fault_runtime_shut_down_with_a_blocking_child_running() {
         .build()
         .unwrap();
     let guards = DropCounter::new();
-    let expected = open_scopes_on(&rt, &guards, 100);
+    let expected = open_scopes_on(&rt, "shutdown-timeout", &guards, 100);
     let latch = Latch::new();
     let (blocking_tx, blocking) = std::sync::mpsc::channel::<()>();
     let errors = DropCounter::new();
     let (stuck, error) = (latch.clone(), errors.guard());
-    rt.spawn(Nursery::builder().name("shutdown-blocking").scope(
+    rt.spawn(Nursery::builder().name("shutdown-timeout-blocking").scope(
         move |n: Nursery<nursery_tests::DropGuard>| async move {
             n.spawn_blocking(move |_token| {
                 let _ = blocking_tx.send(());
@@ -473,7 +481,7 @@ fn fault_runtime_shut_down_with_a_blocking_child_running() {
         .unwrap()
         .block_on(async { tokio::time::timeout(SAFETY, errors.wait_for(1)).await })
         .expect("the blocking child's error was never dropped");
-    assert_eq!(unexpected_panics("shutdown"), Vec::<String>::new());
+    assert_eq!(unexpected_panics("shutdown-timeout"), Vec::<String>::new());
 }
 
 /// The scope future polled from outside the runtime's tasks (a thread that

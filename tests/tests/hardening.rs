@@ -518,6 +518,53 @@ async fn a_panic_under_a_dropped_inner_scope_is_re_raised_by_the_running_parent(
     );
 }
 
+/// The future of a scope opened in a parent's body may be moved out of the
+/// body and outlive the parent. Dropped after the parent has returned, it
+/// has nobody to hand a late panic to: the panic is reported as lost, not
+/// handed to the parent that has finished (where nobody would re-raise it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_under_a_scope_that_outlived_its_parent_is_reported_as_lost() {
+    const NAME: &str = "outlived-its-parent";
+    type Inner = std::pin::Pin<Box<dyn Future<Output = Result<(), Error<()>>> + Send>>;
+    let log = LeakLog::get();
+    let (running_tx, running) = oneshot::channel();
+    let dropped = Latch::new();
+    let latch = dropped.clone();
+    let mut kept: Option<Inner> = None;
+    let slot = &mut kept;
+    nursery::scope(|_: Nursery<()>| async move {
+        let mut inner: Inner = Box::pin(Nursery::builder().name(NAME).scope(
+            move |n: Nursery<()>| async move {
+                n.spawn_blocking_named(NAME, move |_token| -> Result<(), ()> {
+                    let _ = running_tx.send(());
+                    assert!(latch.wait(BOUND), "the scope was never dropped");
+                    panic!("{NAME}: panicked after the drop");
+                });
+                std::future::pending::<Result<(), ()>>().await
+            },
+        ));
+        // Opened here, inside this scope, then kept past its end.
+        assert!(futures_util::poll!(inner.as_mut()).is_pending());
+        *slot = Some(inner);
+        Ok(())
+    })
+    .await
+    .expect("the parent returns with the inner scope still open");
+    within("the inner scope's child", running)
+        .await
+        .expect("it started");
+    drop(kept); // the parent has returned: nobody can re-raise
+    dropped.open();
+    let found = log
+        .wait_for(1, BOUND, |leak| leak.task().name() == Some(NAME))
+        .await;
+    assert_eq!(found.len(), 1, "the lost panic was reported once");
+    assert_eq!(
+        found[0].panic(),
+        Some("outlived-its-parent: panicked after the drop")
+    );
+}
+
 // ===== errors whose destructor panics =====
 
 /// An error whose destructor panics.

@@ -1031,3 +1031,27 @@ async fn a_leak_that_ended_since_is_listed_under_leaks() {
     );
     assert!(!text.contains("still alive:\n"), "{text}");
 }
+
+/// `LeakCheck::grace` is the window the check waits for tasks to end: a
+/// task that never ends fails a check with a 50 ms window when that window
+/// has passed, well before the default second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leak_check_waits_for_the_window_it_was_given() {
+    let grace = Duration::from_millis(50);
+    let mut forever = None;
+    let report = LeakCheck::new()
+        .grace(grace)
+        .try_run(async {
+            forever = Some(tokio::spawn(pending::<()>()));
+        })
+        .await
+        .expect_err("a task that never ends fails the check");
+    forever.expect("spawned").abort();
+    assert_eq!(report.unscoped_tasks(), 1, "{report}");
+    assert!(report.waited() >= grace, "waited {:?}", report.waited());
+    assert!(
+        report.waited() < Duration::from_secs(1),
+        "waited {:?}: the default window, not the one given",
+        report.waited()
+    );
+}

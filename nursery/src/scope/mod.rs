@@ -2,13 +2,14 @@
 //! tokio needs — and what it does: count children in and out, decide a
 //! cancel and carry it down the tree, and tear down after a drop.
 
+mod cancel;
 mod config;
 mod dropped;
 mod registry;
 mod tree;
 
 use std::fmt;
-use std::panic::{AssertUnwindSafe, Location, catch_unwind};
+use std::panic::Location;
 use std::time::Duration;
 
 use tokio::runtime::Handle;
@@ -22,21 +23,12 @@ pub(crate) use self::registry::{Current, Registry};
 pub(crate) use self::tree::{ScopeList, prune_dead_roots, roots};
 use crate::cause::Cause;
 use crate::clock::Stamp;
-use crate::core::{Cancelling, Core, Payload, Reason, Refusal};
-use crate::error::{Interrupted, SpawnErrorKind};
+use crate::core::{Core, Refusal};
+use crate::error::SpawnErrorKind;
 use crate::id::{Name, TaskInfo};
-use crate::snapshot::{PATH_HEAD, PATH_TAIL, TaskSnapshot, TaskState, scope_path};
+use crate::snapshot::{TaskSnapshot, TaskState};
 use crate::stats::Stats;
 use crate::sync::{Arc, AtomicBool, AtomicUsize, Mutex, Ordering, lock};
-use crate::timer;
-
-/// How many times a failing child looks for its own registry record (see
-/// `Scope::current_child`) before it gives up on naming itself.
-const REGISTRATION_WAIT: usize = 10_000;
-
-/// Up to this many tasks of a dropped scope are freed where its last
-/// child ends; more on the leak watcher's thread.
-const FREE_INLINE: usize = 64;
 
 // ===== Scope =====
 
@@ -257,63 +249,6 @@ impl Scope {
         self.dropped.load(Ordering::Acquire)
     }
 
-    /// The names of this scope and its ancestors, outermost first, as
-    /// [`scope_path`] joins them: past eight scopes, the four
-    /// outermost and the four innermost, with a count of those between.
-    ///
-    /// Made in the same time at any depth: the innermost names are a few
-    /// steps up from this scope, the outermost a few steps up from its
-    /// path anchor.
-    pub(crate) fn path(&self) -> String {
-        /// `from` and the scopes above it, `count` in all, innermost first.
-        fn up(from: &Scope, count: usize) -> Vec<&Scope> {
-            std::iter::successors(Some(from), |scope| scope.parent.as_deref())
-                .take(count)
-                .collect()
-        }
-        let len = self.depth + 1;
-        let elides = len > PATH_HEAD + PATH_TAIL;
-        // The scopes whose names the path keeps, outermost first: if it
-        // elides, the first few, from the anchor; then the last few, or
-        // all of them, down to this scope.
-        let mut kept = Vec::with_capacity(PATH_HEAD + PATH_TAIL);
-        if let (true, Some(anchor)) = (elides, &self.path_anchor) {
-            kept.extend(up(anchor, PATH_HEAD).into_iter().rev());
-        }
-        let head = kept.len();
-        let tail = if elides { PATH_TAIL } else { len };
-        kept.extend(up(self, tail).into_iter().rev());
-        scope_path(len, |level| {
-            let index = if level < head {
-                Some(level)
-            } else {
-                (level + kept.len()).checked_sub(len)
-            };
-            index
-                .and_then(|index| kept.get(index))
-                .and_then(|scope| scope.name.as_ref())
-        })
-    }
-
-    /// The path anchor of a scope opened inside this one: the scope at
-    /// depth `PATH_HEAD - 1` above it, if its path elides names. Inherited
-    /// from this scope's own, or found a few steps up when the new scope is
-    /// the first deep enough to need one.
-    fn path_anchor_below(&self) -> Option<Arc<Scope>> {
-        if self.depth + 2 <= PATH_HEAD + PATH_TAIL {
-            return None;
-        }
-        if let Some(anchor) = &self.path_anchor {
-            return Some(anchor.clone());
-        }
-        // This scope is deeper than the anchor: it is one of its ancestors.
-        let mut anchor = self.parent.as_ref()?;
-        while anchor.depth > PATH_HEAD - 1 {
-            anchor = anchor.parent.as_ref()?;
-        }
-        Some(anchor.clone())
-    }
-
     /// A child's future (or closure) has been dropped.
     pub(crate) fn child_exited(&self) {
         self.exit();
@@ -322,84 +257,6 @@ impl Scope {
     fn exit(&self) {
         if self.core.exit() {
             self.finish_dropped();
-        }
-    }
-
-    /// The last child of a dropped scope has ended: hand a panic that
-    /// happened under it to the parent it held, release that parent and
-    /// leave the tree.
-    ///
-    /// A dropped scope never returns, so it cannot re-raise a panic of its
-    /// children; its parent does, as if the panic were its own child's
-    /// (G3): an inner scope dropped because its parent was cancelled (a
-    /// sibling failed, say) may hold a panic that happened before that
-    /// failure. The parent has not joined yet: this scope still holds it.
-    ///
-    /// Releasing the parent can finish the parent in turn (it was dropped
-    /// too, and this scope held its last unit), and so on up a chain of
-    /// nested scopes of any depth: a loop, not recursion, so the depth
-    /// costs no stack.
-    fn finish_dropped(&self) {
-        let mut scope = self;
-        loop {
-            let parent = scope.release_parent();
-            scope.unregister();
-            scope.release_tasks_elsewhere();
-            timer::job_ended();
-            match parent {
-                Some(parent) => scope = parent,
-                None => return,
-            }
-        }
-    }
-
-    /// Hands a panic kept by this dropped scope on (see
-    /// [`Scope::hand_on_panic`]) and releases the parent it held. Returns
-    /// the parent if this was its last unit: it was dropped as well and is
-    /// now done.
-    fn release_parent(&self) -> Option<&Scope> {
-        let held = self.holds_parent.swap(false, Ordering::AcqRel);
-        let outcome = self.core.take_outcome();
-        if let Some(payload) = outcome.panic {
-            // Not a child of the parent's own: reported as the parent's
-            // body would be (no task to name). Without a held parent
-            // nobody re-raises it: it is reported as lost.
-            let who = lock(&self.why).as_ref().and_then(Cause::panicked_task);
-            self.hand_on_panic(payload, who, held);
-        }
-        // Errors kept before the drop: their destructors are user code,
-        // run here rather than wherever the scope's memory is freed.
-        for error in outcome.errors {
-            if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(error))) {
-                self.hand_on_panic(payload, None, held);
-            }
-        }
-        let parent = self.parent.as_deref().filter(|_| held)?;
-        parent.core.exit().then_some(parent)
-    }
-
-    /// Passes the panic of a dropped scope's task (`who`, if known) to
-    /// the nearest enclosing scope that can still re-raise it: up through
-    /// dropped scopes that hold their parent, to the first that has not
-    /// been dropped. With none, the panic can never be re-raised, and is
-    /// reported as a lost panic ([`Leak::panic`](crate::Leak::panic)),
-    /// through the leak hook and to the leak checks.
-    ///
-    /// `held`: whether this scope (dropped) holds its parent.
-    fn hand_on_panic(&self, payload: Payload, who: Option<TaskInfo>, held: bool) {
-        let mut scope = self;
-        let mut held = held;
-        loop {
-            match scope.parent.as_deref() {
-                Some(parent) if held => {
-                    if !parent.is_dropped() {
-                        return parent.record_panic(payload, true, || None);
-                    }
-                    held = parent.holds_parent.load(Ordering::Acquire);
-                    scope = parent;
-                }
-                _ => return dropped::lost_panic(self, payload, who),
-            }
         }
     }
 
@@ -429,148 +286,6 @@ impl Scope {
         self.key.load(Ordering::Acquire) != usize::MAX
     }
 
-    // ----- failure and cancellation -----
-
-    /// Records the error of a child (`child`: reported from the child's
-    /// own tokio task) or of the body.
-    pub(crate) fn report_error(&self, error: Payload, child: bool) {
-        let (cancelling, discarded) = self.core.report_error_with(error, !child, |_| {
-            let who = if child { self.current_child() } else { None };
-            self.set_why(Cause::failure(false, who.as_ref(), self.location));
-        });
-        self.cancelling(cancelling);
-        if let Some(error) = discarded {
-            self.drop_error(error, child);
-        }
-    }
-
-    /// Drops an error the scope does not keep. Its destructor is user
-    /// code: a panic there is that task's panic, re-raised with its own
-    /// payload and message (G3), like any other.
-    fn drop_error(&self, error: Payload, child: bool) {
-        if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(error))) {
-            self.report_panic(payload, child);
-        }
-    }
-
-    /// Records the panic of a child (`child`: reported from the child's
-    /// own tokio task) or of the body.
-    ///
-    /// A dropped scope never returns, so it cannot re-raise the panic: it
-    /// hands it on at once ([`Scope::hand_on_panic`]).
-    pub(crate) fn report_panic(&self, payload: Payload, child: bool) {
-        let who = || if child { self.current_child() } else { None };
-        if self.is_dropped() {
-            let held = self.holds_parent.load(Ordering::Acquire);
-            return self.hand_on_panic(payload, who(), held);
-        }
-        self.record_panic(payload, !child, who);
-    }
-
-    /// Records a panic in this scope's own outcome, to be re-raised after
-    /// the join. `who` names the task that panicked, if it is a child of
-    /// this scope's own (not the body, nor a scope dropped inside).
-    fn record_panic(
-        &self,
-        payload: Payload,
-        from_body: bool,
-        who: impl FnOnce() -> Option<TaskInfo>,
-    ) {
-        let cancelling = self.core.report_panic_with(payload, from_body, |_| {
-            let who = who();
-            self.set_why(Cause::failure(true, who.as_ref(), self.location));
-        });
-        self.cancelling(cancelling);
-    }
-
-    /// Who the child running on the current tokio task is, from the
-    /// registry: looked up only for the failure that fixes the cause (once
-    /// a scope), so that children need not carry their name and location.
-    /// The registry's lock is taken inside the outcome's, never the other
-    /// way round.
-    ///
-    /// A child on a worker can fail before the thread that spawned it has
-    /// recorded it (it does so right after tokio's `spawn` returns, and a
-    /// spawn from outside the runtime can run at once elsewhere): then
-    /// this waits for the record, yielding the thread, for a bounded time.
-    fn current_child(&self) -> Option<TaskInfo> {
-        let id = tokio::task::try_id()?;
-        for _ in 0..REGISTRATION_WAIT {
-            if let Some(who) = lock(&self.registry).who(id) {
-                return Some(who);
-            }
-            std::thread::yield_now();
-        }
-        None
-    }
-
-    /// Cancels the scope for `cause`: a deadline, an outside cancel, a
-    /// request or a drop (not a failure, which is reported).
-    pub(crate) fn cancel(&self, cause: Reason) {
-        let public = match cause {
-            Reason::TimedOut => Cause::TimedOut,
-            Reason::Requested => Cause::Requested,
-            _ => Cause::Cancelled,
-        };
-        self.cancel_as(cause, public);
-    }
-
-    /// Cancels the scope because the scope around it was cancelled (or its
-    /// token fired): it reads as the outer scope's cause, unless its own
-    /// effective deadline has passed.
-    pub(crate) fn cancel_from_parent(&self) {
-        let cancelling = self.cancel_core_from_parent();
-        self.cancelling(cancelling);
-    }
-
-    /// [`cancel_from_parent`](Scope::cancel_from_parent)'s decision alone,
-    /// for the walk below a cancelled scope, which does the rest itself.
-    fn cancel_core_from_parent(&self) -> Cancelling {
-        let cause = self.inherited_cause();
-        let public = match cause {
-            Reason::TimedOut => Cause::TimedOut,
-            _ => self
-                .parent
-                .as_ref()
-                .and_then(|parent| parent.cause())
-                .unwrap_or(Cause::Cancelled),
-        };
-        self.core.cancel_with(cause, |_| self.set_why(public))
-    }
-
-    fn cancel_as(&self, cause: Reason, public: Cause) {
-        let cancelling = self.core.cancel_with(cause, |_| self.set_why(public));
-        self.cancelling(cancelling);
-    }
-
-    /// Called by the core under its outcome lock: takes no other lock.
-    fn set_why(&self, why: Cause) {
-        *lock(&self.why) = Some(why);
-    }
-
-    /// Why the scope was cancelled, if it was: see [`crate::cause`]. One
-    /// atomic load while it was not. A token cancelled directly counts
-    /// once the scope has noticed it (at its next poll), as for
-    /// [`crate::check`].
-    pub(crate) fn cause(&self) -> Option<Cause> {
-        if !self.is_cancelled() {
-            return None;
-        }
-        // Written before the flag was set.
-        Some(lock(&self.why).clone().unwrap_or(Cause::Cancelled))
-    }
-
-    /// Why the scope was cancelled, once its token has fired: the recorded
-    /// cause, or, for a token cancelled directly that the scope has not
-    /// noticed yet, what the scope will record.
-    pub(crate) fn cause_once_fired(&self) -> Cause {
-        self.cause()
-            .unwrap_or_else(|| match self.inherited_cause() {
-                Reason::TimedOut => Cause::TimedOut,
-                _ => Cause::Cancelled,
-            })
-    }
-
     /// A child completed successfully.
     pub(crate) fn child_succeeded(&self) {
         self.core.child_succeeded();
@@ -585,86 +300,6 @@ impl Scope {
             None => (lock(&self.registry).pushed(), 0),
         };
         Stats::new(spawned, queued, live, counts)
-    }
-
-    /// A cancel was just decided, here or in a child's thread. The queued
-    /// children are dropped unstarted; without a grace period the running
-    /// ones are aborted at once, by whoever decided the cancel rather than
-    /// at the scope future's next poll. Then the open inner scopes are
-    /// cancelled (their cores, recursively), so that when the token fires
-    /// no child anywhere below can start another; last, the token fires.
-    /// With a grace period the scope future aborts when it ends.
-    fn cancelling(&self, cancelling: Cancelling) {
-        if cancelling == Cancelling::Now {
-            self.stop_children();
-            #[cfg(feature = "tracing")]
-            self.trace_cancelled();
-            self.fire_token();
-        }
-    }
-
-    /// Logs the cancel with its cause.
-    #[cfg(feature = "tracing")]
-    fn trace_cancelled(&self) {
-        if let Some(why) = &*lock(&self.why) {
-            tracing::info!(parent: &self.span, cause = %why, "nursery: scope cancelled");
-        }
-    }
-
-    /// Drops the queued children unstarted and, without a grace period,
-    /// aborts the running ones.
-    fn stop_children(&self) {
-        drop(self.core.close_queue());
-        if self.grace.is_zero() {
-            self.abort_all();
-        }
-    }
-
-    /// Cancels every scope open below this one (their cores, to any depth,
-    /// each reading as the cause that reached it from above), then fires
-    /// the token, which fires theirs.
-    ///
-    /// # Invariants
-    ///
-    /// A token fires only once the cores of every scope below it are
-    /// cancelled, whichever thread fires it: the one that decided the
-    /// cancel, the scope future that saw it decided, or the one that
-    /// decided a cancel further up. A child woken by a token therefore finds
-    /// its own scope cancelled, with its cause recorded. So the walk may
-    /// skip a scope whose token has fired (its subtree is done), but not one
-    /// that is merely cancelled: another thread may still be walking below
-    /// it. An inner scope that opens after the walk sees its parent
-    /// cancelled when it registers. The walk goes top down, so each scope's
-    /// cause is recorded before those below it read it.
-    ///
-    /// A loop over a list of scopes still to visit, not a recursion: a
-    /// deep nest of scopes costs no stack. Each list is copied out of its
-    /// lock before anything is cancelled: cancelling a scope may end a
-    /// dropped one, which takes its parent's lock to leave the list.
-    pub(crate) fn fire_token(&self) {
-        let mut below = lock(&self.scopes).open();
-        while let Some(inner) = below.pop() {
-            if inner.cancel_core_from_parent() == Cancelling::Now {
-                inner.stop_children();
-                #[cfg(feature = "tracing")]
-                inner.trace_cancelled();
-            }
-            if !inner.token.is_cancelled() {
-                below.extend(lock(&inner.scopes).open());
-            }
-        }
-        // tokio-util cancels a token's descendants in a loop as well.
-        self.token.cancel();
-    }
-
-    /// How a cancel that comes from an enclosing scope reads here: a
-    /// timeout if this scope's effective deadline has passed (G5).
-    fn inherited_cause(&self) -> Reason {
-        if self.deadline_passed() {
-            Reason::TimedOut
-        } else {
-            Reason::Cancelled
-        }
     }
 
     /// Records an inner scope opened under this one; returns its key.
@@ -683,90 +318,6 @@ impl Scope {
         drop(inner);
     }
 
-    pub(crate) fn abort_all(&self) {
-        lock(&self.registry).abort_all();
-    }
-
-    /// Drops the queued children and aborts the running ones, in this scope
-    /// and in every scope open inside it: they are all about to be dropped
-    /// with the scope (G7). The queue is closed first, so that an aborted
-    /// child's slot goes to nobody.
-    ///
-    /// Each scope is gone through once: in a deep nest of dropped scopes
-    /// each one's drop would otherwise go through all of those below it
-    /// again, quadratic in the depth. A loop, not a recursion, as in
-    /// [`Scope::fire_token`].
-    fn abort_tree(&self) {
-        let mut pending = match self.abort_own() {
-            true => lock(&self.scopes).open(),
-            false => return,
-        };
-        while let Some(inner) = pending.pop() {
-            if inner.abort_own() {
-                pending.extend(lock(&inner.scopes).open());
-            }
-        }
-    }
-
-    /// `abort_tree`'s work on this scope alone, unless done already. The
-    /// scope is cancelled first (if it was not), so that a child dropped by
-    /// the abort finds its scope cancelled, as after any other cancel; its
-    /// token fires with the dropped scope's, once the walk is done.
-    fn abort_own(&self) -> bool {
-        if self.tree_aborted.swap(true, Ordering::AcqRel) {
-            return false;
-        }
-        let _ = self.cancel_core_from_parent();
-        drop(self.core.close_queue());
-        self.abort_all();
-        true
-    }
-
-    /// The scope future was dropped before finishing (G7): cancel and abort
-    /// everything at once, and make the parent wait for the children that
-    /// are still being torn down (G1 is transitive). Never blocks.
-    pub(crate) fn abandon(&self) {
-        let cancelling = self
-            .core
-            .cancel_with(Reason::Dropped, |_| self.set_why(Cause::Cancelled));
-        // Abort before the token fires, so that no child is woken into its
-        // cancellation path by a token it will never get to act on.
-        self.abort_tree();
-        self.cancelling(cancelling);
-        if let Some(parent) = &self.parent {
-            match parent.core.enter_hold() {
-                Ok(()) => self.holds_parent.store(true, Ordering::Release),
-                Err(last) => {
-                    if last {
-                        parent.finish_dropped();
-                    }
-                }
-            }
-        }
-        *lock(&self.dropped_at) = Some(Stamp::now());
-        // After `holds_parent` is settled: a panic reported from here on
-        // is handed on at once, to the parent if it is held.
-        self.dropped.store(true, Ordering::Release);
-        if self.core.abandon() {
-            self.finish_dropped();
-        }
-    }
-
-    /// Every child of a dropped scope has ended: their tokio tasks can go.
-    /// A large list is freed on the leak watcher's thread, soon: the last
-    /// child ends on a runtime thread, which need not pay for freeing the
-    /// tasks of every sibling (10,000 of them take about a millisecond).
-    fn release_tasks_elsewhere(&self) {
-        let registry = {
-            let mut registry = lock(&self.registry);
-            let closed = registry.closed();
-            std::mem::replace(&mut *registry, closed)
-        };
-        if registry.len() > FREE_INLINE {
-            dropped::free_soon(registry);
-        }
-    }
-
     /// The join is complete: every child has ended, so their bookkeeping
     /// can go now rather than when the last `Nursery` clone is dropped.
     pub(crate) fn closed(&self) {
@@ -776,44 +327,6 @@ impl Scope {
             std::mem::replace(&mut *registry, closed)
         };
         drop(registry);
-    }
-
-    /// Whether the scope has been cancelled, and how, for [`crate::check`]:
-    /// the cause that fixed the outcome decides, so the answer never changes
-    /// once given. While not cancelled: one atomic load, and a read of the
-    /// clock if the scope has a deadline ([`Scope::is_cancelled`]).
-    pub(crate) fn interrupted(&self) -> Option<Interrupted> {
-        if !self.is_cancelled() {
-            return None;
-        }
-        match self.core.cause() {
-            Some(Reason::TimedOut) => Some(Interrupted::TimedOut),
-            _ => Some(Interrupted::Cancelled),
-        }
-    }
-
-    fn deadline_passed(&self) -> bool {
-        self.deadline
-            .is_some_and(|deadline| Instant::now() >= deadline)
-    }
-
-    /// Whether the scope has been cancelled. A scope whose deadline has
-    /// passed is timed out whether or not its timer has fired yet (tokio's
-    /// fires on the next millisecond tick, and not at all while a body
-    /// holds the thread): whoever notices first cancels it with
-    /// [`Reason::TimedOut`], which fixes the outcome (G5). So a zero timeout
-    /// times out, and `check()` never says `Ok` past the deadline.
-    pub(crate) fn is_cancelled(&self) -> bool {
-        self.core.is_cancelled() || (self.deadline_passed() && self.time_out())
-    }
-
-    /// Cancels the scope for its passed deadline; out of line, so that
-    /// the polls that check the deadline keep a small frame.
-    #[cold]
-    #[inline(never)]
-    fn time_out(&self) -> bool {
-        self.cancel(Reason::TimedOut);
-        true
     }
 }
 

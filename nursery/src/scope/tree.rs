@@ -3,6 +3,7 @@
 //! touched once when a root opens and once when it is done.
 
 use crate::scope::Scope;
+use crate::snapshot::{PATH_HEAD, PATH_TAIL, scope_path};
 use crate::sync::{Arc, StaticMutex, static_lock};
 
 /// Open scopes with stable keys: the scopes inside one scope, or the roots.
@@ -131,4 +132,63 @@ pub(crate) fn remove_root(key: usize) {
 
 pub(crate) fn roots() -> Vec<Arc<Scope>> {
     static_lock(&ROOTS).open()
+}
+
+impl Scope {
+    /// The names of this scope and its ancestors, outermost first, as
+    /// [`scope_path`] joins them: past eight scopes, the four
+    /// outermost and the four innermost, with a count of those between.
+    ///
+    /// Made in the same time at any depth: the innermost names are a few
+    /// steps up from this scope, the outermost a few steps up from its
+    /// path anchor.
+    pub(crate) fn path(&self) -> String {
+        /// `from` and the scopes above it, `count` in all, innermost first.
+        fn up(from: &Scope, count: usize) -> Vec<&Scope> {
+            std::iter::successors(Some(from), |scope| scope.parent.as_deref())
+                .take(count)
+                .collect()
+        }
+        let len = self.depth + 1;
+        let elides = len > PATH_HEAD + PATH_TAIL;
+        // The scopes whose names the path keeps, outermost first: if it
+        // elides, the first few, from the anchor; then the last few, or
+        // all of them, down to this scope.
+        let mut kept = Vec::with_capacity(PATH_HEAD + PATH_TAIL);
+        if let (true, Some(anchor)) = (elides, &self.path_anchor) {
+            kept.extend(up(anchor, PATH_HEAD).into_iter().rev());
+        }
+        let head = kept.len();
+        let tail = if elides { PATH_TAIL } else { len };
+        kept.extend(up(self, tail).into_iter().rev());
+        scope_path(len, |level| {
+            let index = if level < head {
+                Some(level)
+            } else {
+                (level + kept.len()).checked_sub(len)
+            };
+            index
+                .and_then(|index| kept.get(index))
+                .and_then(|scope| scope.name.as_ref())
+        })
+    }
+
+    /// The path anchor of a scope opened inside this one: the scope at
+    /// depth `PATH_HEAD - 1` above it, if its path elides names. Inherited
+    /// from this scope's own, or found a few steps up when the new scope is
+    /// the first deep enough to need one.
+    pub(super) fn path_anchor_below(&self) -> Option<Arc<Scope>> {
+        if self.depth + 2 <= PATH_HEAD + PATH_TAIL {
+            return None;
+        }
+        if let Some(anchor) = &self.path_anchor {
+            return Some(anchor.clone());
+        }
+        // This scope is deeper than the anchor: it is one of its ancestors.
+        let mut anchor = self.parent.as_ref()?;
+        while anchor.depth > PATH_HEAD - 1 {
+            anchor = anchor.parent.as_ref()?;
+        }
+        Some(anchor.clone())
+    }
 }

@@ -1,6 +1,12 @@
 //! G8 limits: at most `limit` children run at once; `spawn` beyond it
 //! queues in FIFO order without creating tokio tasks; `try_spawn` hands the
 //! future back instead.
+//!
+//! The other limits share this binary: `weighted` (children that take a
+//! weight of the limit) and `rate` (starts per period).
+
+mod rate;
+mod weighted;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

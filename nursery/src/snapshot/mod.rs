@@ -1,0 +1,593 @@
+//! What [`dump`](crate::dump()) and leak reports show: [`Dump`],
+//! [`ScopeSnapshot`] and [`TaskSnapshot`] with their states, their text
+//! form, and scope paths.
+//!
+//! A snapshot tree may be any number of scopes deep: it is printed,
+//! searched, cloned and dropped with loops over explicit stacks, never a
+//! recursion (`tree.rs`); its text is made in `text.rs`.
+
+mod text;
+mod tree;
+
+use std::fmt;
+use std::panic::Location;
+use std::time::Duration;
+
+use tokio::task::Id;
+
+use crate::clock::Stamp;
+use crate::id::{Name, TaskInfo};
+
+use self::text::Indent;
+pub(crate) use self::text::{Age, DisplayName, PATH_HEAD, PATH_TAIL, scope_path};
+use self::tree::{Node, Nodes, find};
+
+/// What a task is doing, in a [`Dump`] or a leak report.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// # nursery::Nursery::builder().name("crawl").limit(2).scope(|n| async move {
+/// #     n.spawn_named("fetch", std::future::pending::<Result<(), ()>>());
+/// #     n.spawn_named("opener", async {
+/// #         nursery::Nursery::builder().name("inner").scope(|_inner| std::future::pending::<Result<(), ()>>()).await.map_err(|_| ())
+/// #     });
+/// #     n.spawn_named("waiting", async { Ok(()) }); // queued under the limit
+/// #     let opened = async { while nursery::dump().find("inner").is_none() { tokio::task::yield_now().await; } };
+/// #     tokio::time::timeout(std::time::Duration::from_secs(10), opened).await.expect("`inner` opens");
+/// let dump = nursery::dump();
+/// let crawl = dump.find("crawl").unwrap();
+/// let fetch = crawl.tasks().iter().find(|task| task.name() == Some("fetch")).unwrap();
+/// let opener = crawl.tasks().iter().find(|task| task.name() == Some("opener")).unwrap();
+/// let waiting = crawl.tasks().iter().find(|task| task.name() == Some("waiting")).unwrap();
+/// assert_eq!(fetch.state(), nursery::TaskState::Running);
+/// assert_eq!(waiting.state(), nursery::TaskState::Queued);
+/// #     n.cancel();
+/// #     Ok(())
+/// # }).await.unwrap();
+/// # }
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TaskState {
+    /// Started and not finished.
+    Running,
+    /// Waiting for room under its scope's limit; not a tokio task yet.
+    Queued,
+    /// Its scope has been cancelled (or dropped) and it has not ended yet.
+    Cancelling,
+}
+
+impl fmt::Display for TaskState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TaskState::Running => "running",
+            TaskState::Queued => "queued",
+            TaskState::Cancelling => "cancelling",
+        })
+    }
+}
+
+/// What a scope is doing, in a [`Dump`].
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// # nursery::Nursery::builder().name("crawl").limit(2).scope(|n| async move {
+/// #     n.spawn_named("fetch", std::future::pending::<Result<(), ()>>());
+/// #     n.spawn_named("opener", async {
+/// #         nursery::Nursery::builder().name("inner").scope(|_inner| std::future::pending::<Result<(), ()>>()).await.map_err(|_| ())
+/// #     });
+/// #     n.spawn_named("waiting", async { Ok(()) }); // queued under the limit
+/// #     let opened = async { while nursery::dump().find("inner").is_none() { tokio::task::yield_now().await; } };
+/// #     tokio::time::timeout(std::time::Duration::from_secs(10), opened).await.expect("`inner` opens");
+/// let dump = nursery::dump();
+/// let crawl = dump.find("crawl").unwrap();
+/// let fetch = crawl.tasks().iter().find(|task| task.name() == Some("fetch")).unwrap();
+/// let opener = crawl.tasks().iter().find(|task| task.name() == Some("opener")).unwrap();
+/// assert_eq!(crawl.state(), nursery::ScopeState::Open);
+/// assert_eq!(crawl.state().to_string(), "open");
+/// #     n.cancel();
+/// #     Ok(())
+/// # }).await.unwrap();
+/// # }
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ScopeState {
+    /// Running its body or joining its children.
+    Open,
+    /// Cancelled, waiting for its children to end.
+    Cancelling,
+    /// Its future was dropped before it finished; some of its children have
+    /// not ended yet.
+    Dropped,
+}
+
+impl fmt::Display for ScopeState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ScopeState::Open => "open",
+            ScopeState::Cancelling => "cancelling",
+            ScopeState::Dropped => "dropped",
+        })
+    }
+}
+
+/// One task as it was when a [`Dump`] or a leak report was taken.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// # nursery::Nursery::builder().name("crawl").limit(2).scope(|n| async move {
+/// #     n.spawn_named("fetch", std::future::pending::<Result<(), ()>>());
+/// #     n.spawn_named("opener", async {
+/// #         nursery::Nursery::builder().name("inner").scope(|_inner| std::future::pending::<Result<(), ()>>()).await.map_err(|_| ())
+/// #     });
+/// #     n.spawn_named("waiting", async { Ok(()) }); // queued under the limit
+/// #     let opened = async { while nursery::dump().find("inner").is_none() { tokio::task::yield_now().await; } };
+/// #     tokio::time::timeout(std::time::Duration::from_secs(10), opened).await.expect("`inner` opens");
+/// let dump = nursery::dump();
+/// let crawl = dump.find("crawl").unwrap();
+/// let fetch = crawl.tasks().iter().find(|task| task.name() == Some("fetch")).unwrap();
+/// let opener = crawl.tasks().iter().find(|task| task.name() == Some("opener")).unwrap();
+/// // task `fetch` spawned at FILE:LINE:COL: running, age 0ms
+/// println!("{fetch}");
+/// assert_eq!(fetch.name(), Some("fetch"));
+/// println!("`fetch` was spawned at {}", fetch.location());
+/// assert!(fetch.age() < std::time::Duration::from_secs(60));
+/// assert_eq!(fetch.state(), nursery::TaskState::Running);
+/// assert_eq!(fetch.scope_path(), "`crawl`");
+/// // The scope `opener` opened is shown under it, not under `crawl`.
+/// assert_eq!(opener.scopes()[0].name(), Some("inner"));
+/// assert!(fetch.scopes().is_empty());
+/// // Its own fields, and how many scopes are open inside it.
+/// assert!(format!("{opener:?}").ends_with(", scopes: 1 }"));
+/// #     n.cancel();
+/// #     Ok(())
+/// # }).await.unwrap();
+/// # }
+/// ```
+///
+/// Its `Debug` form shows the task's own fields and how many scopes are
+/// open inside it, not those scopes: the tree below a task may be any
+/// number of levels deep. Print a [`Dump`] or a [`ScopeSnapshot`] for the
+/// tree.
+pub struct TaskSnapshot {
+    pub(crate) name: Option<Name>,
+    pub(crate) location: &'static Location<'static>,
+    pub(crate) age: Duration,
+    pub(crate) state: TaskState,
+    pub(crate) scope_path: String,
+    /// The tokio task's id; `None` while queued.
+    pub(crate) id: Option<Id>,
+    /// Scopes opened inside this task.
+    pub(crate) scopes: Vec<ScopeSnapshot>,
+}
+
+impl TaskSnapshot {
+    pub(crate) fn new(
+        info: &TaskInfo,
+        id: Option<Id>,
+        state: TaskState,
+        path: &str,
+        now: Stamp,
+    ) -> Self {
+        TaskSnapshot {
+            name: info.name.clone(),
+            location: info.location,
+            age: info.started.until(now),
+            state,
+            scope_path: path.to_owned(),
+            id,
+            scopes: Vec::new(),
+        }
+    }
+
+    /// The name given with [`Nursery::spawn_named`](crate::Nursery::spawn_named)
+    /// or [`Nursery::spawn_blocking_named`](crate::Nursery::spawn_blocking_named).
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_ref().map(Name::as_str)
+    }
+
+    /// Where the task was spawned.
+    pub fn location(&self) -> &'static Location<'static> {
+        self.location
+    }
+
+    /// How long ago the task was spawned (to a few milliseconds).
+    pub fn age(&self) -> Duration {
+        self.age
+    }
+
+    /// What it was doing.
+    pub fn state(&self) -> TaskState {
+        self.state
+    }
+
+    /// The names of the scopes it belongs to, outermost first, joined with
+    /// ` > ` (`<unnamed>` for a scope without a name).
+    ///
+    /// A path through more than eight scopes names the four outermost and
+    /// the four innermost, and counts those between:
+    /// ``"`a` > `b` > `c` > `d` > ... 49992 scopes ... > `w` > `x` > `y` > `z`"``.
+    /// So a path is as cheap to make and as short to print at any depth.
+    pub fn scope_path(&self) -> &str {
+        &self.scope_path
+    }
+
+    /// The scopes open inside this task (in a [`Dump`]; empty in leak
+    /// reports).
+    pub fn scopes(&self) -> &[ScopeSnapshot] {
+        &self.scopes
+    }
+
+    /// The tokio task's id; `None` while queued.
+    pub(crate) fn id(&self) -> Option<Id> {
+        self.id
+    }
+
+    /// Its line in the text of a dump, `depth` levels below the root scope.
+    fn write_line(&self, f: &mut fmt::Formatter<'_>, depth: usize) -> fmt::Result {
+        writeln!(
+            f,
+            "{}task {} spawned at {}: {}, age {}",
+            Indent(depth),
+            DisplayName(self.name()),
+            self.location,
+            self.state,
+            Age(self.age)
+        )
+    }
+}
+
+impl fmt::Debug for TaskSnapshot {
+    /// The task's own fields, and how many scopes are open inside it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskSnapshot")
+            .field("name", &self.name)
+            .field("location", &self.location)
+            .field("age", &self.age)
+            .field("state", &self.state)
+            .field("scope_path", &self.scope_path)
+            .field("id", &self.id)
+            .field("scopes", &self.scopes.len())
+            .finish()
+    }
+}
+
+/// One scope, its tasks and the scopes inside it, as they were when a
+/// [`Dump`] was taken. Printed, it is the indented tree of [`Dump`] from
+/// this scope down (this scope at depth 0).
+///
+/// A tree of snapshots may be any number of scopes deep: building it,
+/// printing it, searching it, cloning it and dropping it all keep their
+/// place in the tree on a stack of their own rather than the call stack,
+/// so none of them overflows a thread's stack. Its `Debug` form shows the
+/// scope's own fields and how many tasks and scopes it holds directly,
+/// not the tree below it; print it (`Display`) for the tree.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// # nursery::Nursery::builder().name("crawl").limit(2).scope(|n| async move {
+/// #     n.spawn_named("fetch", std::future::pending::<Result<(), ()>>());
+/// #     n.spawn_named("opener", async {
+/// #         nursery::Nursery::builder().name("inner").scope(|_inner| std::future::pending::<Result<(), ()>>()).await.map_err(|_| ())
+/// #     });
+/// #     n.spawn_named("waiting", async { Ok(()) }); // queued under the limit
+/// #     let opened = async { while nursery::dump().find("inner").is_none() { tokio::task::yield_now().await; } };
+/// #     tokio::time::timeout(std::time::Duration::from_secs(10), opened).await.expect("`inner` opens");
+/// let dump = nursery::dump();
+/// let crawl = dump.find("crawl").unwrap();
+/// let fetch = crawl.tasks().iter().find(|task| task.name() == Some("fetch")).unwrap();
+/// let opener = crawl.tasks().iter().find(|task| task.name() == Some("opener")).unwrap();
+/// // The tree from `crawl` down, one line per scope or task.
+/// println!("{crawl}");
+/// assert!(crawl.to_string().starts_with("scope `crawl` opened at "));
+/// // Its own fields, and how many tasks and scopes it holds directly.
+/// assert!(format!("{crawl:?}").ends_with(", tasks: 3, scopes: 0 }"));
+/// assert_eq!(crawl.name(), Some("crawl"));
+/// println!("`crawl` was opened at {}", crawl.location());
+/// assert!(crawl.age() < std::time::Duration::from_secs(60));
+/// assert_eq!(crawl.state(), nursery::ScopeState::Open);
+/// let names: Vec<_> = crawl.tasks().iter().map(|task| task.name()).collect();
+/// assert_eq!(names, [Some("fetch"), Some("opener"), Some("waiting")]);
+/// // Scopes opened by the body; those opened by a task are under that task.
+/// assert!(crawl.scopes().is_empty());
+/// assert_eq!(opener.scopes().len(), 1);
+/// assert_eq!(crawl.find("inner").unwrap().name(), Some("inner"));
+/// assert!(crawl.find("elsewhere").is_none());
+/// # let _ = fetch;
+/// #     n.cancel();
+/// #     Ok(())
+/// # }).await.unwrap();
+/// # }
+/// ```
+pub struct ScopeSnapshot {
+    pub(crate) name: Option<Name>,
+    pub(crate) location: &'static Location<'static>,
+    pub(crate) age: Duration,
+    pub(crate) state: ScopeState,
+    pub(crate) tasks: Vec<TaskSnapshot>,
+    pub(crate) scopes: Vec<ScopeSnapshot>,
+}
+
+impl ScopeSnapshot {
+    /// The scope's name, if it was given one.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_ref().map(Name::as_str)
+    }
+
+    /// Where the scope was opened.
+    pub fn location(&self) -> &'static Location<'static> {
+        self.location
+    }
+
+    /// How long ago the scope was opened (to a few milliseconds).
+    pub fn age(&self) -> Duration {
+        self.age
+    }
+
+    /// What the scope was doing.
+    pub fn state(&self) -> ScopeState {
+        self.state
+    }
+
+    /// Its own live tasks: running, queued or cancelling. The scopes open
+    /// inside each are under [`TaskSnapshot::scopes`].
+    pub fn tasks(&self) -> &[TaskSnapshot] {
+        &self.tasks
+    }
+
+    /// The scopes open in its body (those open inside one of its tasks are
+    /// under that task).
+    pub fn scopes(&self) -> &[ScopeSnapshot] {
+        &self.scopes
+    }
+
+    /// The first scope named `name` in this subtree (this one included),
+    /// searching depth first.
+    pub fn find(&self, name: &str) -> Option<&ScopeSnapshot> {
+        find(std::slice::from_ref(self), name)
+    }
+
+    /// Its line in the text of a dump, `depth` levels below the root scope.
+    fn write_line(&self, f: &mut fmt::Formatter<'_>, depth: usize) -> fmt::Result {
+        writeln!(
+            f,
+            "{}scope {} opened at {}: {}, age {}",
+            Indent(depth),
+            DisplayName(self.name()),
+            self.location,
+            self.state,
+            Age(self.age)
+        )
+    }
+
+    /// Whether a scope is open in it or in one of its tasks.
+    fn has_inner_scopes(&self) -> bool {
+        !self.scopes.is_empty() || self.tasks.iter().any(|task| !task.scopes.is_empty())
+    }
+}
+
+impl fmt::Debug for ScopeSnapshot {
+    /// The scope's own fields, and how many tasks and scopes it holds
+    /// directly.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ScopeSnapshot")
+            .field("name", &self.name)
+            .field("location", &self.location)
+            .field("age", &self.age)
+            .field("state", &self.state)
+            .field("tasks", &self.tasks.len())
+            .field("scopes", &self.scopes.len())
+            .finish()
+    }
+}
+
+/// Every live scope and task of the process: the tree [`dump`](crate::dump()) returns.
+///
+/// Printed, it is an indented tree, every scope or task before what it
+/// contains, one line each: name (or `<unnamed>`), where it was opened or
+/// spawned, state and age. A scope opened inside a task is shown under
+/// that task; one opened in a scope's body, under the scope.
+///
+/// Each line is indented two spaces per level of depth below its root
+/// scope (a task is one level below its scope, a scope opened in a task
+/// one below the task), up to 32 levels. A line deeper than that is
+/// indented as the 32nd level and starts with its depth, so that the
+/// text grows with the number of lines alone, however deep the tree:
+///
+/// ```text
+/// scope `deep` opened at src/main.rs:10:5: open, age 12ms
+///   task <unnamed> spawned at src/main.rs:11:9: running, age 12ms
+///     scope `level-1` opened at src/main.rs:20:5: open, age 12ms
+/// ...
+///                                                                 scope `level-16` opened at src/main.rs:20:5: open, age 11ms
+///                                                                 [depth 33] task <unnamed> spawned at src/main.rs:21:9: running, age 11ms
+///                                                                 [depth 34] scope `level-17` opened at src/main.rs:20:5: open, age 11ms
+/// ```
+///
+/// The tree may be any number of scopes deep: it is built, printed,
+/// searched, cloned and dropped without a recursion (see
+/// [`ScopeSnapshot`]). Its `Debug` form lists the root scopes, each with
+/// its own fields only.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// nursery::Nursery::builder().name("crawl").scope(|n| async move {
+///     n.spawn_named("fetch", std::future::pending::<Result<(), ()>>());
+///     let dump = nursery::dump();
+///     assert!(!dump.is_empty());
+///     assert!(dump.scopes().iter().any(|root| root.name() == Some("crawl")));
+///     assert!(dump.tasks().iter().any(|task| task.name() == Some("fetch")));
+///     let crawl = dump.find("crawl").unwrap();
+///     assert_eq!(crawl.tasks()[0].name(), Some("fetch"));
+///     let text = crawl.to_string();
+///     assert!(text.starts_with("scope `crawl` opened at"));
+///     assert!(text.contains("\n  task `fetch` spawned at"));
+///     n.cancel();
+///     Ok(())
+/// }).await.unwrap();
+/// # }
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct Dump {
+    pub(crate) scopes: Vec<ScopeSnapshot>,
+}
+
+impl Dump {
+    /// The root scopes: those opened outside any other scope.
+    pub fn scopes(&self) -> &[ScopeSnapshot] {
+        &self.scopes
+    }
+
+    /// The first scope named `name`, searching each root's tree depth first.
+    pub fn find(&self, name: &str) -> Option<&ScopeSnapshot> {
+        find(&self.scopes, name)
+    }
+
+    /// Every task in the tree, each before the tasks of the scopes inside
+    /// it.
+    pub fn tasks(&self) -> Vec<&TaskSnapshot> {
+        let tasks = Nodes::new(&self.scopes).filter_map(|(_, node)| match node {
+            Node::Task(task) => Some(task),
+            Node::Scope(_) => None,
+        });
+        tasks.collect()
+    }
+
+    /// Whether no scope is open.
+    pub fn is_empty(&self) -> bool {
+        self.scopes.is_empty()
+    }
+}
+
+#[cfg(all(test, not(nursery_loom)))]
+mod tests {
+    use super::*;
+    use crate::snapshot::text::MAX_INDENT;
+
+    #[test]
+    fn a_scope_path_names_the_outermost_and_innermost_scopes_and_counts_the_rest() {
+        let names: Vec<Name> = (0..50_000)
+            .map(|i| Name::new(format!("s{i}").into()))
+            .collect();
+        let path = |len: usize| scope_path(len, |level| names.get(level));
+        assert_eq!(path(1), "`s0`");
+        assert_eq!(
+            path(8),
+            "`s0` > `s1` > `s2` > `s3` > `s4` > `s5` > `s6` > `s7`"
+        );
+        assert_eq!(
+            path(9),
+            "`s0` > `s1` > `s2` > `s3` > ... 1 scope ... > `s5` > `s6` > `s7` > `s8`"
+        );
+        assert_eq!(
+            path(50_000),
+            "`s0` > `s1` > `s2` > `s3` > ... 49992 scopes ... > `s49996` > `s49997` > `s49998` > `s49999`"
+        );
+        let unnamed = scope_path(3, |level| names.get(level).filter(|_| level == 1));
+        assert_eq!(unnamed, "<unnamed> > `s1` > <unnamed>");
+    }
+
+    /// A chain `depth` scopes deep, each scope holding one task, which
+    /// holds the next scope; the scopes are named `s{level}`.
+    fn chain(depth: usize) -> ScopeSnapshot {
+        let location = Location::caller();
+        let task = |level: usize, scopes| TaskSnapshot {
+            name: None,
+            location,
+            age: Duration::ZERO,
+            state: TaskState::Running,
+            scope_path: format!("path {level}"),
+            id: None,
+            scopes,
+        };
+        let scope = |level: usize, tasks| ScopeSnapshot {
+            name: Some(Name::new(format!("s{level}").into())),
+            location,
+            age: Duration::ZERO,
+            state: ScopeState::Open,
+            tasks,
+            scopes: Vec::new(),
+        };
+        let mut inner = scope(depth - 1, Vec::new());
+        for level in (0..depth - 1).rev() {
+            inner = scope(level, vec![task(level, vec![inner])]);
+        }
+        inner
+    }
+
+    /// Runs `f` on a thread with a 2 MiB stack, like tokio's worker threads.
+    fn on_small_stack<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
+        std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(f)
+            .unwrap()
+            .join()
+            .expect("the thread panicked")
+    }
+
+    #[test]
+    fn a_deep_snapshot_is_printed_searched_cloned_and_dropped_without_recursion() {
+        const DEPTH: usize = 50_000;
+        on_small_stack(|| {
+            let dump = Dump {
+                scopes: vec![chain(DEPTH)],
+            };
+            let text = dump.to_string();
+            let lines: Vec<&str> = text.lines().collect();
+            assert_eq!(lines.len(), 2 * DEPTH - 1);
+            assert!(
+                lines[0].starts_with("scope `s0` opened at "),
+                "{}",
+                lines[0]
+            );
+            assert!(lines[1].starts_with("  task <unnamed> spawned at "));
+            let indent = " ".repeat(2 * MAX_INDENT);
+            assert!(lines[MAX_INDENT].starts_with(&format!("{indent}scope `s16` ")));
+            assert!(lines[MAX_INDENT + 1].starts_with(&format!("{indent}[depth 33] task ")));
+            let last = format!(
+                "{indent}[depth {}] scope `s{}` opened at ",
+                2 * DEPTH - 2,
+                DEPTH - 1
+            );
+            assert!(
+                lines[lines.len() - 1].starts_with(&last),
+                "{}",
+                lines[lines.len() - 1]
+            );
+            assert!(text.len() < 200 * lines.len(), "{} bytes", text.len());
+
+            let innermost = format!("s{}", DEPTH - 1);
+            let found = dump.find(&innermost).expect("the innermost scope");
+            assert!(found.tasks().is_empty() && found.scopes().is_empty());
+            assert_eq!(dump.tasks().len(), DEPTH - 1);
+
+            let copy = dump.clone();
+            assert_eq!(copy.to_string(), text);
+            assert_eq!(
+                format!("{:?}", copy.scopes()[0].tasks()[0]),
+                format!(
+                    "TaskSnapshot {{ name: None, location: {:?}, age: 0ns, state: Running, \
+                     scope_path: \"path 0\", id: None, scopes: 1 }}",
+                    copy.scopes()[0].location()
+                )
+            );
+            assert!(format!("{copy:?}").ends_with("state: Open, tasks: 1, scopes: 0 }] }"));
+            drop(copy);
+            let task = dump.scopes()[0].tasks()[0].clone();
+            drop(dump);
+            assert_eq!(task.scopes()[0].name(), Some("s1"));
+            drop(task);
+        });
+    }
+}
