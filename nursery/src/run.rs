@@ -138,9 +138,28 @@ pin_project! {
         // The scope, lent to the thread for each poll of the body.
         lent: Option<Arc<Scope>>,
         open: Open,
-        // The cancel has been started here (queue closed, token fired).
-        cancel_seen: bool,
+        phase: Phase,
     }
+}
+
+/// Whether an open scope has started its cancel. Where the body is (running,
+/// or finished and dropped) is its [`Slot`]'s state; the scope future as a
+/// whole is [`Run`].
+///
+/// | phase | body | the scope future |
+/// |---|---|---|
+/// | `Running` | live | polls the body, watches for cancels |
+/// | `Running` | dropped | joins: waits for its children |
+/// | `Cancelling` | live | polls the body (only after `n.cancel()`, which spares it) |
+/// | `Cancelling` | dropped | joins: waits for its children, aborted or in their grace |
+///
+/// `Running` → `Cancelling` once, the first time the scope reads as
+/// cancelled: the queue closes, the children are aborted or their grace
+/// timer armed, and the token fires ([`Scope::start_cancel`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Running,
+    Cancelling,
 }
 
 pin_project! {
@@ -265,7 +284,7 @@ where
                 body,
                 lent,
                 open,
-                cancel_seen: false,
+                phase: Phase::Running,
             },
         });
     }
@@ -297,96 +316,176 @@ where
     Fut: Future<Output = Result<T, E>>,
     E: Send + 'static,
 {
-    /// One poll of an open scope: watches for cancels, polls the body, and
-    /// says when the body and every child have finished.
+    /// One poll of an open scope, in three steps: watch the sources of
+    /// cancellation outside the scope's own children, drive the body, then
+    /// join. Ready once the body and every child have finished.
     fn poll_join(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let mut this = self.project();
-        let scope = &this.open.scope;
+        let this = self.project();
+        let scope = &*this.open.scope;
         // The body, and whatever the scope does on its behalf, runs in the
         // scope's span.
         #[cfg(feature = "tracing")]
         let _entered = scope.span.enter();
         scope.core.register(cx.waker());
-
-        if let Some(cold) = this.cold {
-            scope.poll_outside(cold.as_mut(), cx);
-        }
-
-        // The token cancelled directly, by whoever holds it: an outside
-        // cancel. Checked again after the body yields (below), so a body that
-        // cancels the token has its scope cancelled before any child it
-        // spawned meanwhile gets to run on this thread.
-        if !scope.core.is_cancelled() && this.token_cancelled.as_mut().poll(cx).is_ready() {
-            scope.cancel_from_parent();
-        }
-
-        let mut body_yielded = false;
-        loop {
-            // Past the deadline the scope times out even if the timer has
-            // not fired: checked before the body runs (a zero timeout) and
-            // again after it returns (a body that held the thread).
-            if scope.is_cancelled() {
-                if !*this.cancel_seen {
-                    *this.cancel_seen = true;
-                    scope.start_cancel(this.cold);
-                }
-                if scope.core.cause().is_some_and(Reason::interrupts_body) {
-                    drop_body(this.body.as_mut(), scope);
-                }
-            }
-            if body_yielded {
-                break;
-            }
-            let SlotProj::Live { future } = this.body.as_mut().project() else {
-                break;
-            };
-            let polled = context::enter_inline(this.lent, || {
-                catch_unwind(AssertUnwindSafe(|| future.poll(cx)))
-            });
-            match polled {
-                Ok(Poll::Pending) => {
-                    if !scope.core.is_cancelled() && scope.token.is_cancelled() {
-                        scope.cancel_from_parent();
-                    }
-                    if *this.cancel_seen || !scope.core.is_cancelled() {
-                        break;
-                    }
-                    // The body cancelled the scope: start the cancel now.
-                    body_yielded = true;
-                }
-                Ok(Poll::Ready(Ok(output))) => {
-                    *this.value = Some(output);
-                    drop_body(this.body.as_mut(), scope);
-                }
-                Ok(Poll::Ready(Err(error))) => {
-                    drop_body(this.body.as_mut(), scope);
-                    scope.report_error(Box::new(error), false);
-                }
-                Err(payload) => {
-                    drop_body(this.body.as_mut(), scope);
-                    scope.report_panic(payload, false);
-                }
-            }
-            // The body's result (or the body, on its way) may have cancelled
-            // the scope: go round once more to start the cancel.
-        }
-
-        if let Some(cold) = this.cold {
-            scope.poll_grace(cold.as_mut(), cx);
-        }
-        scope.pace(this.cold, cx);
-
-        if !matches!(*this.body, Slot::Dropped) {
-            return Poll::Pending;
-        }
-        if scope.core.try_close() {
-            return Poll::Ready(());
-        }
-        // Waiting for children: free the tasks of those that have ended
-        // (an exit wakes the scope for it as the count halves).
-        scope.release_finished();
-        Poll::Pending
+        watch_outside(scope, this.cold, this.token_cancelled, cx);
+        let body = Body {
+            slot: this.body,
+            lent: this.lent,
+            value: this.value,
+        };
+        let finished = drive_body(scope, this.phase, this.cold, body, cx);
+        join(scope, this.cold, finished, cx)
     }
+}
+
+/// The body's parts of an open scope's future, lent to [`drive_body`].
+struct Body<'a, Fut, T> {
+    slot: Pin<&'a mut Slot<Fut>>,
+    /// The scope, lent to the thread for each poll of the body.
+    lent: &'a mut Option<Arc<Scope>>,
+    /// The body's value, once it has returned one.
+    value: &'a mut Option<T>,
+}
+
+/// Step one: polls the deadline timer and the outside token (if the scope
+/// has them), and notices the scope's token cancelled directly, by whoever
+/// holds it: an outside cancel. The token is looked at again after the
+/// body yields ([`drive_body`]), so a body that cancels the token has its
+/// scope cancelled before any child it spawned meanwhile runs on this
+/// thread.
+#[inline(always)]
+fn watch_outside(
+    scope: &Scope,
+    cold: &mut Option<Pin<Box<Cold>>>,
+    token_cancelled: Pin<&mut WaitForCancellationFutureOwned>,
+    cx: &mut Context<'_>,
+) {
+    if let Some(cold) = cold {
+        scope.poll_outside(cold.as_mut(), cx);
+    }
+    if !scope.core.is_cancelled() && token_cancelled.poll(cx).is_ready() {
+        scope.cancel_from_parent();
+    }
+}
+
+/// Step two: polls the body, inline and inside the scope, until it yields
+/// or finishes, and starts the cancel whenever one has been decided (by the
+/// body's own result too). Returns whether the body has finished.
+#[inline(always)]
+fn drive_body<Fut, T, E>(
+    scope: &Scope,
+    phase: &mut Phase,
+    cold: &mut Option<Pin<Box<Cold>>>,
+    mut body: Body<'_, Fut, T>,
+    cx: &mut Context<'_>,
+) -> bool
+where
+    Fut: Future<Output = Result<T, E>>,
+    E: Send + 'static,
+{
+    let mut yielded = false;
+    loop {
+        notice_cancel(scope, phase, cold, body.slot.as_mut());
+        if yielded {
+            break;
+        }
+        let SlotProj::Live { future } = body.slot.as_mut().project() else {
+            break;
+        };
+        let polled = context::enter_inline(body.lent, || {
+            catch_unwind(AssertUnwindSafe(|| future.poll(cx)))
+        });
+        match polled {
+            Ok(Poll::Pending) => {
+                if !scope.core.is_cancelled() && scope.token.is_cancelled() {
+                    scope.cancel_from_parent();
+                }
+                if *phase == Phase::Cancelling || !scope.core.is_cancelled() {
+                    break;
+                }
+                // The body cancelled the scope: start the cancel now.
+                yielded = true;
+            }
+            Ok(Poll::Ready(result)) => settle_body(scope, &mut body, Ok(result)),
+            Err(payload) => settle_body::<Fut, T, E>(scope, &mut body, Err(payload)),
+        }
+    }
+    matches!(*body.slot, Slot::Dropped)
+}
+
+/// The body has returned (or panicked): keeps its value, or reports its
+/// error or panic, and drops it. The scope may be cancelled now; the loop
+/// in [`drive_body`] goes round once more to start the cancel.
+#[inline(always)]
+fn settle_body<Fut, T, E>(
+    scope: &Scope,
+    body: &mut Body<'_, Fut, T>,
+    ended: std::thread::Result<Result<T, E>>,
+) where
+    E: Send + 'static,
+{
+    match ended {
+        Ok(Ok(output)) => {
+            *body.value = Some(output);
+            drop_body(body.slot.as_mut(), scope);
+        }
+        Ok(Err(error)) => {
+            drop_body(body.slot.as_mut(), scope);
+            scope.report_error(Box::new(error), false);
+        }
+        Err(payload) => {
+            drop_body(body.slot.as_mut(), scope);
+            scope.report_panic(payload, false);
+        }
+    }
+}
+
+/// Starts the cancel here the first time the scope reads as cancelled
+/// (past its deadline included: checked before the body runs, for a zero
+/// timeout, and after it returns, for a body that held the thread), and
+/// drops the body unless the cause spares it (`n.cancel()`).
+#[inline(always)]
+fn notice_cancel<Fut>(
+    scope: &Scope,
+    phase: &mut Phase,
+    cold: &mut Option<Pin<Box<Cold>>>,
+    body: Pin<&mut Slot<Fut>>,
+) {
+    if !scope.is_cancelled() {
+        return;
+    }
+    if *phase == Phase::Running {
+        *phase = Phase::Cancelling;
+        scope.start_cancel(cold);
+    }
+    if scope.core.cause().is_some_and(Reason::interrupts_body) {
+        drop_body(body, scope);
+    }
+}
+
+/// Step three: keeps the grace and rate timers, and, once the body has
+/// finished, completes the join if every child has ended, or lets go of the
+/// tasks of those that have while it waits (an exit wakes the scope for it
+/// as the count halves).
+#[inline(always)]
+fn join(
+    scope: &Scope,
+    cold: &mut Option<Pin<Box<Cold>>>,
+    body_finished: bool,
+    cx: &mut Context<'_>,
+) -> Poll<()> {
+    if let Some(cold) = cold {
+        scope.poll_grace(cold.as_mut(), cx);
+    }
+    scope.pace(cold, cx);
+    if !body_finished {
+        return Poll::Pending;
+    }
+    if scope.core.try_close() {
+        return Poll::Ready(());
+    }
+    scope.release_finished();
+    Poll::Pending
 }
 
 impl Scope {
