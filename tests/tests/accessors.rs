@@ -252,3 +252,24 @@ async fn task_handle_names_the_task_and_where_it_was_spawned() {
         [Some("running"), None, Some("blocking"), Some("refused")]
     );
 }
+
+/// A `Nursery` kept past its scope still tells what became of the scope:
+/// cancelled (here by `n.cancel()`), and closed to new children.
+#[tokio::test]
+async fn a_nursery_kept_past_its_scope_still_reads_cancelled_and_refuses_children() {
+    let kept = within(
+        "the scope",
+        nursery::scope(|n: Nursery<()>| async move {
+            n.spawn(std::future::pending::<Result<(), ()>>());
+            n.cancel();
+            Ok(n.clone())
+        }),
+    )
+    .await
+    .expect("a requested cancel is not an error");
+    assert!(kept.is_cancelled());
+    let refused = kept
+        .try_spawn(async { Ok(()) })
+        .expect_err("the scope has returned");
+    assert!(refused.is_closed());
+}
