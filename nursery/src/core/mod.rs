@@ -78,8 +78,6 @@ pub struct Outcome {
     pub errors: Vec<Payload>,
     /// The first panic, re-raised by the scope.
     pub panic: Option<Payload>,
-    /// Panics after the first: counted, not re-raised.
-    pub later_panics: usize,
     /// Errors that would have been `suppressed` past the cap
     /// ([`Core::cap_suppressed`]): counted, not kept.
     pub omitted: usize,
@@ -446,11 +444,12 @@ impl Core {
         if !from_body {
             counts.panicked += 1;
         }
+        // A later panic is not re-raised (G3): its payload is dropped, outside
+        // the lock.
         let extra = if outcome.panic.is_none() {
             outcome.panic = Some(payload);
             None
         } else {
-            outcome.later_panics += 1;
             Some(payload)
         };
         let cancels = matches!(outcome.cause, None | Some(Reason::Requested));
