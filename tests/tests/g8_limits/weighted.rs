@@ -584,3 +584,41 @@ async fn a_panic_in_a_weighted_child_is_re_raised_and_the_queue_never_starts() {
         assert!(!tracker.was_polled() && tracker.was_dropped());
     }
 }
+
+/// When a heavy child ends, every queued child that fits in the weight it
+/// gave back starts at once, not only the first: with a limit of 8, a
+/// weight-8 child ends and the weight-3 and weight-5 children behind it run
+/// together (each waits until the other has started).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heavy_childs_weight_goes_to_every_queued_child_that_fits() {
+    let (heavy_done, heavy_release) = tokio::sync::oneshot::channel::<()>();
+    let three_started = Arc::new(tokio::sync::Notify::new());
+    let five_started = Arc::new(tokio::sync::Notify::new());
+    let result = within(
+        "two queued children that fit together",
+        Nursery::builder()
+            .limit(8)
+            .scope(|n: Nursery<()>| async move {
+                n.spawn_weighted(8, async move {
+                    let _ = heavy_release.await;
+                    Ok(())
+                });
+                let (mine, theirs) = (three_started.clone(), five_started.clone());
+                n.spawn_weighted(3, async move {
+                    mine.notify_one();
+                    theirs.notified().await;
+                    Ok(())
+                });
+                let (mine, theirs) = (five_started, three_started);
+                n.spawn_weighted(5, async move {
+                    mine.notify_one();
+                    theirs.notified().await;
+                    Ok(())
+                });
+                let _ = heavy_done.send(());
+                Ok(())
+            }),
+    )
+    .await;
+    assert_eq!(result, Ok(()));
+}
