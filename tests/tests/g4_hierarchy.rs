@@ -702,3 +702,30 @@ async fn g4_outer_deadline_makes_nested_scopes_time_out_multi_thread() {
     );
     assert_eq!(drain(&mut check_rx), [Err(Interrupted::TimedOut)]);
 }
+
+/// An inner scope whose own deadline comes before its parent's keeps a
+/// timer of its own: it times out at its deadline, not when the parent's
+/// (much later) one fires.
+#[tokio::test(start_paused = true)]
+async fn g4_an_inner_deadline_before_the_outer_one_fires_on_time() {
+    let start = tokio::time::Instant::now();
+    let result = within(
+        "the outer scope",
+        Nursery::builder()
+            .timeout(Duration::from_secs(100))
+            .scope(|_: Nursery<()>| async move {
+                let inner = Nursery::builder()
+                    .timeout(Duration::from_secs(1))
+                    .scope(|_: Nursery<()>| std::future::pending::<Result<(), ()>>())
+                    .await;
+                assert!(matches!(inner, Err(Error::TimedOut)), "{inner:?}");
+                Ok(start.elapsed())
+            }),
+    )
+    .await;
+    let elapsed = result.expect("the outer scope has time left");
+    assert!(
+        elapsed >= Duration::from_secs(1) && elapsed < Duration::from_secs(2),
+        "timed out after {elapsed:?}"
+    );
+}
