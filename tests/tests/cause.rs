@@ -304,3 +304,38 @@ async fn a_child_that_fails_at_once_is_still_named_in_the_cause() {
         assert_eq!(cause.task(), Some("quick"), "round {round}: {cause:?}");
     }
 }
+
+/// A scope whose own deadline has passed when a cancel from the scope
+/// around it reaches it reads as timed out, as its result says, not as the
+/// outer scope's cause.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scope_past_its_deadline_reads_timed_out_when_a_cancel_from_above_reaches_it() {
+    let (seen_tx, seen) = oneshot::channel();
+    let outer = within(
+        "the outer scope",
+        nursery::scope(|outer: Nursery<()>| async move {
+            let inner = Nursery::builder()
+                .timeout(Duration::from_millis(20))
+                .grace(Duration::from_secs(5)) // the child gets to see the cause
+                .scope(move |n: Nursery<()>| async move {
+                    n.spawn(async move {
+                        let _ = seen_tx.send(nursery::cancelled().await);
+                        Ok(())
+                    });
+                    // The deadline passes while the body holds the thread:
+                    // the scope has not looked at its clock when the cancel
+                    // from above arrives.
+                    std::thread::sleep(Duration::from_millis(60));
+                    outer.cancel();
+                    Ok(())
+                })
+                .await;
+            assert_eq!(inner, Err(nursery::Error::TimedOut));
+            Ok(())
+        }),
+    )
+    .await;
+    assert_eq!(outer, Ok(()));
+    let cause = within("the inner child's cause", seen).await;
+    assert_eq!(cause, Ok(Cause::TimedOut));
+}
