@@ -1562,7 +1562,7 @@ mod tests {
             quote!(impl Future<Output = Result<(), E>>),
             quote!(Pin<Box<dyn Future<Output = Result<(), E>> + Send + 'async_trait>>),
         ] {
-            let out = expand_nursery(quote!(), quote!(fn f() -> #ret { todo!() }));
+            let out = expand_nursery(quote!(), quote!(fn f() -> #ret { loop {} }));
             assert!(out.contains("and this `fn` returns a future"), "{out}");
             assert!(out.starts_with("fn f ()"), "{out}");
         }
@@ -1589,7 +1589,7 @@ mod tests {
             quote!(impl Display),
             quote!([u8; 4]),
         ] {
-            let out = expand_nursery(quote!(), quote!(async fn f() -> #ret { todo!() }));
+            let out = expand_nursery(quote!(), quote!(async fn f() -> #ret { loop {} }));
             assert!(out.contains("must return `Result<T, E>`"), "{out}");
         }
     }
