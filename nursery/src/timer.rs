@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
+use crate::clock::FAR_FUTURE;
 use crate::sync::{Ordering, StaticAtomicUsize, StaticCondvar, StaticMutex, static_lock};
 
 /// Resolves after `duration` of real time, whatever the runtime's clock
@@ -153,12 +154,11 @@ pub(crate) fn schedule(after: Duration, job: Box<dyn Job>) {
     }
 }
 
-/// A time later than any window a user means: about thirty years from
-/// now, which `Instant` always holds.
+/// A time later than any window a user means: [`FAR_FUTURE`] from now,
+/// which `Instant` always holds.
 fn far_future() -> Instant {
     let now = Instant::now();
-    now.checked_add(Duration::from_secs(30 * 365 * 24 * 60 * 60))
-        .unwrap_or(now)
+    now.checked_add(FAR_FUTURE).unwrap_or(now)
 }
 
 fn run(watcher: &'static Watcher) {
