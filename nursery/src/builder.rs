@@ -4,6 +4,7 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::panic::Location;
 use std::time::Duration;
 
@@ -13,8 +14,9 @@ use tokio_util::sync::CancellationToken;
 use crate::core::limiter::Rate;
 use crate::error::Error;
 use crate::id::Name;
+use crate::local::Local;
 use crate::nursery::Nursery;
-use crate::run::run;
+use crate::run::{Plain, WithLocal, run};
 use crate::scope::Config;
 
 /// Opens a scope with the default settings, runs `body` in it, and returns
@@ -111,7 +113,63 @@ where
     Fut: Future<Output = Result<T, E>>,
     E: Send + 'static,
 {
-    run(Config::default(), body, Location::caller())
+    run(Config::default(), Plain(body), Location::caller())
+}
+
+/// Opens a scope whose body gets, beside the [`Nursery`], a [`Local`]
+/// handle for children that borrow: futures that may hold references to
+/// anything that outlives this call, run on the scope's own task,
+/// concurrently with the body and with the scope's parallel children.
+///
+/// This answers the "scoped task trilemma" (concurrency, parallelism,
+/// borrowing: pick two) by offering both kinds in one scope: `'static`
+/// children that run in parallel through the [`Nursery`], and borrowing
+/// children that run concurrently on the scope's task through [`Local`],
+/// all under the same guarantees, limit and cancellation. No `unsafe` is
+/// involved; see [`Local`] for what the local children get and why
+/// forgetting the scope future is still sound.
+///
+/// The scope future is `Send` when the body is (local children are always
+/// `Send`), so a scope with borrowing children can run inside a
+/// `tokio::spawn`ed task over data moved into it.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main] async fn main() {
+/// let catalogue = vec!["tea".to_owned(), "coffee".to_owned(), "cocoa".to_owned()];
+/// let catalogue = &catalogue; // borrowed, not cloned
+/// let (lengths, audit) = nursery::scope_local(|n, local| async move {
+///     let lengths: Vec<_> = catalogue
+///         .iter()
+///         .map(|item| local.spawn(async move { Ok::<_, String>(item.len()) }))
+///         .collect();
+///     // A parallel, 'static child in the same scope.
+///     let audit = n.spawn(async { Ok("audited") });
+///     let mut total = Vec::new();
+///     for length in lengths {
+///         total.push(length.await.map_err(|e| e.to_string())?);
+///     }
+///     Ok((total, audit.await.map_err(|e| e.to_string())?))
+/// })
+/// .await
+/// .unwrap();
+/// assert_eq!((lengths, audit), (vec![3, 6, 5], "audited"));
+/// # }
+/// ```
+///
+/// # Errors, panics, cancel safety
+///
+/// As for [`scope`](crate::scope()).
+#[track_caller]
+pub fn scope_local<'env, F, Fut, T, E>(body: F) -> impl Future<Output = Result<T, Error<E>>> + 'env
+where
+    F: FnOnce(Nursery<E>, Local<'env, E>) -> Fut + 'env,
+    Fut: Future<Output = Result<T, E>> + 'env,
+    T: 'env,
+    E: Send + 'static,
+{
+    Nursery::builder().scope_local_at(body, Location::caller())
 }
 
 // ===== Builder =====
@@ -610,7 +668,54 @@ impl Builder {
         Fut: Future<Output = Result<T, E>>,
         E: Send + 'static,
     {
-        run(self.config, body, Location::caller())
+        run(self.config, Plain(body), Location::caller())
+    }
+
+    /// Opens the scope with these settings, with local children beside the
+    /// parallel ones; see [`scope_local`](crate::scope_local()).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let ids = &[3, 1, 2];
+    /// let doubled = nursery::Nursery::builder()
+    ///     .limit(2)
+    ///     .scope_local(|_n, local| async move {
+    ///         local.map(ids, |id| async move { Ok::<_, ()>(id * 2) }).await.map_err(|_| ())
+    ///     })
+    ///     .await;
+    /// assert_eq!(doubled, Ok(vec![6, 2, 4]));
+    /// # }
+    /// ```
+    ///
+    /// # Errors, panics, cancel safety
+    ///
+    /// As for [`Builder::scope`].
+    #[track_caller]
+    pub fn scope_local<'env, F, Fut, T, E>(
+        self,
+        body: F,
+    ) -> impl Future<Output = Result<T, Error<E>>> + 'env
+    where
+        F: FnOnce(Nursery<E>, Local<'env, E>) -> Fut + 'env,
+        Fut: Future<Output = Result<T, E>> + 'env,
+        T: 'env,
+        E: Send + 'static,
+    {
+        self.scope_local_at(body, Location::caller())
+    }
+
+    fn scope_local_at<'env, F, Fut, T, E>(
+        self,
+        body: F,
+        location: &'static Location<'static>,
+    ) -> impl Future<Output = Result<T, Error<E>>> + 'env
+    where
+        F: FnOnce(Nursery<E>, Local<'env, E>) -> Fut + 'env,
+        Fut: Future<Output = Result<T, E>> + 'env,
+        T: 'env,
+        E: Send + 'static,
+    {
+        run(self.config, WithLocal(body, PhantomData), location)
     }
 
     /// [`Builder::scope`] with the location to record for the scope: that
@@ -625,7 +730,7 @@ impl Builder {
         Fut: Future<Output = Result<T, E>>,
         E: Send + 'static,
     {
-        run(self.config, body, location)
+        run(self.config, Plain(body), location)
     }
 }
 

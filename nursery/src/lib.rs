@@ -119,6 +119,7 @@ mod scope;
 
 mod context;
 
+mod local;
 #[cfg(feature = "tracing")]
 mod observe;
 mod task;
@@ -137,13 +138,14 @@ pub mod testing;
 #[cfg(all(test, not(nursery_loom)))]
 mod tests;
 
-pub use crate::builder::{Builder, scope};
+pub use crate::builder::{Builder, scope, scope_local};
 pub use crate::bulk::{MapUnordered, for_each, map, map_unordered, race};
 pub use crate::cause::Cause;
 pub use crate::context::{cancelled, cause, check, deadline};
 pub use crate::dump::dump;
 pub use crate::error::{Error, Interrupted, JoinError, SpawnError};
 pub use crate::leak::{Leak, set_leak_hook};
+pub use crate::local::{Local, LocalHandle};
 pub use crate::nursery::{Nursery, Ready};
 pub use crate::pipeline::Pipeline;
 pub use crate::snapshot::{Dump, ScopeSnapshot, ScopeState, TaskSnapshot, TaskState};
@@ -173,5 +175,6 @@ pub mod __private {
 #[doc(hidden)]
 pub mod __loom {
     pub use crate::core::limiter::{Admission, Job, Limiter, Rate};
+    pub use crate::core::local::{Notes, Signals, Wakeup};
     pub use crate::core::{Cancelling, Core, Outcome, Payload, Reason, Refusal};
 }

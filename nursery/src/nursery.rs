@@ -18,7 +18,7 @@ use crate::id::{Name, TaskInfo};
 use crate::scope::Scope;
 use crate::stats::Stats;
 use crate::sync::Arc;
-use crate::task::{Blocking, Child, Guard, Start, TaskHandle, WhenFull};
+use crate::task::{Blocking, Child, Guard, Start, TaskHandle, WhenFull, checked_weight};
 
 /// A handle to an open scope: spawn children into it, cancel it, ask about
 /// it. Cheap to clone (one reference count); every clone refers to the same
@@ -307,27 +307,12 @@ impl<E: Send + 'static> Nursery<E> {
         F: Future<Output = Result<T, E>> + Send + 'static,
         T: Send + 'static,
     {
-        assert!(
-            weight > 0,
-            "nursery: spawn_weighted(0, ..): a child's weight must be at least 1"
-        );
-        let weight = match self
+        let limit = self
             .scope
             .core
             .limiter()
-            .and_then(|limiter| limiter.limit())
-        {
-            Some(limit) => {
-                assert!(
-                    weight <= limit,
-                    "nursery: spawn_weighted({weight}, ..) in a scope with limit({limit}): \
-                     a child heavier than the limit could never run"
-                );
-                weight
-            }
-            // No budget to weigh against: every child counts as one.
-            None => 1,
-        };
+            .and_then(|limiter| limiter.limit());
+        let weight = checked_weight(weight, limit);
         self.spawn_future(future, weight, TaskInfo::new(None, Location::caller()))
     }
 

@@ -37,7 +37,7 @@ const CHILDREN: usize = 100_000;
 const RUNS: usize = 3;
 
 /// Every approach, by the name given to `--child`, with what it keeps.
-const APPROACHES: [(&str, &str); 14] = [
+const APPROACHES: [(&str, &str); 16] = [
     ("spawn+Vec", "tokio::spawn, JoinHandles kept in a Vec"),
     ("spawn", "tokio::spawn, JoinHandles dropped"),
     ("JoinSet", "JoinSet::spawn"),
@@ -75,6 +75,14 @@ const APPROACHES: [(&str, &str); 14] = [
     (
         "nursery limit(1) queued",
         "limit(1) scope: one child running, the rest queued (not pending tasks)",
+    ),
+    (
+        "nursery local",
+        "scope_local + local.spawn, in the scope future, LocalHandles dropped",
+    ),
+    (
+        "nursery local+Vec",
+        "scope_local + local.spawn, LocalHandles kept in a Vec",
     ),
 ];
 
@@ -330,6 +338,25 @@ fn child(approach: &str, count: usize) -> ! {
             }
             "nursery spawn+Vec" => nursery::scope(|n| async move {
                 let handles: Vec<_> = (0..count).map(|_| n.spawn(child())).collect();
+                started.wait().await;
+                black_box(&handles);
+                report();
+                Ok(())
+            })
+            .await
+            .unwrap(),
+            "nursery local" => nursery::scope_local(|_n, local| async move {
+                for _ in 0..count {
+                    local.spawn(child());
+                }
+                started.wait().await;
+                report();
+                Ok(())
+            })
+            .await
+            .unwrap(),
+            "nursery local+Vec" => nursery::scope_local(|_n, local| async move {
+                let handles: Vec<_> = (0..count).map(|_| local.spawn(child())).collect();
                 started.wait().await;
                 black_box(&handles);
                 report();

@@ -112,6 +112,15 @@ enum Approach {
     NurseryForEach(usize),
     /// `nursery::map(0..count, limit, job)`.
     NurseryMap(usize),
+    /// `nursery::scope_local`, `local.spawn` each, handles dropped (the
+    /// children run inside the scope future, on one thread).
+    NurseryLocal,
+    /// `nursery::scope_local`, `local.spawn` each, handles kept in a `Vec`
+    /// and awaited.
+    NurseryLocalVec,
+    /// `Nursery::builder().limit(limit).scope_local(..)`, `local.spawn`
+    /// each, handles dropped.
+    NurseryLocalLimit(usize),
 }
 
 impl Approach {
@@ -137,6 +146,9 @@ impl Approach {
             Approach::NurseryLimit(limit) => format!("nursery limit({limit}) spawn"),
             Approach::NurseryForEach(limit) => format!("nursery for_each({limit})"),
             Approach::NurseryMap(limit) => format!("nursery map({limit})"),
+            Approach::NurseryLocal => "nursery local".into(),
+            Approach::NurseryLocalVec => "nursery local+Vec".into(),
+            Approach::NurseryLocalLimit(limit) => format!("nursery local limit({limit})"),
         }
     }
 
@@ -369,6 +381,39 @@ impl Approach {
                 let values = nursery::map(0..count, limit, job).await.unwrap();
                 black_box(values);
             }
+            Approach::NurseryLocal => {
+                nursery::scope_local(|_n, local| async move {
+                    for i in 0..count {
+                        local.spawn(job(i));
+                    }
+                    Ok(())
+                })
+                .await
+                .unwrap();
+            }
+            Approach::NurseryLocalVec => {
+                nursery::scope_local(|_n, local| async move {
+                    let handles: Vec<_> = (0..count).map(|i| local.spawn(job(i))).collect();
+                    for handle in handles {
+                        black_box(handle.await.unwrap());
+                    }
+                    Ok(())
+                })
+                .await
+                .unwrap();
+            }
+            Approach::NurseryLocalLimit(limit) => {
+                nursery::Nursery::builder()
+                    .limit(limit)
+                    .scope_local(|_n, local| async move {
+                        for i in 0..count {
+                            local.spawn(job(i));
+                        }
+                        Ok(())
+                    })
+                    .await
+                    .unwrap();
+            }
         }
     }
 }
@@ -417,6 +462,8 @@ fn tiny(c: &mut Criterion) {
         Approach::NurseryLimit(WORKERS),
         Approach::NurseryForEach(WORKERS),
         Approach::NurseryMap(WORKERS),
+        Approach::NurseryLocal,
+        Approach::NurseryLocalVec,
     ];
     for flavor in Flavor::from_env() {
         let runtime = flavor.runtime();
@@ -447,6 +494,8 @@ fn cpu(c: &mut Criterion) {
         Approach::Moro,
         Approach::NurserySpawn,
         Approach::NurserySpawnVec,
+        Approach::NurseryLocal,
+        Approach::NurseryLocalVec,
     ];
     let bounded = [
         Approach::JoinSetBounded(WORKERS),
@@ -460,6 +509,7 @@ fn cpu(c: &mut Criterion) {
         Approach::NurseryLimit(WORKERS),
         Approach::NurseryForEach(WORKERS),
         Approach::NurseryMap(WORKERS),
+        Approach::NurseryLocalLimit(WORKERS),
     ];
     let job = |i: u64| async move { Ok(cpu_work(i)) };
     for flavor in Flavor::from_env() {
@@ -552,10 +602,16 @@ enum Stop {
     NurseryCancel,
     /// Dropping the scope future.
     NurseryDrop,
+    /// `n.cancel()` from the body of a `scope_local` whose children are
+    /// local (zero grace: they are dropped on the scope future's next
+    /// step, before the body runs again).
+    NurseryLocalCancel,
+    /// Dropping the future of a `scope_local` whose children are local.
+    NurseryLocalDrop,
 }
 
 impl Stop {
-    const ALL: [Stop; 12] = [
+    const ALL: [Stop; 14] = [
         Stop::SpawnVecAbort,
         Stop::SpawnAbortHandles,
         Stop::JoinSetAbortAll,
@@ -568,6 +624,8 @@ impl Stop {
         Stop::SemaphoreAbort,
         Stop::NurseryCancel,
         Stop::NurseryDrop,
+        Stop::NurseryLocalCancel,
+        Stop::NurseryLocalDrop,
     ];
 
     fn label(self) -> &'static str {
@@ -584,6 +642,8 @@ impl Stop {
             Stop::SemaphoreAbort => "Semaphore abort()",
             Stop::NurseryCancel => "nursery n.cancel()",
             Stop::NurseryDrop => "nursery drop scope",
+            Stop::NurseryLocalCancel => "nursery local n.cancel()",
+            Stop::NurseryLocalDrop => "nursery local drop scope",
         }
     }
 
@@ -760,6 +820,34 @@ impl Stop {
                 let mut scope = Box::pin(nursery::scope(|n| async move {
                     for _ in 0..count {
                         n.spawn(child());
+                    }
+                    std::future::pending::<Result<(), ()>>().await
+                }));
+                tokio::select! {
+                    _ = &mut scope => unreachable!("the body never returns"),
+                    () = polled.wait() => {}
+                }
+                let clock = Clock::start();
+                drop(scope);
+                dropped.wait().await;
+                clock.stop()
+            }
+            Stop::NurseryLocalCancel => nursery::scope_local(|n, local| async move {
+                for _ in 0..count {
+                    local.spawn(child());
+                }
+                polled.wait().await;
+                let clock = Clock::start();
+                n.cancel();
+                dropped.wait().await;
+                Ok(clock.stop())
+            })
+            .await
+            .unwrap(),
+            Stop::NurseryLocalDrop => {
+                let mut scope = Box::pin(nursery::scope_local(|_n, local| async move {
+                    for _ in 0..count {
+                        local.spawn(child());
                     }
                     std::future::pending::<Result<(), ()>>().await
                 }));

@@ -44,6 +44,8 @@ pub mod guide {
     pub mod limits {}
     #[doc = include_str!("../../docs/src/fan_out.md")]
     pub mod fan_out {}
+    #[doc = include_str!("../../docs/src/borrowing.md")]
+    pub mod borrowing {}
     #[doc = include_str!("../../docs/src/testing.md")]
     pub mod testing {}
     #[doc = include_str!("../../docs/src/macros.md")]

@@ -18,7 +18,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     ("scope state, registry, tree", &["scope"]),
     ("the current scope", &["context"]),
-    ("the child", &["observe", "task"]),
+    ("the child", &["local", "observe", "task"]),
     ("diagnostics", &["dump"]),
     ("the scope's API", &["nursery", "builder", "run", "glue"]),
     ("built on scopes", &["bulk", "pipeline", "testing"]),

@@ -25,7 +25,7 @@ use std::time::Instant;
 use loom::sync::Arc;
 use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use loom::thread;
-use nursery::__loom::{Admission, Cancelling, Core, Job, Reason, Refusal};
+use nursery::__loom::{Admission, Cancelling, Core, Job, Notes, Reason, Refusal, Signals, Wakeup};
 
 /// Runs `model` under `loom::model`, counting the interleavings loom
 /// explores, and prints the count and the time taken. A model that loom
@@ -451,4 +451,85 @@ fn runner_takes_the_next_child_while_cancel_races() {
         assert_eq!(started + dropped, 1, "started {started}, dropped {dropped}");
         assert_eq!(took, started == 1);
     });
+}
+
+// ===== local children =====
+
+/// Invariant: a local child woken on another thread while the scope future
+/// polls it is polled again: the wake either happens before the scope
+/// future clears the child's flag (and the poll after the clear sees the
+/// child's progress), or after it (and notes the slot, waking the scope
+/// future). A lost wake shows as a deadlock.
+#[test]
+fn a_local_childs_wake_during_its_poll_is_not_lost() {
+    explore("a_local_childs_wake_during_its_poll_is_not_lost", || {
+        let signals = Arc::new(Signals::new());
+        let wakeup = Arc::new(Wakeup::new());
+        // The child's progress: what its poll reads.
+        let ready = Arc::new(AtomicBool::new(false));
+        let waker_thread = {
+            let (signals, wakeup, ready) = (signals.clone(), wakeup.clone(), ready.clone());
+            thread::spawn(move || {
+                ready.store(true, Ordering::Release);
+                wakeup.wake(0, &signals);
+            })
+        };
+        let mut notes = Notes::default();
+        // A new child is polled at once.
+        let mut due = true;
+        loom::future::block_on(poll_fn(|cx| {
+            signals.register(cx.waker());
+            signals.take(&mut notes);
+            due |= notes.woken.contains(&0);
+            if due {
+                due = false;
+                wakeup.clear();
+                if ready.load(Ordering::Acquire) {
+                    return Poll::Ready(());
+                }
+            }
+            Poll::Pending
+        }));
+        waker_thread.join().unwrap();
+    });
+}
+
+/// Invariant: a queued local child admitted on another thread (a parallel
+/// child ended and handed its weight on) reaches the scope future exactly
+/// once, with its weight, while the scope future keeps polling; and a
+/// refusal (the queue closed) likewise.
+#[test]
+fn a_local_tickets_admission_and_refusal_reach_the_scope_future_once() {
+    explore(
+        "a_local_tickets_admission_and_refusal_reach_the_scope_future_once",
+        || {
+            let signals = Arc::new(Signals::new());
+            let admitting = {
+                let signals = signals.clone();
+                thread::spawn(move || signals.admitted(1, 3))
+            };
+            let refusing = {
+                let signals = signals.clone();
+                thread::spawn(move || signals.refused(2))
+            };
+            let mut notes = Notes::default();
+            let (mut admitted, mut refused) = (Vec::new(), Vec::new());
+            loom::future::block_on(poll_fn(|cx| {
+                signals.register(cx.waker());
+                signals.take(&mut notes);
+                admitted.extend_from_slice(&notes.admitted);
+                refused.extend_from_slice(&notes.refused);
+                if admitted.is_empty() || refused.is_empty() {
+                    Poll::Pending
+                } else {
+                    Poll::Ready(())
+                }
+            }));
+            admitting.join().unwrap();
+            refusing.join().unwrap();
+            signals.take(&mut notes);
+            assert!(notes.is_empty(), "a note was read twice");
+            assert_eq!((admitted, refused), (vec![(1, 3)], vec![2]));
+        },
+    );
 }

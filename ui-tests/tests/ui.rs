@@ -1,4 +1,5 @@
-//! trybuild cases for the `nursery` macros: `ui/pass` cases compile and
+//! trybuild cases for the `nursery` macros and for the borrows of local
+//! children (`local_*`): `ui/pass` cases compile and
 //! run; `ui/fail` cases fail to compile with the error in their `.stderr`.
 //!
 //! Regenerate the `.stderr` files with

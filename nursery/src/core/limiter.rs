@@ -44,6 +44,13 @@ pub trait Job: Send {
     fn runs_elsewhere(&self) -> bool {
         false
     }
+
+    /// Whether a task whose child ended may run this one in place
+    /// ([`Job::poll_job`]). A local child's ticket may not: the child runs
+    /// on its scope's own task, and [`Job::start`] tells it to.
+    fn runs_in_place(&self) -> bool {
+        true
+    }
 }
 
 /// At most `starts` child starts in any window of `per` nanoseconds.

@@ -16,6 +16,7 @@ use std::fmt;
 use std::task::Waker;
 
 pub(crate) mod limiter;
+pub(crate) mod local;
 
 use self::limiter::{Job, Limiter, Rate};
 use crate::sync::{AtomicUsize, Mutex, Ordering, lock};

@@ -17,6 +17,7 @@ use crate::clock::FAR_FUTURE;
 use crate::context;
 use crate::core::{Outcome, Reason};
 use crate::error::Error;
+use crate::local::{Local, LocalSet};
 use crate::nursery::Nursery;
 use crate::scope::{Config, Scope, watch_dropped};
 use crate::sync::Arc;
@@ -29,6 +30,103 @@ use crate::task::{Slot, SlotProj};
 fn drop_body<Fut>(body: Pin<&mut Slot<Fut>>, scope: &Scope) {
     if let Err(payload) = body.drop_future() {
         scope.report_panic(payload, false);
+    }
+}
+
+/// What a scope future runs: the body, made by the body closure, and what
+/// the scope future owns beside it: the local children of
+/// [`scope_local`](crate::scope_local), or nothing.
+pub(crate) trait Body<E> {
+    type Future: Future;
+    type Locals: Locals;
+
+    /// What holds the local children, made before the body.
+    fn locals(scope: &Arc<Scope>) -> Self::Locals;
+
+    /// Calls the body closure.
+    fn call(self, n: Nursery<E>, locals: &Self::Locals) -> Self::Future;
+}
+
+/// A body closure that takes the [`Nursery`] alone: no local children.
+pub(crate) struct Plain<F>(pub(crate) F);
+
+impl<F, Fut, E> Body<E> for Plain<F>
+where
+    F: FnOnce(Nursery<E>) -> Fut,
+    Fut: Future,
+{
+    type Future = Fut;
+    type Locals = NoLocals;
+
+    fn locals(_: &Arc<Scope>) -> NoLocals {
+        NoLocals
+    }
+
+    fn call(self, n: Nursery<E>, _: &NoLocals) -> Fut {
+        (self.0)(n)
+    }
+}
+
+/// A body closure that takes the [`Nursery`] and a [`Local`] handle.
+pub(crate) struct WithLocal<'env, F>(pub(crate) F, pub(crate) PhantomData<&'env ()>);
+
+impl<'env, F, Fut, E> Body<E> for WithLocal<'env, F>
+where
+    F: FnOnce(Nursery<E>, Local<'env, E>) -> Fut,
+    Fut: Future,
+    E: Send + 'static,
+{
+    type Future = Fut;
+    type Locals = LocalSet<'env>;
+
+    fn locals(scope: &Arc<Scope>) -> LocalSet<'env> {
+        LocalSet::new(scope.clone())
+    }
+
+    fn call(self, n: Nursery<E>, locals: &LocalSet<'env>) -> Fut {
+        (self.0)(n, Local::new(locals))
+    }
+}
+
+/// The local children a scope future polls beside its body.
+pub(crate) trait Locals {
+    /// Whether there can be any: `false` compiles their steps away.
+    const ANY: bool;
+
+    /// Marks the thread as polling the scope future, until dropped.
+    type Polling;
+
+    fn polling(&self) -> Self::Polling;
+
+    /// Polls the children that are due, or drops them all if the scope
+    /// has aborted its children.
+    fn poll(&mut self, scope: &Scope, lent: &mut Option<Arc<Scope>>, cx: &mut Context<'_>);
+}
+
+/// A scope without local children.
+pub(crate) struct NoLocals;
+
+impl Locals for NoLocals {
+    const ANY: bool = false;
+    type Polling = ();
+
+    #[inline(always)]
+    fn polling(&self) {}
+
+    #[inline(always)]
+    fn poll(&mut self, _: &Scope, _: &mut Option<Arc<Scope>>, _: &mut Context<'_>) {}
+}
+
+impl Locals for LocalSet<'_> {
+    const ANY: bool = true;
+    type Polling = crate::local::Polling;
+
+    fn polling(&self) -> crate::local::Polling {
+        LocalSet::polling(self)
+    }
+
+    fn poll(&mut self, scope: &Scope, lent: &mut Option<Arc<Scope>>, cx: &mut Context<'_>) {
+        LocalSet::poll(self, scope, lent, cx);
     }
 }
 
@@ -82,7 +180,7 @@ pin_project! {
     /// `async fn`'s future gives.
     #[project = RunProj]
     #[project_replace = RunOwn]
-    pub(crate) enum Run<F, Fut, T, E> {
+    pub(crate) enum Run<F, Fut, L, T, E> {
         Unopened {
             config: Config,
             body: F,
@@ -91,7 +189,7 @@ pin_project! {
         },
         Open {
             #[pin]
-            running: Running<Fut, T>,
+            running: Running<Fut, L, T>,
         },
         Done,
         // A panic left the future (no runtime, or the scope re-raised one).
@@ -99,14 +197,15 @@ pin_project! {
     }
 }
 
-pub(crate) fn run<F, Fut, T, E>(
+pub(crate) fn run<F, Fut, L, T, E>(
     config: Config,
     body: F,
     location: &'static Location<'static>,
-) -> Run<F, Fut, T, E>
+) -> Run<F, Fut, L, T, E>
 where
-    F: FnOnce(Nursery<E>) -> Fut,
+    F: Body<E, Future = Fut, Locals = L>,
     Fut: Future<Output = Result<T, E>>,
+    L: Locals,
     E: Send + 'static,
 {
     Run::Unopened {
@@ -124,7 +223,7 @@ pin_project! {
     /// The fields drop in order: the body before `open`, so an unfinished
     /// body (and any inner scope in it) is torn down before this scope is
     /// abandoned.
-    struct Running<Fut, T> {
+    struct Running<Fut, L, T> {
         // The body's value, once it has returned one.
         value: Option<T>,
         // The timers and the outside token, once one is needed.
@@ -135,6 +234,9 @@ pin_project! {
         token_cancelled: WaitForCancellationFutureOwned,
         #[pin]
         body: Slot<Fut>,
+        // The local children, dropped after the body (which may hold their
+        // handles) and before the scope is abandoned.
+        locals: L,
         // The scope, lent to the thread for each poll of the body.
         lent: Option<Arc<Scope>>,
         open: Open,
@@ -195,10 +297,11 @@ fn cold(slot: &mut Option<Pin<Box<Cold>>>) -> Pin<&mut Cold> {
     .as_mut()
 }
 
-impl<F, Fut, T, E> Future for Run<F, Fut, T, E>
+impl<F, Fut, L, T, E> Future for Run<F, Fut, L, T, E>
 where
-    F: FnOnce(Nursery<E>) -> Fut,
+    F: Body<E, Future = Fut, Locals = L>,
     Fut: Future<Output = Result<T, E>>,
+    L: Locals,
     E: Send + 'static,
 {
     type Output = Result<T, Error<E>>;
@@ -220,10 +323,11 @@ where
     }
 }
 
-impl<F, Fut, T, E> Run<F, Fut, T, E>
+impl<F, Fut, L, T, E> Run<F, Fut, L, T, E>
 where
-    F: FnOnce(Nursery<E>) -> Fut,
+    F: Body<E, Future = Fut, Locals = L>,
     Fut: Future<Output = Result<T, E>>,
+    L: Locals,
     E: Send + 'static,
 {
     /// Opens the scope and runs the body closure in it: the first poll.
@@ -250,11 +354,14 @@ where
         // has spawned children, say) is the body's panic, re-raised after
         // the join.
         let mut lent = Some(scope.clone());
+        let locals = F::locals(&scope);
         let made = {
             #[cfg(feature = "tracing")]
             let _entered = scope.span.enter();
             context::enter(&mut lent, || {
-                catch_unwind(AssertUnwindSafe(|| body(Nursery::new(scope.clone()))))
+                catch_unwind(AssertUnwindSafe(|| {
+                    body.call(Nursery::new(scope.clone()), &locals)
+                }))
             })
         };
         let body = match made {
@@ -282,6 +389,7 @@ where
                 cold,
                 token_cancelled,
                 body,
+                locals,
                 lent,
                 open,
                 phase: Phase::Running,
@@ -311,9 +419,10 @@ where
     }
 }
 
-impl<Fut, T, E> Running<Fut, T>
+impl<Fut, L, T, E> Running<Fut, L, T>
 where
     Fut: Future<Output = Result<T, E>>,
+    L: Locals,
     E: Send + 'static,
 {
     /// One poll of an open scope, in three steps: watch the sources of
@@ -327,19 +436,32 @@ where
         #[cfg(feature = "tracing")]
         let _entered = scope.span.enter();
         scope.core.register(cx.waker());
+        let _polling = this.locals.polling();
         watch_outside(scope, this.cold, this.token_cancelled, cx);
-        let body = Body {
-            slot: this.body,
+        let mut slot = this.body;
+        let body = Parts {
+            slot: slot.as_mut(),
             lent: this.lent,
             value: this.value,
         };
         let finished = drive_body(scope, this.phase, this.cold, body, cx);
-        join(scope, this.cold, finished, cx)
+        if !L::ANY {
+            return join(scope, this.cold, finished, cx);
+        }
+        keep_timers(scope, this.cold, cx);
+        this.locals.poll(scope, this.lent, cx);
+        if *this.phase == Phase::Running && scope.is_cancelled() {
+            // A local child failed (or saw a cancel first): start the
+            // cancel, then drop the local children if it aborts them.
+            notice_cancel(scope, this.phase, this.cold, slot.as_mut());
+            this.locals.poll(scope, this.lent, cx);
+        }
+        try_join(scope, matches!(*slot, Slot::Dropped))
     }
 }
 
 /// The body's parts of an open scope's future, lent to [`drive_body`].
-struct Body<'a, Fut, T> {
+struct Parts<'a, Fut, T> {
     slot: Pin<&'a mut Slot<Fut>>,
     /// The scope, lent to the thread for each poll of the body.
     lent: &'a mut Option<Arc<Scope>>,
@@ -376,7 +498,7 @@ fn drive_body<Fut, T, E>(
     scope: &Scope,
     phase: &mut Phase,
     cold: &mut Option<Pin<Box<Cold>>>,
-    mut body: Body<'_, Fut, T>,
+    mut body: Parts<'_, Fut, T>,
     cx: &mut Context<'_>,
 ) -> bool
 where
@@ -419,7 +541,7 @@ where
 #[inline(always)]
 fn settle_body<Fut, T, E>(
     scope: &Scope,
-    body: &mut Body<'_, Fut, T>,
+    body: &mut Parts<'_, Fut, T>,
     ended: std::thread::Result<Result<T, E>>,
 ) where
     E: Send + 'static,
@@ -474,10 +596,24 @@ fn join(
     body_finished: bool,
     cx: &mut Context<'_>,
 ) -> Poll<()> {
+    keep_timers(scope, cold, cx);
+    try_join(scope, body_finished)
+}
+
+/// [`join`]'s first half: polls the grace timer (aborting the children
+/// when it fires) and the rate's timer.
+#[inline(always)]
+fn keep_timers(scope: &Scope, cold: &mut Option<Pin<Box<Cold>>>, cx: &mut Context<'_>) {
     if let Some(cold) = cold {
         scope.poll_grace(cold.as_mut(), cx);
     }
     scope.pace(cold, cx);
+}
+
+/// [`join`]'s second half: once the body has finished, closes if every
+/// child has ended, or lets go of the tasks of those that have.
+#[inline(always)]
+fn try_join(scope: &Scope, body_finished: bool) -> Poll<()> {
     if !body_finished {
         return Poll::Pending;
     }

@@ -70,7 +70,7 @@ fn the_body_is_driven_until_it_yields_or_returns() {
         let mut lent = Some(Arc::new(lent_scope));
         let mut value = None;
         let slot = pin!(live(pending::<Result<u8, ()>>()));
-        let body = super::Body {
+        let body = super::Parts {
             slot,
             lent: &mut lent,
             value: &mut value,
@@ -80,7 +80,7 @@ fn the_body_is_driven_until_it_yields_or_returns() {
             "it yields"
         );
         let slot = pin!(live(ready(Ok::<u8, ()>(7))));
-        let body = super::Body {
+        let body = super::Parts {
             slot,
             lent: &mut lent,
             value: &mut value,

@@ -21,22 +21,29 @@ impl Scope {
     /// Records the error of a child (`child`: reported from the child's
     /// own tokio task) or of the body.
     pub(crate) fn report_error(&self, error: Payload, child: bool) {
+        let who = || if child { self.current_child() } else { None };
+        self.report_error_by(error, child, who);
+    }
+
+    /// Records the error of the local child `who`, polled on the scope's
+    /// own task (so not found by task id).
+    pub(crate) fn report_local_error(&self, error: Payload, who: &TaskInfo) {
+        self.report_error_by(error, true, || Some(who.clone()));
+    }
+
+    fn report_error_by(&self, error: Payload, child: bool, who: impl Fn() -> Option<TaskInfo>) {
         let (cancelling, discarded) = self.core.report_error_with(error, !child, |_| {
-            let who = if child { self.current_child() } else { None };
+            let who = who();
             self.set_why(Cause::failure(false, who.as_ref(), self.location));
         });
         self.cancelling(cancelling);
-        if let Some(error) = discarded {
-            self.drop_error(error, child);
-        }
-    }
-
-    /// Drops an error the scope does not keep. Its destructor is user
-    /// code: a panic there is that task's panic, re-raised with its own
-    /// payload and message (G3), like any other.
-    pub(super) fn drop_error(&self, error: Payload, child: bool) {
-        if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(error))) {
-            self.report_panic(payload, child);
+        // An error the scope does not keep is dropped here. Its destructor
+        // is user code: a panic there is that task's panic, re-raised with
+        // its own payload and message (G3), like any other.
+        if let Some(error) = discarded
+            && let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(error)))
+        {
+            self.report_panic_by(payload, child, who);
         }
     }
 
@@ -47,6 +54,21 @@ impl Scope {
     /// hands it on at once ([`Scope::hand_on_panic`]).
     pub(crate) fn report_panic(&self, payload: Payload, child: bool) {
         let who = || if child { self.current_child() } else { None };
+        self.report_panic_by(payload, child, who);
+    }
+
+    /// Records the panic of the local child `who` (see
+    /// [`Scope::report_local_error`]).
+    pub(crate) fn report_local_panic(&self, payload: Payload, who: &TaskInfo) {
+        self.report_panic_by(payload, true, || Some(who.clone()));
+    }
+
+    fn report_panic_by(
+        &self,
+        payload: Payload,
+        child: bool,
+        who: impl FnOnce() -> Option<TaskInfo>,
+    ) {
         if self.is_dropped() {
             let held = self.holds_parent.load(Ordering::Acquire);
             return self.hand_on_panic(payload, who(), held);

@@ -204,6 +204,32 @@ impl Scope {
         lock(&self.registry).push(abort, info, blocking, || self.core.live());
     }
 
+    /// Records a local child (see [`Registry::push_local`]).
+    pub(crate) fn register_local(&self, info: TaskInfo, queued: bool) -> usize {
+        lock(&self.registry).push_local(info, queued)
+    }
+
+    /// The queued local child `key` has been admitted under the limit.
+    pub(crate) fn local_admitted(&self, key: usize) {
+        lock(&self.registry).local_admitted(key);
+    }
+
+    /// The local child `key` has ended.
+    pub(crate) fn unregister_local(&self, key: usize) {
+        lock(&self.registry).remove_local(key);
+    }
+
+    /// Who the local child `key` is.
+    pub(crate) fn local_info(&self, key: usize) -> Option<TaskInfo> {
+        lock(&self.registry).local(key)
+    }
+
+    /// Whether the scope's children are to be dropped now: it was cancelled
+    /// and their grace, if any, is over.
+    pub(crate) fn children_aborted(&self) -> bool {
+        self.core.is_cancelled() && lock(&self.registry).is_aborted()
+    }
+
     /// Lets go of the tasks of children that have ended; see
     /// [`Registry::release_finished`].
     pub(crate) fn release_finished(&self) {
@@ -225,13 +251,19 @@ impl Scope {
             TaskState::Running
         };
         let mut async_tasks = 0;
-        let mut tasks: Vec<TaskSnapshot> = lock(&self.registry)
+        let registry = lock(&self.registry);
+        let mut tasks: Vec<TaskSnapshot> = registry
             .live()
             .filter_map(|(info, id, blocking)| {
                 async_tasks += usize::from(!blocking);
                 info.map(|info| TaskSnapshot::new(&info, Some(id), running, path, now))
             })
             .collect();
+        tasks.extend(registry.live_locals().map(|(info, queued)| {
+            let state = if queued { TaskState::Queued } else { running };
+            TaskSnapshot::new(info, None, state, path, now).local()
+        }));
+        drop(registry);
         if let Some(limiter) = self.core.limiter() {
             limiter.for_each_queued(|info| {
                 tasks.push(TaskSnapshot::new(info, None, TaskState::Queued, path, now));

@@ -27,6 +27,10 @@ pub(crate) struct Registry {
     runners: Vec<(AbortHandle, Arc<Current>)>,
     runners_sweep_at: usize,
     aborted: bool,
+    /// The local children (polled by the scope future itself, not tokio
+    /// tasks), by key; `None` marks a free key, listed in `free_locals`.
+    locals: Vec<Option<LocalEntry>>,
+    free_locals: Vec<usize>,
     /// Children recorded so far (tasks of their own, blocking ones
     /// included): what `Nursery::stats` reports as spawned in a scope
     /// without a limiter. Counted under the lock every spawn takes anyway.
@@ -42,6 +46,13 @@ struct Entry {
     /// When it was spawned, and whether it runs on the blocking pool (not
     /// counted among the runtime's tasks).
     started: Kind,
+}
+
+/// A local child: who it is, and whether it still waits for room under
+/// the limit.
+struct LocalEntry {
+    info: TaskInfo,
+    queued: bool,
 }
 
 /// A [`Stamp`] (always even) with a flag in its lowest bit.
@@ -76,6 +87,8 @@ impl Registry {
             runners: Vec::new(),
             runners_sweep_at: MIN_SWEEP,
             aborted: false,
+            locals: Vec::new(),
+            free_locals: Vec::new(),
             pushed: 0,
         }
     }
@@ -111,6 +124,60 @@ impl Registry {
     /// Entries held: children's tasks not let go of yet.
     pub(crate) fn len(&self) -> usize {
         self.entries.len() + self.runners.len()
+    }
+
+    /// Records a local child, queued under the limit or not; returns its
+    /// key.
+    pub(crate) fn push_local(&mut self, info: TaskInfo, queued: bool) -> usize {
+        self.pushed += 1;
+        let entry = Some(LocalEntry { info, queued });
+        match self.free_locals.pop() {
+            Some(key) => {
+                self.locals[key] = entry;
+                key
+            }
+            None => {
+                self.locals.push(entry);
+                self.locals.len() - 1
+            }
+        }
+    }
+
+    /// The queued local child `key` has been admitted.
+    pub(crate) fn local_admitted(&mut self, key: usize) {
+        if let Some(Some(entry)) = self.locals.get_mut(key) {
+            entry.queued = false;
+        }
+    }
+
+    /// The local child `key` has ended: forgets it.
+    pub(crate) fn remove_local(&mut self, key: usize) {
+        if let Some(slot) = self.locals.get_mut(key)
+            && slot.take().is_some()
+        {
+            self.free_locals.push(key);
+        }
+    }
+
+    /// Who the local child `key` is.
+    pub(crate) fn local(&self, key: usize) -> Option<TaskInfo> {
+        self.locals
+            .get(key)?
+            .as_ref()
+            .map(|entry| entry.info.clone())
+    }
+
+    /// The local children alive, and whether each is queued.
+    pub(crate) fn live_locals(&self) -> impl Iterator<Item = (&TaskInfo, bool)> + '_ {
+        self.locals
+            .iter()
+            .flatten()
+            .map(|entry| (&entry.info, entry.queued))
+    }
+
+    /// Whether the scope has aborted its children ([`Registry::abort_all`]).
+    pub(crate) fn is_aborted(&self) -> bool {
+        self.aborted
     }
 
     /// Children recorded so far.

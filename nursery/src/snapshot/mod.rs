@@ -162,8 +162,11 @@ pub struct TaskSnapshot {
     pub(crate) age: Duration,
     pub(crate) state: TaskState,
     pub(crate) scope_path: String,
-    /// The tokio task's id; `None` while queued.
+    /// The tokio task's id; `None` while queued, and for a local child.
     pub(crate) id: Option<Id>,
+    /// A local child, polled by its scope's future rather than a task of
+    /// its own.
+    pub(crate) local: bool,
     /// Scopes opened inside this task.
     pub(crate) scopes: Vec<ScopeSnapshot>,
 }
@@ -183,8 +186,22 @@ impl TaskSnapshot {
             state,
             scope_path: path.to_owned(),
             id,
+            local: false,
             scopes: Vec::new(),
         }
+    }
+
+    /// The same snapshot, of a local child.
+    pub(crate) fn local(mut self) -> Self {
+        self.local = true;
+        self
+    }
+
+    /// Whether this is a local child (spawned with
+    /// [`Local::spawn`](crate::Local::spawn)): polled by its scope's own
+    /// future, on the scope's task, rather than a tokio task of its own.
+    pub fn is_local(&self) -> bool {
+        self.local
     }
 
     /// The name given with [`Nursery::spawn_named`](crate::Nursery::spawn_named)
@@ -234,13 +251,19 @@ impl TaskSnapshot {
     fn write_line(&self, f: &mut fmt::Formatter<'_>, depth: usize) -> fmt::Result {
         writeln!(
             f,
-            "{}task {} spawned at {}: {}, age {}",
+            "{}{} {} spawned at {}: {}, age {}",
             Indent(depth),
+            self.kind(),
             DisplayName(self.name()),
             self.location,
             self.state,
             Age(self.age)
         )
+    }
+
+    /// How a line names the task: `task`, or `local task`.
+    pub(crate) fn kind(&self) -> &'static str {
+        if self.local { "local task" } else { "task" }
     }
 }
 
@@ -254,6 +277,7 @@ impl fmt::Debug for TaskSnapshot {
             .field("state", &self.state)
             .field("scope_path", &self.scope_path)
             .field("id", &self.id)
+            .field("local", &self.local)
             .field("scopes", &self.scopes.len())
             .finish()
     }
@@ -509,6 +533,7 @@ mod tests {
             state: TaskState::Running,
             scope_path: format!("path {level}"),
             id: None,
+            local: false,
             scopes,
         };
         let scope = |level: usize, tasks| ScopeSnapshot {
@@ -578,7 +603,7 @@ mod tests {
                 format!("{:?}", copy.scopes()[0].tasks()[0]),
                 format!(
                     "TaskSnapshot {{ name: None, location: {:?}, age: 0ns, state: Running, \
-                     scope_path: \"path 0\", id: None, scopes: 1 }}",
+                     scope_path: \"path 0\", id: None, local: false, scopes: 1 }}",
                     copy.scopes()[0].location()
                 )
             );

@@ -13,7 +13,8 @@ impl fmt::Display for TaskSnapshot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "task {} spawned at {}, in scope {}: {}, age {}",
+            "{} {} spawned at {}, in scope {}: {}, age {}",
+            self.kind(),
             DisplayName(self.name()),
             self.location,
             self.scope_path,

@@ -14,6 +14,7 @@ impl Clone for TaskSnapshot {
             state: self.state,
             scope_path: self.scope_path.clone(),
             id: self.id,
+            local: self.local,
             scopes: self.scopes.clone(),
         }
     }
@@ -43,6 +44,7 @@ impl Clone for ScopeSnapshot {
                     state: task.state,
                     scope_path: task.scope_path.clone(),
                     id: task.id,
+                    local: task.local,
                     scopes: Vec::with_capacity(task.scopes.len()),
                 });
                 let copy = ScopeSnapshot {

@@ -60,12 +60,22 @@ impl Scope {
     /// next queued child that can start, to run in place.
     pub(crate) fn next_job(&self, weight: usize) -> Option<(usize, Box<dyn Job>)> {
         let limiter = self.core.limiter()?;
-        let next = limiter.release_and_take(weight, self.clock());
-        if next.is_none() && limiter.is_paced() {
-            // The next start may wait for the rate's timer.
-            self.core.wake();
+        let mut weight = weight;
+        loop {
+            match limiter.release_and_take(weight, self.clock()) {
+                // A local child's ticket: the child runs on its scope's own
+                // task, with the weight taken for it.
+                Some((taken, job)) if !job.runs_in_place() => job.start(taken),
+                next => {
+                    if next.is_none() && limiter.is_paced() {
+                        // The next start may wait for the rate's timer.
+                        self.core.wake();
+                    }
+                    return next;
+                }
+            }
+            weight = 0;
         }
-        next
     }
 
     /// Gives `weight` back, starting queued children on tasks of their own.

@@ -75,13 +75,13 @@ impl<T> ResultCell<T> {
 /// before the handle hears; and the runner drops a finished job only after
 /// it has given the child's slot back (or passed it to the next queued
 /// child), so a caller that has awaited the handle finds the slot free.
-pub(super) struct Deliver<T> {
+pub(crate) struct Deliver<T> {
     cell: Option<Arc<ResultCell<T>>>,
     output: Option<Output<T>>,
 }
 
 impl<T> Deliver<T> {
-    pub(super) fn new(cell: Arc<ResultCell<T>>) -> Deliver<T> {
+    pub(crate) fn new(cell: Arc<ResultCell<T>>) -> Deliver<T> {
         Deliver {
             cell: Some(cell),
             output: None,
@@ -89,7 +89,7 @@ impl<T> Deliver<T> {
     }
 
     /// Keeps the child's output, for the job's drop to deliver.
-    pub(super) fn keep(&mut self, output: Output<T>) {
+    pub(crate) fn keep(&mut self, output: Output<T>) {
         self.output = Some(output);
     }
 }

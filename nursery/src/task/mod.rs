@@ -23,7 +23,7 @@ use crate::scope::Scope;
 use crate::sync::Arc;
 
 pub(crate) use self::admit::WhenFull;
-use self::handle::Deliver;
+pub(crate) use self::handle::Deliver;
 pub(crate) use self::handle::ResultCell;
 pub use self::handle::TaskHandle;
 pub(crate) use self::runner::Runner;
@@ -272,6 +272,33 @@ impl<F> Blocking<F> {
 }
 
 // ===== starting children =====
+
+/// The weight a child of `weight` takes in a scope whose budget is
+/// `limit`: itself, or 1 without a budget to weigh against.
+///
+/// # Panics
+///
+/// If `weight` is 0 or above `limit`: such a child could never run (Go's
+/// weighted semaphore would wait forever).
+#[track_caller]
+pub(crate) fn checked_weight(weight: usize, limit: Option<usize>) -> usize {
+    assert!(
+        weight > 0,
+        "nursery: spawn_weighted(0, ..): a child's weight must be at least 1"
+    );
+    match limit {
+        Some(limit) => {
+            assert!(
+                weight <= limit,
+                "nursery: spawn_weighted({weight}, ..) in a scope with limit({limit}): \
+                 a child heavier than the limit could never run"
+            );
+            weight
+        }
+        // No budget to weigh against: every child counts as one.
+        None => 1,
+    }
+}
 
 /// How a child (async or blocking) is started: on a task of its own in a
 /// scope without a limit, or as a [`Job`] run by a runner under one.

@@ -143,6 +143,15 @@ fn runtime_pairs(scenario: &'static str) -> Vec<(Pair, [Approach; 2])> {
             pairs.push(Pair::of(scenario, subject, reference, target));
         }
     }
+    // Local children against the in-place peers: one thread does the work.
+    for subject in [Approach::NurseryLocal, Approach::NurseryLocalVec] {
+        for (reference, target) in [
+            (Approach::FuturesUnordered, "≤ 1.20"),
+            (Approach::Moro, "none (a peer that borrows)"),
+        ] {
+            pairs.push(Pair::of(scenario, subject, reference, target));
+        }
+    }
     pairs
 }
 
@@ -161,6 +170,18 @@ fn bounded_pairs() -> Vec<(Pair, [Approach; 2])> {
             Approach::NurseryLimit(WORKERS),
             Approach::NurserySpawn,
             "≤ 1.10 (against its own unbounded figure)",
+        ),
+        Pair::of(
+            "cpu_bounded",
+            Approach::NurseryLocalLimit(WORKERS),
+            Approach::FuturesUnorderedBounded(WORKERS),
+            "≤ 1.20",
+        ),
+        Pair::of(
+            "cpu_bounded",
+            Approach::NurseryLocalLimit(WORKERS),
+            Approach::BufferUnordered(WORKERS),
+            "≤ 1.20",
         ),
     ]
 }
@@ -181,6 +202,16 @@ fn cancel_pairs() -> Vec<(Pair, [Stop; 2])> {
             };
             pairs.push((pair, [subject, reference]));
         }
+    }
+    for subject in [Stop::NurseryLocalCancel, Stop::NurseryLocalDrop] {
+        let reference = Stop::FuturesUnorderedDrop;
+        let pair = Pair {
+            scenario: "cancel",
+            subject: subject.label().to_owned(),
+            reference: reference.label().to_owned(),
+            target: "≤ 1.20",
+        };
+        pairs.push((pair, [subject, reference]));
     }
     pairs
 }
