@@ -404,7 +404,7 @@ where
 }
 
 /// An error of a scope whose children cannot fail, as any error type.
-fn retype<E>(error: Error<Infallible>) -> Error<E> {
+pub(crate) fn retype<E>(error: Error<Infallible>) -> Error<E> {
     match error {
         Error::Failed { error, .. } => match error {},
         Error::TimedOut => Error::TimedOut,

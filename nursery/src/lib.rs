@@ -77,6 +77,14 @@
 //! [`deadline`] speak of the current scope, the way Go code asks its `ctx`;
 //! [`Nursery::stats`] counts what a scope's children did.
 //!
+//! # Children that borrow
+//!
+//! A [`Nursery`]'s children are `Send + 'static` tokio tasks that run in
+//! parallel. A scope opened with [`scope_local`] also gets a [`Local`]
+//! handle, whose children may borrow anything that outlives the call: they
+//! run on the scope's own task, polled by its future, beside the parallel
+//! ones and under the same guarantees, without `unsafe`.
+//!
 //! # Cargo features
 //!
 //! - `macros` (on by default): the attributes `#[nursery(..)]`, which runs
@@ -133,6 +141,7 @@ mod run;
 
 mod bulk;
 mod pipeline;
+mod policy;
 pub mod testing;
 
 #[cfg(all(test, not(nursery_loom)))]
@@ -148,6 +157,7 @@ pub use crate::leak::{Leak, set_leak_hook};
 pub use crate::local::{Local, LocalHandle};
 pub use crate::nursery::{Nursery, Ready};
 pub use crate::pipeline::Pipeline;
+pub use crate::policy::{hedge, quorum};
 pub use crate::snapshot::{Dump, ScopeSnapshot, ScopeState, TaskSnapshot, TaskState};
 pub use crate::stats::Stats;
 pub use crate::task::TaskHandle;

@@ -21,7 +21,10 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("the child", &["local", "observe", "task"]),
     ("diagnostics", &["dump"]),
     ("the scope's API", &["nursery", "builder", "run", "glue"]),
-    ("built on scopes", &["bulk", "pipeline", "testing"]),
+    (
+        "built on scopes",
+        &["bulk", "pipeline", "policy", "testing"],
+    ),
     ("white-box tests", &["tests"]),
 ];
 

@@ -465,6 +465,9 @@ fn a_local_childs_wake_during_its_poll_is_not_lost() {
     explore("a_local_childs_wake_during_its_poll_is_not_lost", || {
         let signals = Arc::new(Signals::new());
         let wakeup = Arc::new(Wakeup::new());
+        // Woken once already: the scope future reads that note first, so
+        // the flag is set when the race starts.
+        wakeup.wake(0, &signals);
         // The child's progress: what its poll reads.
         let ready = Arc::new(AtomicBool::new(false));
         let waker_thread = {
@@ -475,8 +478,7 @@ fn a_local_childs_wake_during_its_poll_is_not_lost() {
             })
         };
         let mut notes = Notes::default();
-        // A new child is polled at once.
-        let mut due = true;
+        let mut due = false;
         loom::future::block_on(poll_fn(|cx| {
             signals.register(cx.waker());
             signals.take(&mut notes);

@@ -342,3 +342,34 @@ async fn a_custom_error_is_shown_by_type_and_by_display_once_named() {
         assert_eq!(failed[0].field("error"), expected, "{failed:#?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_child_has_its_own_span_and_its_failure_an_event() {
+    install();
+    let reason = String::from("parse error");
+    let reason = &reason;
+    let result = within(
+        "the scope",
+        Nursery::builder().name("events-local").scope_local(
+            |_n: Nursery<String>, local| async move {
+                local.spawn_named("parser", async move { Err::<(), _>(reason.clone()) });
+                Ok(())
+            },
+        ),
+    )
+    .await;
+    assert!(result.is_err());
+    let spans = spans_under("events-local");
+    assert!(
+        spans.contains(&"scope:events-local/task:parser".to_owned()),
+        "{spans:#?}"
+    );
+    let events = events_under("events-local");
+    let failed: Vec<_> = events
+        .iter()
+        .filter(|event| event.field("message") == Some("nursery: task failed"))
+        .collect();
+    assert_eq!(failed.len(), 1, "{events:#?}");
+    assert_eq!(failed[0].path, "scope:events-local/task:parser");
+    assert_eq!(failed[0].field("error"), Some("parse error"));
+}

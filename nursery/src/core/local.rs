@@ -55,6 +55,7 @@ impl Notes {
 }
 
 impl Signals {
+    /// No notes, and no waker yet.
     pub fn new() -> Signals {
         Signals {
             state: Mutex::new(Notes::default()),

@@ -274,8 +274,18 @@ impl<'env, E: Send + 'static> Local<'env, E> {
             return LocalHandle::new(TaskHandle::refused(repr, info));
         }
         let cell = ResultCell::new();
+        #[cfg(feature = "tracing")]
+        let span = tracing::info_span!(
+            parent: &scope.span,
+            "nursery.task",
+            name = info.name.as_ref().map(|name| name.as_str()),
+            location = %info.location,
+            local = true,
+        );
+        #[cfg(not(feature = "tracing"))]
+        let span = ();
         let child: Pin<Box<dyn Polled + 'env>> =
-            Box::pin(LocalChild::new(future, Deliver::new(cell.clone())));
+            Box::pin(LocalChild::new(future, Deliver::new(cell.clone()), span));
         let now = match scope.core.limiter() {
             None => Some(0),
             Some(limiter) if limiter.try_acquire(weight, scope.clock()) => Some(weight),
@@ -289,7 +299,7 @@ impl<'env, E: Send + 'static> Local<'env, E> {
             if let Some(weight) = now.filter(|&weight| weight > 0) {
                 scope.release(weight);
             }
-            scope.unregister_local(key);
+            scope.update_locals(&mut Vec::new(), &mut vec![key]);
             drop(child);
             scope.child_exited();
         }

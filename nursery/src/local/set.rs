@@ -191,20 +191,29 @@ pub(crate) enum Ended {
     Panicked(Payload),
 }
 
+/// A local child's `nursery.task` span, with the `tracing` feature.
+#[cfg(feature = "tracing")]
+pub(crate) type ChildSpan = tracing::Span;
+/// Nothing, without the `tracing` feature.
+#[cfg(not(feature = "tracing"))]
+pub(crate) type ChildSpan = ();
+
 pin_project! {
     /// A local child: the user's future, then where its output goes.
     pub(crate) struct LocalChild<F, T> {
         #[pin]
         future: Slot<F>,
         deliver: Deliver<T>,
+        span: ChildSpan,
     }
 }
 
 impl<F, T> LocalChild<F, T> {
-    pub(crate) fn new(future: F, deliver: Deliver<T>) -> LocalChild<F, T> {
+    pub(crate) fn new(future: F, deliver: Deliver<T>, span: ChildSpan) -> LocalChild<F, T> {
         LocalChild {
             future: Slot::Live { future },
             deliver,
+            span,
         }
     }
 }
@@ -225,12 +234,26 @@ where
         let SlotProj::Live { future } = slot.as_mut().project() else {
             panic!("nursery: a local child polled after it ended");
         };
+        #[cfg(feature = "tracing")]
+        let _entered = this.span.enter();
         let polled = context::enter(lent, || catch_unwind(AssertUnwindSafe(|| future.poll(cx))));
         let (ended, output) = match polled {
             Ok(Poll::Pending) => return Poll::Pending,
             Ok(Poll::Ready(Ok(value))) => (Ended::Succeeded, Ok(value)),
-            Ok(Poll::Ready(Err(error))) => (Ended::Failed(Box::new(error)), Err(Repr::Failed)),
-            Err(payload) => (Ended::Panicked(payload), Err(Repr::Panicked)),
+            Ok(Poll::Ready(Err(error))) => {
+                #[cfg(feature = "tracing")]
+                crate::observe::child_failed(
+                    this.span,
+                    &error,
+                    lent.as_deref().and_then(|scope| scope.display_error),
+                );
+                (Ended::Failed(Box::new(error)), Err(Repr::Failed))
+            }
+            Err(payload) => {
+                #[cfg(feature = "tracing")]
+                crate::observe::child_panicked(this.span, &*payload);
+                (Ended::Panicked(payload), Err(Repr::Panicked))
+            }
         };
         this.deliver.keep(output);
         match (slot.drop_future(), ended) {
@@ -342,6 +365,10 @@ pub(crate) struct LocalSet<'env> {
     notes: Notes,
     new: Vec<New<'env>>,
     due: Vec<usize>,
+    /// The registry keys of the children admitted under the limit this
+    /// round, and of those that ended, for the registry at its end.
+    admitted: Vec<usize>,
+    ended: Vec<usize>,
 }
 
 /// One slot: the child in it, if any, and the slot's waker.
@@ -371,6 +398,8 @@ impl<'env> LocalSet<'env> {
             notes: Notes::default(),
             new: Vec::new(),
             due: Vec::new(),
+            admitted: Vec::new(),
+            ended: Vec::new(),
         }
     }
 
@@ -409,31 +438,44 @@ impl<'env> LocalSet<'env> {
                 return;
             }
             self.due.clear();
-            self.take_new(scope);
             self.take_notes(scope);
             if abort {
                 // Nothing starts any more: the scope refuses new children.
                 self.abort(scope);
+                scope.update_locals(&mut self.admitted, &mut self.ended);
                 return;
             }
+            self.take_new(scope, Some(&mut *lent));
             self.poll_due(scope, lent);
+            scope.update_locals(&mut self.admitted, &mut self.ended);
         }
         // More is due: let the rest of the worker run first.
         cx.waker().wake_by_ref();
     }
 
-    fn take_new(&mut self, scope: &Scope) {
+    /// Takes the children spawned since the last look. Those that may run
+    /// are polled at once if `lent` is given (so that a child that ends at
+    /// its first poll leaves its slot, and the slot's waker, to the next),
+    /// else marked due.
+    fn take_new(&mut self, scope: &Scope, mut lent: Option<&mut Option<Arc<Scope>>>) {
         let mut new = std::mem::take(&mut self.new);
         for child in new.drain(..) {
             self.live += 1;
             match child.admission {
-                Admission::Now(weight) => self.place(child.child, child.key, weight),
+                Admission::Now(weight) => {
+                    let slot = self.place(child.child, child.key, weight);
+                    match lent.as_deref_mut() {
+                        Some(lent) => self.poll_slot(slot, scope, lent),
+                        None => self.due.push(slot),
+                    }
+                }
                 Admission::Queued(ticket) => {
                     self.taken_up_to = ticket;
                     if let Some(at) = self.early.iter().position(|&(early, _)| early == ticket) {
                         let (_, weight) = self.early.swap_remove(at);
-                        scope.local_admitted(child.key);
-                        self.place(child.child, child.key, weight);
+                        self.admitted.push(child.key);
+                        let slot = self.place(child.child, child.key, weight);
+                        self.due.push(slot);
                     } else {
                         self.queued.push_back((ticket, child));
                     }
@@ -449,8 +491,9 @@ impl<'env> LocalSet<'env> {
             match self.queued.iter().position(|(queued, _)| *queued == ticket) {
                 Some(at) => {
                     let (_, child) = self.queued.remove(at).expect("found just above");
-                    scope.local_admitted(child.key);
-                    self.place(child.child, child.key, weight);
+                    self.admitted.push(child.key);
+                    let slot = self.place(child.child, child.key, weight);
+                    self.due.push(slot);
                 }
                 // Spawned from another thread, and still in the inbox:
                 // keep the weight for it until it is taken.
@@ -469,8 +512,8 @@ impl<'env> LocalSet<'env> {
         self.notes = notes;
     }
 
-    /// Puts a child that may run in a free slot, due to be polled now.
-    fn place(&mut self, child: Pin<Box<dyn Polled + 'env>>, key: usize, weight: usize) {
+    /// Puts a child that may run in a free slot; returns the slot.
+    fn place(&mut self, child: Pin<Box<dyn Polled + 'env>>, key: usize, weight: usize) -> usize {
         let slot = match self.free.pop() {
             Some(slot) => slot,
             None => {
@@ -490,37 +533,40 @@ impl<'env> LocalSet<'env> {
             }
         };
         self.slots[slot].child = Some(Running { child, key, weight });
-        self.due.push(slot);
+        slot
     }
 
     /// Polls the children due, in the order they became due.
     fn poll_due(&mut self, scope: &Scope, lent: &mut Option<Arc<Scope>>) {
         let due = std::mem::take(&mut self.due);
         for &slot in &due {
-            let entry = &mut self.slots[slot];
-            let Some(running) = entry.child.as_mut() else {
-                // A stale wake of a slot since emptied.
-                continue;
-            };
-            entry.node.wakeup.clear();
-            let mut cx = Context::from_waker(&entry.waker);
-            let Poll::Ready(ended) = running.child.as_mut().poll_child(&mut cx, lent) else {
-                continue;
-            };
-            let Running { child, key, weight } = entry.child.take().expect("polled just above");
-            self.free.push(slot);
-            match ended {
-                Ended::Succeeded => scope.child_succeeded(),
-                Ended::Failed(error) => {
-                    report(scope, key, |who| scope.report_local_error(error, who))
-                }
-                Ended::Panicked(payload) => {
-                    report(scope, key, |who| scope.report_local_panic(payload, who));
-                }
-            }
-            self.end(scope, child, key, weight);
+            self.poll_slot(slot, scope, lent);
         }
         self.due = due;
+    }
+
+    /// Polls the child in `slot`, if there is one (a stale wake may name a
+    /// slot since emptied), and ends it if it is done.
+    fn poll_slot(&mut self, slot: usize, scope: &Scope, lent: &mut Option<Arc<Scope>>) {
+        let entry = &mut self.slots[slot];
+        let Some(running) = entry.child.as_mut() else {
+            return;
+        };
+        entry.node.wakeup.clear();
+        let mut cx = Context::from_waker(&entry.waker);
+        let Poll::Ready(ended) = running.child.as_mut().poll_child(&mut cx, lent) else {
+            return;
+        };
+        let Running { child, key, weight } = entry.child.take().expect("polled just above");
+        self.free.push(slot);
+        match ended {
+            Ended::Succeeded => scope.child_succeeded(),
+            Ended::Failed(error) => report(scope, key, |who| scope.report_local_error(error, who)),
+            Ended::Panicked(payload) => {
+                report(scope, key, |who| scope.report_local_panic(payload, who));
+            }
+        }
+        self.end(scope, child, key, weight);
     }
 
     /// A child has ended (or is dropped unfinished): drops its future if
@@ -542,7 +588,8 @@ impl<'env> LocalSet<'env> {
         if weight > 0 {
             scope.release(weight);
         }
-        scope.unregister_local(key);
+        // Forgotten by the registry with the others that end this round.
+        self.ended.push(key);
         scope.child_exited();
         drop(child);
     }
@@ -550,7 +597,7 @@ impl<'env> LocalSet<'env> {
     /// Drops every child, running or queued: the scope has aborted its
     /// children (G6: their grace is over; G7).
     fn abort(&mut self, scope: &Scope) {
-        self.take_new(scope);
+        self.take_new(scope, None);
         self.due.clear();
         for slot in 0..self.slots.len() {
             if let Some(Running { child, key, weight }) = self.slots[slot].child.take() {
@@ -580,22 +627,11 @@ impl Drop for LocalSet<'_> {
         let scope = self.shared.scope.clone();
         let mut late = self.shared.close();
         self.new.append(&mut late);
-        let mut children = Vec::new();
-        for entry in &mut self.slots {
-            if let Some(Running { child, key, .. }) = entry.child.take() {
-                children.push((child, key));
-            }
-        }
-        children.extend(
-            self.queued
-                .drain(..)
-                .map(|(_, child)| (child.child, child.key)),
-        );
-        children.extend(self.new.drain(..).map(|child| (child.child, child.key)));
         let mut first = None;
+        let mut ended = std::mem::take(&mut self.ended);
         // Weight is not given back: the scope is closing (or being dropped,
         // which closes its queue), and nothing queued may start now.
-        for (mut child, key) in children {
+        let mut drop_child = |mut child: Pin<Box<dyn Polled + '_>>, key: usize| {
             if let Err(payload) = child.as_mut().drop_future() {
                 if first.is_none() && !std::thread::panicking() {
                     first = Some(payload);
@@ -603,10 +639,22 @@ impl Drop for LocalSet<'_> {
                     let _ = catch_unwind(AssertUnwindSafe(move || drop(payload)));
                 }
             }
-            scope.unregister_local(key);
+            ended.push(key);
             scope.child_exited();
             drop(child);
+        };
+        for entry in &mut self.slots {
+            if let Some(Running { child, key, .. }) = entry.child.take() {
+                drop_child(child, key);
+            }
         }
+        for (_, child) in self.queued.drain(..) {
+            drop_child(child.child, child.key);
+        }
+        for child in self.new.drain(..) {
+            drop_child(child.child, child.key);
+        }
+        scope.update_locals(&mut Vec::new(), &mut ended);
         if let Some(payload) = first {
             resume_unwind(payload);
         }

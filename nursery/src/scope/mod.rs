@@ -209,14 +209,19 @@ impl Scope {
         lock(&self.registry).push_local(info, queued)
     }
 
-    /// The queued local child `key` has been admitted under the limit.
-    pub(crate) fn local_admitted(&self, key: usize) {
-        lock(&self.registry).local_admitted(key);
-    }
-
-    /// The local child `key` has ended.
-    pub(crate) fn unregister_local(&self, key: usize) {
-        lock(&self.registry).remove_local(key);
+    /// The local children `admitted` left the queue and run now, and the
+    /// local children `ended` have ended; empties both, under one lock.
+    pub(crate) fn update_locals(&self, admitted: &mut Vec<usize>, ended: &mut Vec<usize>) {
+        if admitted.is_empty() && ended.is_empty() {
+            return;
+        }
+        let mut registry = lock(&self.registry);
+        for key in admitted.drain(..) {
+            registry.local_admitted(key);
+        }
+        for key in ended.drain(..) {
+            registry.remove_local(key);
+        }
     }
 
     /// Who the local child `key` is.

@@ -96,9 +96,16 @@ impl<T> Deliver<T> {
 
 impl<T> Drop for Deliver<T> {
     fn drop(&mut self) {
-        if let Some(cell) = self.cell.take() {
-            cell.deliver(self.output.take().unwrap_or(Err(Repr::Cancelled)));
+        let Some(cell) = self.cell.take() else {
+            return;
+        };
+        // The handle is gone (it is never cloned, and only it and this
+        // hold the cell): nobody will read the output, which is dropped
+        // with this.
+        if Arc::strong_count(&cell) == 1 {
+            return;
         }
+        cell.deliver(self.output.take().unwrap_or(Err(Repr::Cancelled)));
     }
 }
 
