@@ -220,5 +220,5 @@ pub fn check() -> Result<(), Interrupted> {
 /// # }
 /// ```
 pub fn deadline() -> Option<Instant> {
-    with_current(|scope| scope.and_then(|scope| scope.deadline))
+    with_current(|scope| scope.and_then(|scope| scope.deadline()))
 }

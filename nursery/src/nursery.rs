@@ -156,7 +156,40 @@ impl<E> Nursery<E> {
     /// # }
     /// ```
     pub fn deadline(&self) -> Option<Instant> {
-        self.scope.deadline
+        self.scope.deadline()
+    }
+
+    /// Moves the scope's own deadline while it runs (Trio's
+    /// `cancel_scope.deadline = …`): `Some(at)` sets it, `None` lifts it.
+    ///
+    /// The effective deadline, the earliest of the scope's own and its
+    /// ancestors', moves with it, here and in every scope open below that
+    /// inherits it; an inner scope with an earlier deadline of its own
+    /// keeps that one. Moved earlier, past now, the scope times out at once
+    /// ([`Error::TimedOut`](crate::Error::TimedOut)); moved later or lifted,
+    /// it runs on. [`deadline`](Nursery::deadline) and
+    /// [`nursery::deadline`](crate::deadline()) report the new value at
+    /// once. A scope already cancelled (or timed out) stays so.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// use std::time::Duration;
+    /// use tokio::time::Instant;
+    ///
+    /// let result = nursery::Nursery::builder()
+    ///     .timeout(Duration::from_secs(1))
+    ///     .scope(|n| async move {
+    ///         // More time, granted while the scope runs.
+    ///         n.set_deadline(Some(Instant::now() + Duration::from_secs(5)));
+    ///         tokio::time::sleep(Duration::from_secs(3)).await;
+    ///         Ok::<_, ()>("done")
+    ///     })
+    ///     .await;
+    /// assert_eq!(result, Ok("done"));
+    /// # }
+    /// ```
+    pub fn set_deadline(&self, deadline: Option<Instant>) {
+        Scope::set_deadline(&self.scope, deadline);
     }
 
     /// The scope's own children that were started or queued and have not

@@ -482,6 +482,9 @@ fn watch_outside(
     token_cancelled: Pin<&mut WaitForCancellationFutureOwned>,
     cx: &mut Context<'_>,
 ) {
+    if scope.deadline_moved() {
+        scope.rearm_deadline(cold);
+    }
     if let Some(cold) = cold {
         scope.poll_outside(cold.as_mut(), cx);
     }
@@ -679,12 +682,30 @@ impl Scope {
         let mut cold = cold.project();
         if poll_once(cold.deadline.as_mut(), cx) {
             cold.deadline.set(None);
-            self.cancel(Reason::TimedOut);
+            // Unless it was moved later meanwhile: then the scope future
+            // sets the timer again (`rearm_deadline`) on its next poll.
+            if self.deadline_passed() {
+                self.cancel(Reason::TimedOut);
+            }
         }
         if poll_once(cold.outside.as_mut(), cx) {
             cold.outside.set(None);
             self.cancel(Reason::Cancelled);
         }
+    }
+
+    /// A deadline moved (`Nursery::set_deadline`, here or above): sets the
+    /// deadline timer to the one this scope must time now, if any.
+    #[cold]
+    #[inline(never)]
+    fn rearm_deadline(&self, slot: &mut Option<Pin<Box<Cold>>>) {
+        let Some(at) = self.moved_timer() else {
+            return;
+        };
+        if at.is_none() && slot.is_none() {
+            return;
+        }
+        cold(slot).project().deadline.set(at.map(sleep_until));
     }
 
     /// Polls the grace timer, and aborts the children still running once

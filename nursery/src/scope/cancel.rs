@@ -2,16 +2,13 @@
 //! the cancel decided once, and the walk that carries it down the tree
 //! before the token fires.
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
-
-use tokio::time::Instant;
-
 use crate::cause::Cause;
 use crate::core::{Cancelling, Payload, Reason};
 use crate::error::Interrupted;
 use crate::id::TaskInfo;
 use crate::scope::Scope;
 use crate::sync::{Ordering, lock};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 
 /// How many times a failing child looks for its own registry record (see
 /// `Scope::current_child`) before it gives up on naming itself.
@@ -311,11 +308,6 @@ impl Scope {
             Some(Reason::TimedOut) => Some(Interrupted::TimedOut),
             _ => Some(Interrupted::Cancelled),
         }
-    }
-
-    pub(super) fn deadline_passed(&self) -> bool {
-        self.deadline
-            .is_some_and(|deadline| Instant::now() >= deadline)
     }
 
     /// Whether the scope has been cancelled. A scope whose deadline has

@@ -4,6 +4,7 @@
 
 mod cancel;
 mod config;
+mod deadline;
 mod dropped;
 mod registry;
 mod tree;
@@ -18,6 +19,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 pub(crate) use self::config::{Config, DEFAULT_LEAK_GRACE, DisplayError, earliest};
+use self::deadline::Deadline;
 pub(crate) use self::dropped::watch_dropped;
 pub(crate) use self::registry::{Current, Registry};
 pub(crate) use self::tree::{ScopeList, prune_dead_roots, roots};
@@ -46,8 +48,13 @@ pub(crate) struct Scope {
     pub(crate) token: CancellationToken,
     pub(crate) rt: Handle,
     /// The effective deadline: the earliest of the scope's own and its
-    /// ancestors'.
-    pub(crate) deadline: Option<Instant>,
+    /// ancestors'. Moves with [`Scope::set_deadline`], here or above.
+    deadline: Deadline,
+    /// The scope's own deadline, from its settings or
+    /// [`Scope::set_deadline`].
+    own_deadline: Deadline,
+    /// A deadline moved: the scope future must set its timer again.
+    deadline_moved: AtomicBool,
     pub(crate) name: Option<Name>,
     /// Where and when the scope was opened, and in which tokio task.
     pub(crate) location: &'static Location<'static>,
@@ -112,7 +119,7 @@ impl Scope {
         let rt = Handle::try_current()
             .unwrap_or_else(|_| panic!("nursery: no tokio runtime: scopes must run inside one"));
         let own = config.own_deadline();
-        let inherited = parent.as_ref().and_then(|parent| parent.deadline);
+        let inherited = parent.as_ref().and_then(|parent| parent.deadline());
         let token = match &parent {
             Some(parent) => parent.token.child_token(),
             None => CancellationToken::new(),
@@ -131,17 +138,20 @@ impl Scope {
             deadline = deadline.map(|at| tracing::field::debug(at.into_std())),
             location = %location,
         );
+        let epoch = Instant::now();
         let scope = Scope {
             core: Core::new(config.fail_fast, config.limit, config.rate)
                 .cap_suppressed(config.max_suppressed.unwrap_or(usize::MAX)),
             token,
             rt,
-            deadline,
+            deadline: Deadline::new(deadline, epoch),
+            own_deadline: Deadline::new(own, epoch),
+            deadline_moved: AtomicBool::new(false),
             name: config.name.clone(),
             location,
             opened: Stamp::now(),
             host: tokio::task::try_id(),
-            epoch: Instant::now(),
+            epoch,
             grace: config
                 .grace
                 .or(parent.as_ref().map(|parent| parent.grace))
@@ -339,9 +349,67 @@ impl Scope {
         Stats::new(spawned, queued, live, counts)
     }
 
+    // ----- deadlines -----
+
+    /// The effective deadline: the earliest of the scope's own and its
+    /// ancestors', as they are now.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.deadline.get(self.epoch)
+    }
+
+    /// Whether the effective deadline has passed.
+    pub(crate) fn deadline_passed(&self) -> bool {
+        self.deadline.passed(self.epoch, Instant::now())
+    }
+
+    /// Moves the scope's own deadline to `at` (`None`: no deadline of its
+    /// own), and with it the effective deadline of this scope and of every
+    /// scope open below that inherits it; each one's future is woken to set
+    /// its timer again. A walk over a list, not a recursion.
+    pub(crate) fn set_deadline(scope: &Arc<Scope>, at: Option<Instant>) {
+        scope.own_deadline.set(at, scope.epoch);
+        let mut pending = vec![scope.clone()];
+        while let Some(scope) = pending.pop() {
+            scope.refresh_deadline();
+            pending.extend(lock(&scope.scopes).open());
+        }
+    }
+
+    /// Works the effective deadline out again from the own one and the
+    /// parent's, and has the scope future set its timer again.
+    fn refresh_deadline(&self) {
+        let inherited = self.parent.as_ref().and_then(|parent| parent.deadline());
+        let effective = earliest(self.own_deadline.get(self.epoch), inherited);
+        self.deadline.set(effective, self.epoch);
+        self.deadline_moved.store(true, Ordering::Release);
+        self.core.wake();
+    }
+
+    /// The deadline the scope future must time itself, after a move: its
+    /// own, if it comes before the inherited one (which the ancestor that
+    /// owns it times), else none. `None` also when nothing moved.
+    pub(crate) fn moved_timer(&self) -> Option<Option<Instant>> {
+        if !self.deadline_moved.swap(false, Ordering::AcqRel) {
+            return None;
+        }
+        let own = self.own_deadline.get(self.epoch);
+        let inherited = self.parent.as_ref().and_then(|parent| parent.deadline());
+        Some(own.filter(|&own| inherited.is_none_or(|inherited| own < inherited)))
+    }
+
+    /// Whether a deadline moved since the scope future last looked.
+    pub(crate) fn deadline_moved(&self) -> bool {
+        self.deadline_moved.load(Ordering::Relaxed)
+    }
+
     /// Records an inner scope opened under this one; returns its key.
     fn adopt(&self, inner: &Arc<Scope>) -> usize {
         let key = lock(&self.scopes).insert(inner.clone());
+        // A deadline moved before the insert did not reach the inner
+        // scope: work its own out again now. (One moved after it does.)
+        if inner.deadline() != earliest(inner.own_deadline.get(inner.epoch), self.deadline()) {
+            inner.refresh_deadline();
+        }
         // A cancel decided before the insert did not see the inner scope:
         // pass it on now. (One decided after it does see it.)
         if self.core.is_cancelled() {
@@ -391,6 +459,7 @@ impl fmt::Debug for Scope {
             .field("name", &self.name)
             .field("core", &self.core)
             .field("deadline", &self.deadline)
+            .field("own_deadline", &self.own_deadline)
             .field("registry", &*lock(&self.registry))
             .finish_non_exhaustive()
     }
