@@ -12,43 +12,124 @@ use tokio::time::Instant;
 
 use crate::cause::Cause;
 use crate::error::Interrupted;
-use crate::scope::Scope;
+use crate::scope::{Scope, Who};
 use crate::sync::Arc;
 
 thread_local! {
     static CURRENT: Cell<Option<Arc<Scope>>> = const { Cell::new(None) };
+    /// How many shields the code running now is inside.
+    static SHIELDS: Cell<usize> = const { Cell::new(0) };
+    /// What of the current scope runs inline on its task now: its body,
+    /// one of its local children, or neither (a child on a task of its own).
+    static INLINE: Cell<Inline> = const { Cell::new(Inline::Task) };
+    /// With [`Inline::Local`], which local child: its registry key.
+    static LOCAL_KEY: Cell<usize> = const { Cell::new(0) };
+}
+
+/// What of the current scope is running now, for [`shield`](crate::shield)
+/// to know whom it protects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Inline {
+    /// A child on a task of its own (or a runner's).
+    Task,
+    /// The scope's body, polled by the scope future.
+    Body,
+    /// One of its local children, polled by the scope future.
+    Local,
+}
+
+/// Runs `f` marked as the local child `key` of the current scope, then
+/// restores the mark around it (also if `f` unwinds).
+pub(crate) fn local<R>(key: usize, f: impl FnOnce() -> R) -> R {
+    struct Restore(Inline, usize);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            INLINE.with(|mark| mark.set(self.0));
+            LOCAL_KEY.with(|mark| mark.set(self.1));
+        }
+    }
+    let _restore = Restore(
+        INLINE.with(|mark| mark.replace(Inline::Local)),
+        LOCAL_KEY.with(|mark| mark.replace(key)),
+    );
+    f()
+}
+
+/// Who of the current scope is running now: its body, one of its local
+/// children, or the child (or runner) on the current tokio task; `None`
+/// outside any tokio task.
+pub(crate) fn who_now() -> Option<Who> {
+    match INLINE.with(Cell::get) {
+        Inline::Body => Some(Who::Body),
+        Inline::Local => Some(Who::Local(LOCAL_KEY.with(Cell::get))),
+        Inline::Task => tokio::task::try_id().map(Who::Task),
+    }
+}
+
+/// Whether the code running now is inside a shield.
+pub(crate) fn is_shielded() -> bool {
+    SHIELDS.with(Cell::get) > 0
+}
+
+/// Runs `f` inside one more shield.
+pub(crate) fn shielded<R>(f: impl FnOnce() -> R) -> R {
+    struct Leave;
+    impl Drop for Leave {
+        fn drop(&mut self) {
+            SHIELDS.with(|depth| depth.set(depth.get() - 1));
+        }
+    }
+    SHIELDS.with(|depth| depth.set(depth.get() + 1));
+    let _leave = Leave;
+    f()
 }
 
 /// Runs `f` with the scope in `slot` as the current scope, then puts it back
 /// (also if `f` unwinds).
 pub(crate) fn enter<R>(slot: &mut Option<Arc<Scope>>, f: impl FnOnce() -> R) -> R {
-    enter_inline(slot, f)
-}
-
-/// [`enter`], always inlined into its caller: for the scope future's poll
-/// of its body. The body's poll then runs in the scope future's own frame
-/// rather than in a frame of its own beside it, which in a nest of scopes
-/// (each polled from inside the body of the last) is one frame less per
-/// level.
-#[inline(always)]
-pub(crate) fn enter_inline<R>(slot: &mut Option<Arc<Scope>>, f: impl FnOnce() -> R) -> R {
-    struct Restore<'a> {
-        slot: &'a mut Option<Arc<Scope>>,
-        outer: Option<Option<Arc<Scope>>>,
-    }
-    impl Drop for Restore<'_> {
-        fn drop(&mut self) {
-            let outer = self.outer.take().unwrap_or_default();
-            *self.slot = CURRENT.with(|current| current.replace(outer));
-        }
-    }
     let lent = slot.take();
     let outer = CURRENT.with(|current| current.replace(lent));
     let _restore = Restore {
         slot,
-        outer: Some(outer),
+        outer,
+        inline: None,
     };
     f()
+}
+
+/// [`enter`] for the scope's body, marked as such ([`Inline::Body`]), and
+/// always inlined into its caller: the body's poll then runs in the scope
+/// future's own frame rather than in a frame of its own beside it, which
+/// in a nest of scopes (each polled from inside the body of the last) is
+/// one frame less per level.
+#[inline(always)]
+pub(crate) fn enter_body<R>(slot: &mut Option<Arc<Scope>>, f: impl FnOnce() -> R) -> R {
+    let lent = slot.take();
+    let outer = CURRENT.with(|current| current.replace(lent));
+    let inline = INLINE.with(|mark| mark.replace(Inline::Body));
+    let _restore = Restore {
+        slot,
+        outer,
+        inline: Some(inline),
+    };
+    f()
+}
+
+/// Puts back what [`enter`] or [`enter_body`] changed.
+struct Restore<'a> {
+    slot: &'a mut Option<Arc<Scope>>,
+    outer: Option<Arc<Scope>>,
+    inline: Option<Inline>,
+}
+
+impl Drop for Restore<'_> {
+    fn drop(&mut self) {
+        let outer = self.outer.take();
+        *self.slot = CURRENT.with(|current| current.replace(outer));
+        if let Some(inline) = self.inline {
+            INLINE.with(|mark| mark.set(inline));
+        }
+    }
 }
 
 /// Calls `f` with the current scope, if any.
@@ -120,7 +201,18 @@ pub fn cancelled() -> impl Future<Output = Cause> + Send + 'static {
                 // Past the deadline with the timer not fired yet, this
                 // cancels the scope, which fires the token.
                 let _ = scope.is_cancelled();
-                scope.token.cancelled().await;
+                let mut fired = std::pin::pin!(scope.token.cancelled());
+                std::future::poll_fn(|cx| {
+                    // Inside a shield a cancel is not seen.
+                    if is_shielded() {
+                        if !scope.token.is_cancelled() {
+                            let _ = fired.as_mut().poll(cx);
+                        }
+                        return std::task::Poll::Pending;
+                    }
+                    fired.as_mut().poll(cx)
+                })
+                .await;
                 // The token fires after the scope has recorded its cause;
                 // a token cancelled directly reads as an outside cancel.
                 scope.cause_once_fired()
@@ -158,6 +250,9 @@ pub fn cancelled() -> impl Future<Output = Cause> + Send + 'static {
 /// # }
 /// ```
 pub fn cause() -> Option<Cause> {
+    if is_shielded() {
+        return None;
+    }
     with_current(|scope| scope.and_then(|scope| scope.cause()))
 }
 
@@ -193,6 +288,9 @@ pub fn cause() -> Option<Cause> {
 /// # }
 /// ```
 pub fn check() -> Result<(), Interrupted> {
+    if is_shielded() {
+        return Ok(());
+    }
     with_current(|scope| match scope {
         Some(scope) => scope.interrupted().map_or(Ok(()), Err),
         None => Ok(()),

@@ -126,6 +126,7 @@ mod stats;
 mod scope;
 
 mod context;
+mod shield;
 
 mod local;
 #[cfg(feature = "tracing")]
@@ -158,6 +159,7 @@ pub use crate::local::{Local, LocalHandle};
 pub use crate::nursery::{Nursery, Ready};
 pub use crate::pipeline::Pipeline;
 pub use crate::policy::{hedge, quorum};
+pub use crate::shield::shield;
 pub use crate::snapshot::{Dump, ScopeSnapshot, ScopeState, TaskSnapshot, TaskState};
 pub use crate::stats::Stats;
 pub use crate::task::TaskHandle;
@@ -186,5 +188,6 @@ pub mod __private {
 pub mod __loom {
     pub use crate::core::limiter::{Admission, Job, Limiter, Rate};
     pub use crate::core::local::{Notes, Signals, Wakeup};
+    pub use crate::core::shield::Shields;
     pub use crate::core::{Cancelling, Core, Outcome, Payload, Reason, Refusal};
 }

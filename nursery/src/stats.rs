@@ -55,6 +55,9 @@ pub struct Stats {
     pub cancelled: usize,
     /// Children that panicked (in their body or their destructor).
     pub panicked: usize,
+    /// Children (and the body) inside a [`shield`](crate::shield) now:
+    /// running on through a cancel until they leave it.
+    pub shielded: usize,
 }
 
 impl Stats {
@@ -73,6 +76,7 @@ impl Stats {
             failed: counts.failed,
             cancelled: ended.saturating_sub(completed),
             panicked: counts.panicked,
+            shielded: 0,
         }
     }
 }

@@ -17,7 +17,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         &["cause", "error", "stats", "snapshot", "leak"],
     ),
     ("scope state, registry, tree", &["scope"]),
-    ("the current scope", &["context"]),
+    ("the current scope", &["context", "shield"]),
     ("the child", &["local", "observe", "task"]),
     ("diagnostics", &["dump"]),
     ("the scope's API", &["nursery", "builder", "run", "glue"]),

@@ -25,7 +25,9 @@ use std::time::Instant;
 use loom::sync::Arc;
 use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use loom::thread;
-use nursery::__loom::{Admission, Cancelling, Core, Job, Notes, Reason, Refusal, Signals, Wakeup};
+use nursery::__loom::{
+    Admission, Cancelling, Core, Job, Notes, Reason, Refusal, Shields, Signals, Wakeup,
+};
 
 /// Runs `model` under `loom::model`, counting the interleavings loom
 /// explores, and prints the count and the time taken. A model that loom
@@ -534,4 +536,58 @@ fn a_local_tickets_admission_and_refusal_reach_the_scope_future_once() {
             assert_eq!((admitted, refused), (vec![(1, 3)], vec![2]));
         },
     );
+}
+
+// ===== shields =====
+
+/// Invariant: a child entering and leaving a shield on one thread while
+/// the scope decides its abort on another is aborted exactly once: by the
+/// decision (if it was not inside a shield then), or as it leaves its
+/// shield (if the decision spared it); and a shield entered after the
+/// decision says it protects nothing.
+#[test]
+fn a_shield_races_the_abort_decision() {
+    explore("a_shield_races_the_abort_decision", || {
+        let shields = Arc::new(Shields::<u8>::new());
+        // Set between the child's `enter` and its `leave`: the code inside.
+        let inside = Arc::new(AtomicBool::new(false));
+        let child = {
+            let (shields, inside) = (shields.clone(), inside.clone());
+            thread::spawn(move || {
+                let protected = shields.enter(7);
+                inside.store(true, Ordering::SeqCst);
+                inside.store(false, Ordering::SeqCst);
+                let aborted_on_leaving = shields.leave(7);
+                (protected, aborted_on_leaving)
+            })
+        };
+        let spared = shields.abort();
+        let aborted_by_decision = !spared.contains(&7);
+        // Inside its shield after the decision: it entered before the
+        // decision (which must then spare it) or after (and its shield
+        // must say it protects nothing).
+        let inside_after_decision = inside.load(Ordering::SeqCst);
+        let (protected, aborted_on_leaving) = child.join().unwrap();
+        if inside_after_decision {
+            assert!(
+                !(protected && aborted_by_decision),
+                "a protected child was aborted by the decision while inside its shield"
+            );
+        }
+        assert_eq!(
+            usize::from(aborted_by_decision) + usize::from(aborted_on_leaving),
+            1,
+            "aborted by the decision: {aborted_by_decision}, on leaving: {aborted_on_leaving}"
+        );
+        if !protected {
+            assert!(
+                aborted_by_decision,
+                "an unprotected child is the decision's to abort"
+            );
+        }
+        if aborted_on_leaving {
+            assert!(protected, "only a protected child is aborted on leaving");
+        }
+        assert_eq!(shields.count(), 0);
+    });
 }

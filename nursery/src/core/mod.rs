@@ -17,6 +17,7 @@ use std::task::Waker;
 
 pub(crate) mod limiter;
 pub(crate) mod local;
+pub(crate) mod shield;
 
 use self::limiter::{Job, Limiter, Rate};
 use crate::sync::{AtomicUsize, Mutex, Ordering, lock};

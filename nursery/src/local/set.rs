@@ -16,7 +16,7 @@ use crate::core::Payload;
 use crate::core::limiter::{Admission as Queueing, Job};
 use crate::core::local::{Notes, Signals, Wakeup};
 use crate::error::Repr;
-use crate::scope::Scope;
+use crate::scope::{Scope, Who};
 use crate::sync::{Arc, Mutex, StdArc, lock};
 use crate::task::{Deliver, Slot, SlotProj};
 
@@ -433,21 +433,24 @@ impl<'env> LocalSet<'env> {
             self.shared
                 .take(&mut self.new, (round == 0).then(|| cx.waker()));
             self.shared.signals.take(&mut self.notes);
+            let quiet = self.new.is_empty() && self.notes.is_empty();
             let abort = self.live + self.new.len() > 0 && scope.children_aborted();
-            if !abort && self.new.is_empty() && self.notes.is_empty() {
+            if quiet && !abort {
                 return;
             }
             self.due.clear();
             self.take_notes(scope);
-            if abort {
-                // Nothing starts any more: the scope refuses new children.
-                self.abort(scope);
-                scope.update_locals(&mut self.admitted, &mut self.ended);
-                return;
+            // Once aborted, the scope refuses new children; those inside a
+            // shield run on.
+            let dropped = abort && self.abort(scope);
+            if !abort {
+                self.take_new(scope, Some(&mut *lent));
             }
-            self.take_new(scope, Some(&mut *lent));
             self.poll_due(scope, lent);
             scope.update_locals(&mut self.admitted, &mut self.ended);
+            if quiet && !dropped {
+                return;
+            }
         }
         // More is due: let the rest of the worker run first.
         cx.waker().wake_by_ref();
@@ -554,7 +557,9 @@ impl<'env> LocalSet<'env> {
         };
         entry.node.wakeup.clear();
         let mut cx = Context::from_waker(&entry.waker);
-        let Poll::Ready(ended) = running.child.as_mut().poll_child(&mut cx, lent) else {
+        let key = running.key;
+        let polled = context::local(key, || running.child.as_mut().poll_child(&mut cx, lent));
+        let Poll::Ready(ended) = polled else {
             return;
         };
         let Running { child, key, weight } = entry.child.take().expect("polled just above");
@@ -594,12 +599,19 @@ impl<'env> LocalSet<'env> {
         drop(child);
     }
 
-    /// Drops every child, running or queued: the scope has aborted its
-    /// children (G6: their grace is over; G7).
-    fn abort(&mut self, scope: &Scope) {
+    /// Drops every child, running or queued, but those inside a shield:
+    /// the scope has aborted its children (G6: their grace is over).
+    /// Returns whether it dropped any.
+    fn abort(&mut self, scope: &Scope) -> bool {
+        let live = self.live;
         self.take_new(scope, None);
-        self.due.clear();
         for slot in 0..self.slots.len() {
+            // A child inside a shield runs on until it leaves it (which
+            // wakes the scope future for another abort).
+            let spared = |running: &Running<'_>| scope.shields.is_inside(Who::Local(running.key));
+            if self.slots[slot].child.as_ref().is_some_and(spared) {
+                continue;
+            }
             if let Some(Running { child, key, weight }) = self.slots[slot].child.take() {
                 self.free.push(slot);
                 self.end(scope, child, key, weight);
@@ -608,6 +620,7 @@ impl<'env> LocalSet<'env> {
         while let Some((_, child)) = self.queued.pop_front() {
             self.end(scope, child.child, child.key, 0);
         }
+        self.live < live
     }
 }
 

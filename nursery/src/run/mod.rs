@@ -174,7 +174,7 @@ pin_project! {
     /// run in frames of their own; the timers, which most scopes never
     /// arm, live in a box allocated when one is (see [`Cold`]); the cancel
     /// paths are out of line; the body's poll is inlined into this one
-    /// ([`context::enter_inline`]), so that a level is one frame, not two.
+    /// ([`context::enter_body`]), so that a level is one frame, not two.
     ///
     /// Polled again once it has completed, it panics with the message an
     /// `async fn`'s future gives.
@@ -347,7 +347,13 @@ where
         else {
             unreachable!("nursery: a scope opens once")
         };
-        let (scope, timed) = Scope::open(&config, context::current(), location);
+        let (scope, timed) = Scope::open(
+            &config,
+            context::current(),
+            context::is_shielded(),
+            context::who_now(),
+            location,
+        );
         let scope = Arc::new(scope);
         let open = Open::new(&scope);
         // The body closure runs in the scope too: a panic there (after it
@@ -517,7 +523,7 @@ where
         let SlotProj::Live { future } = body.slot.as_mut().project() else {
             break;
         };
-        let polled = context::enter_inline(body.lent, || {
+        let polled = context::enter_body(body.lent, || {
             catch_unwind(AssertUnwindSafe(|| future.poll(cx)))
         });
         match polled {
@@ -583,7 +589,9 @@ fn notice_cancel<Fut>(
         *phase = Phase::Cancelling;
         scope.start_cancel(cold);
     }
-    if scope.core.cause().is_some_and(Reason::interrupts_body) {
+    // A body inside a shield runs on; leaving it wakes the scope future,
+    // which drops the body then.
+    if scope.core.cause().is_some_and(Reason::interrupts_body) && !scope.body_is_shielded() {
         drop_body(body, scope);
     }
 }

@@ -19,7 +19,7 @@ fn with_scope(test: impl FnOnce(&Scope, &mut Context<'_>)) {
         .build()
         .unwrap();
     let _entered = rt.enter();
-    let (scope, _) = Scope::open(&Config::default(), None, Location::caller());
+    let (scope, _) = Scope::open(&Config::default(), None, false, None, Location::caller());
     let waker = futures_util::task::noop_waker();
     test(&scope, &mut Context::from_waker(&waker));
 }
@@ -66,7 +66,7 @@ fn the_token_cancelled_directly_cancels_the_scope() {
 fn the_body_is_driven_until_it_yields_or_returns() {
     with_scope(|scope, cx| {
         let (mut phase, mut cold) = (Phase::Running, None);
-        let lent_scope = Scope::open(&Config::default(), None, Location::caller()).0;
+        let lent_scope = Scope::open(&Config::default(), None, false, None, Location::caller()).0;
         let mut lent = Some(Arc::new(lent_scope));
         let mut value = None;
         let slot = pin!(live(pending::<Result<u8, ()>>()));

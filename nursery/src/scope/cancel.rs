@@ -6,7 +6,7 @@ use crate::cause::Cause;
 use crate::core::{Cancelling, Payload, Reason};
 use crate::error::Interrupted;
 use crate::id::TaskInfo;
-use crate::scope::Scope;
+use crate::scope::{Scope, Who};
 use crate::sync::{Ordering, lock};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
@@ -232,7 +232,7 @@ impl Scope {
     /// lock before anything is cancelled: cancelling a scope may end a
     /// dropped one, which takes its parent's lock to leave the list.
     pub(crate) fn fire_token(&self) {
-        let mut below = lock(&self.scopes).open();
+        let mut below = self.inner_cancellable();
         while let Some(inner) = below.pop() {
             if inner.cancel_core_from_parent() == Cancelling::Now {
                 inner.stop_children();
@@ -240,7 +240,7 @@ impl Scope {
                 inner.trace_cancelled();
             }
             if !inner.token.is_cancelled() {
-                below.extend(lock(&inner.scopes).open());
+                below.extend(inner.inner_cancellable());
             }
         }
         // tokio-util cancels a token's descendants in a loop as well.
@@ -258,7 +258,55 @@ impl Scope {
     }
 
     pub(crate) fn abort_all(&self) {
-        lock(&self.registry).abort_all();
+        let spared = self.shields.abort();
+        let tasks: Vec<tokio::task::Id> = spared
+            .iter()
+            .filter_map(|who| match who {
+                Who::Task(id) => Some(*id),
+                Who::Local(_) | Who::Body => None,
+            })
+            .collect();
+        lock(&self.registry).abort_all(&tasks);
+    }
+
+    /// Aborts every child, shielded or not: the scope is being dropped (G7).
+    fn abort_every_child(&self) {
+        let _ = self.shields.abort();
+        lock(&self.registry).abort_all(&[]);
+    }
+
+    /// Whether the body is inside a shield: one atomic load while nobody
+    /// is, so that the scope future's frame stays small.
+    #[inline(always)]
+    pub(crate) fn body_is_shielded(&self) -> bool {
+        self.shields.count() > 0 && self.is_inside_shield(Who::Body)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn is_inside_shield(&self, who: Who) -> bool {
+        self.shields.is_inside(who)
+    }
+
+    /// `who` enters a shield; see [`Shields::enter`](crate::core::shield::Shields::enter).
+    pub(crate) fn enter_shield(&self, who: Who) -> bool {
+        self.shields.enter(who)
+    }
+
+    /// `who` leaves a shield. If the abort spared it, it is aborted now: a
+    /// task through its abort handle; a local child or the body by waking
+    /// the scope future, which drops it.
+    pub(crate) fn leave_shield(&self, who: Who) {
+        let abort = self.shields.leave(who);
+        match who {
+            Who::Task(id) if abort => lock(&self.registry).abort_spared(id),
+            Who::Task(_) => {}
+            Who::Local(_) | Who::Body => {
+                if abort || self.core.is_cancelled() {
+                    self.core.wake();
+                }
+            }
+        }
     }
 
     /// Drops the queued children and aborts the running ones, in this scope
@@ -292,7 +340,7 @@ impl Scope {
         }
         let _ = self.cancel_core_from_parent();
         drop(self.core.close_queue());
-        self.abort_all();
+        self.abort_every_child();
         true
     }
 

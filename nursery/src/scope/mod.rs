@@ -20,6 +20,16 @@ use tokio_util::sync::CancellationToken;
 
 pub(crate) use self::config::{Config, DEFAULT_LEAK_GRACE, DisplayError, earliest};
 use self::deadline::Deadline;
+use crate::core::shield::Shields;
+
+/// Who is inside a shield: a child on a task of its own (or the runner
+/// running it), a local child by its registry key, or the scope's body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Who {
+    Task(tokio::task::Id),
+    Local(usize),
+    Body,
+}
 pub(crate) use self::dropped::watch_dropped;
 pub(crate) use self::registry::{Current, Registry};
 pub(crate) use self::tree::{ScopeList, prune_dead_roots, roots};
@@ -55,6 +65,14 @@ pub(crate) struct Scope {
     own_deadline: Deadline,
     /// A deadline moved: the scope future must set its timer again.
     deadline_moved: AtomicBool,
+    /// The children (and body) inside a shield now.
+    pub(crate) shields: Shields<Who>,
+    /// Opened inside a shield: cancels and deadlines from above do not
+    /// reach it (a drop of the scope above still does).
+    pub(crate) shielded: bool,
+    /// What of the parent runs this scope: a shield in here protects that
+    /// from the parent's abort too.
+    pub(crate) hosted_as: Option<Who>,
     pub(crate) name: Option<Name>,
     /// Where and when the scope was opened, and in which tokio task.
     pub(crate) location: &'static Location<'static>,
@@ -111,18 +129,29 @@ pub(crate) struct Scope {
 impl Scope {
     /// Opens a scope under the current one; also returns the scope's own
     /// deadline (before inheritance), which it must time itself.
+    /// `shielded`: the scope opens inside a shield, which cancels from
+    /// above do not cross. `hosted_as`: what of the parent runs the scope
+    /// (its body, a local child, a child task).
     pub(crate) fn open(
         config: &Config,
         parent: Option<Arc<Scope>>,
+        shielded: bool,
+        hosted_as: Option<Who>,
         location: &'static Location<'static>,
     ) -> (Scope, Option<Instant>) {
         let rt = Handle::try_current()
             .unwrap_or_else(|_| panic!("nursery: no tokio runtime: scopes must run inside one"));
         let own = config.own_deadline();
-        let inherited = parent.as_ref().and_then(|parent| parent.deadline());
+        // Inside a shield, nothing from above cancels the scope: neither
+        // the parent's token nor its deadline.
+        let shielded = parent.is_some() && shielded;
+        let inherited = parent
+            .as_ref()
+            .filter(|_| !shielded)
+            .and_then(|parent| parent.deadline());
         let token = match &parent {
-            Some(parent) => parent.token.child_token(),
-            None => CancellationToken::new(),
+            Some(parent) if !shielded => parent.token.child_token(),
+            _ => CancellationToken::new(),
         };
         // The inherited deadline needs no timer here: the ancestor that owns
         // it cancels this scope through the token.
@@ -147,6 +176,9 @@ impl Scope {
             deadline: Deadline::new(deadline, epoch),
             own_deadline: Deadline::new(own, epoch),
             deadline_moved: AtomicBool::new(false),
+            shields: Shields::new(),
+            shielded,
+            hosted_as: hosted_as.filter(|_| parent.is_some()),
             name: config.name.clone(),
             location,
             opened: Stamp::now(),
@@ -266,16 +298,29 @@ impl Scope {
             TaskState::Running
         };
         let mut async_tasks = 0;
+        let any_shielded = self.shields.count() > 0;
+        let state_of = |who: Who| {
+            if any_shielded && self.shields.is_inside(who) {
+                TaskState::Shielded
+            } else {
+                running
+            }
+        };
         let registry = lock(&self.registry);
         let mut tasks: Vec<TaskSnapshot> = registry
             .live()
             .filter_map(|(info, id, blocking)| {
                 async_tasks += usize::from(!blocking);
-                info.map(|info| TaskSnapshot::new(&info, Some(id), running, path, now))
+                let state = state_of(Who::Task(id));
+                info.map(|info| TaskSnapshot::new(&info, Some(id), state, path, now))
             })
             .collect();
-        tasks.extend(registry.live_locals().map(|(info, queued)| {
-            let state = if queued { TaskState::Queued } else { running };
+        tasks.extend(registry.live_locals().map(|(key, info, queued)| {
+            let state = if queued {
+                TaskState::Queued
+            } else {
+                state_of(Who::Local(key))
+            };
             TaskSnapshot::new(info, None, state, path, now).local()
         }));
         drop(registry);
@@ -346,7 +391,15 @@ impl Scope {
             Some(limiter) => limiter.spawned_and_queued(),
             None => (lock(&self.registry).pushed(), 0),
         };
-        Stats::new(spawned, queued, live, counts)
+        Stats {
+            shielded: self.shields.count(),
+            ..Stats::new(spawned, queued, live, counts)
+        }
+    }
+
+    /// The scope that was current when this one opened.
+    pub(crate) fn parent(&self) -> Option<&Arc<Scope>> {
+        self.parent.as_ref()
     }
 
     // ----- deadlines -----
@@ -371,14 +424,14 @@ impl Scope {
         let mut pending = vec![scope.clone()];
         while let Some(scope) = pending.pop() {
             scope.refresh_deadline();
-            pending.extend(lock(&scope.scopes).open());
+            pending.extend(scope.inner_cancellable());
         }
     }
 
     /// Works the effective deadline out again from the own one and the
     /// parent's, and has the scope future set its timer again.
     fn refresh_deadline(&self) {
-        let inherited = self.parent.as_ref().and_then(|parent| parent.deadline());
+        let inherited = self.inherited_deadline();
         let effective = earliest(self.own_deadline.get(self.epoch), inherited);
         self.deadline.set(effective, self.epoch);
         self.deadline_moved.store(true, Ordering::Release);
@@ -393,8 +446,24 @@ impl Scope {
             return None;
         }
         let own = self.own_deadline.get(self.epoch);
-        let inherited = self.parent.as_ref().and_then(|parent| parent.deadline());
+        let inherited = self.inherited_deadline();
         Some(own.filter(|&own| inherited.is_none_or(|inherited| own < inherited)))
+    }
+
+    /// The parent's effective deadline, unless the scope is shielded.
+    fn inherited_deadline(&self) -> Option<Instant> {
+        self.parent
+            .as_ref()
+            .filter(|_| !self.shielded)
+            .and_then(|parent| parent.deadline())
+    }
+
+    /// The scopes open inside this one that a cancel or a deadline from
+    /// here reaches: all but those opened inside a shield.
+    pub(crate) fn inner_cancellable(&self) -> Vec<Arc<Scope>> {
+        let mut inner = lock(&self.scopes).open();
+        inner.retain(|scope| !scope.shielded);
+        inner
     }
 
     /// Whether a deadline moved since the scope future last looked.
@@ -405,6 +474,9 @@ impl Scope {
     /// Records an inner scope opened under this one; returns its key.
     fn adopt(&self, inner: &Arc<Scope>) -> usize {
         let key = lock(&self.scopes).insert(inner.clone());
+        if inner.shielded {
+            return key;
+        }
         // A deadline moved before the insert did not reach the inner
         // scope: work its own out again now. (One moved after it does.)
         if inner.deadline() != earliest(inner.own_deadline.get(inner.epoch), self.deadline()) {

@@ -27,6 +27,8 @@ pub(crate) struct Registry {
     runners: Vec<(AbortHandle, Arc<Current>)>,
     runners_sweep_at: usize,
     aborted: bool,
+    /// The tasks the abort spared: inside a shield when it was decided.
+    spared: Vec<Id>,
     /// The local children (polled by the scope future itself, not tokio
     /// tasks), by key; `None` marks a free key, listed in `free_locals`.
     locals: Vec<Option<LocalEntry>>,
@@ -87,6 +89,7 @@ impl Registry {
             runners: Vec::new(),
             runners_sweep_at: MIN_SWEEP,
             aborted: false,
+            spared: Vec::new(),
             locals: Vec::new(),
             free_locals: Vec::new(),
             pushed: 0,
@@ -167,12 +170,12 @@ impl Registry {
             .map(|entry| entry.info.clone())
     }
 
-    /// The local children alive, and whether each is queued.
-    pub(crate) fn live_locals(&self) -> impl Iterator<Item = (&TaskInfo, bool)> + '_ {
+    /// The local children alive, by key, and whether each is queued.
+    pub(crate) fn live_locals(&self) -> impl Iterator<Item = (usize, &TaskInfo, bool)> + '_ {
         self.locals
             .iter()
-            .flatten()
-            .map(|entry| (&entry.info, entry.queued))
+            .enumerate()
+            .filter_map(|(key, entry)| Some((key, &entry.as_ref()?.info, entry.as_ref()?.queued)))
     }
 
     /// Whether the scope has aborted its children ([`Registry::abort_all`]).
@@ -243,15 +246,45 @@ impl Registry {
         self.runners.push((abort, current));
     }
 
-    /// Aborts every child started so far, and every child registered later.
-    pub(crate) fn abort_all(&mut self) {
-        if std::mem::replace(&mut self.aborted, true) {
+    /// Aborts every child started so far but those whose tasks are in
+    /// `spared` (inside a shield), and every child registered later. Called
+    /// again, it aborts those spared the last time and not now (a drop of
+    /// the scope spares nobody).
+    pub(crate) fn abort_all(&mut self, spared: &[Id]) {
+        let again = std::mem::replace(&mut self.aborted, true);
+        let before = std::mem::replace(&mut self.spared, spared.to_vec());
+        let abort = |id: Id| {
+            if again {
+                before.contains(&id) && !spared.contains(&id)
+            } else {
+                !spared.contains(&id)
+            }
+        };
+        if again && before.is_empty() {
             return;
         }
         for entry in &self.entries {
-            entry.abort.abort();
+            if abort(entry.abort.id()) {
+                entry.abort.abort();
+            }
         }
-        for (abort, _) in &self.runners {
+        for (handle, _) in &self.runners {
+            if abort(handle.id()) {
+                handle.abort();
+            }
+        }
+    }
+
+    /// Aborts the task `id`, spared by the abort while it was inside a
+    /// shield, now that it has left.
+    pub(crate) fn abort_spared(&mut self, id: Id) {
+        let Some(at) = self.spared.iter().position(|spared| *spared == id) else {
+            return;
+        };
+        self.spared.swap_remove(at);
+        let entries = self.entries.iter().map(|entry| &entry.abort);
+        let runners = self.runners.iter().map(|(abort, _)| abort);
+        if let Some(abort) = entries.chain(runners).find(|abort| abort.id() == id) {
             abort.abort();
         }
     }

@@ -57,6 +57,9 @@ pub enum TaskState {
     Queued,
     /// Its scope has been cancelled (or dropped) and it has not ended yet.
     Cancelling,
+    /// Inside a [`shield`](crate::shield): runs on through a cancel until
+    /// it leaves it.
+    Shielded,
 }
 
 impl fmt::Display for TaskState {
@@ -65,6 +68,7 @@ impl fmt::Display for TaskState {
             TaskState::Running => "running",
             TaskState::Queued => "queued",
             TaskState::Cancelling => "cancelling",
+            TaskState::Shielded => "shielded",
         })
     }
 }
