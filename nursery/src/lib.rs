@@ -75,7 +75,11 @@
 //!
 //! Inside a child or body, [`cancelled`], [`cause`], [`check`] and
 //! [`deadline`] speak of the current scope, the way Go code asks its `ctx`;
-//! [`Nursery::stats`] counts what a scope's children did.
+//! [`Nursery::stats`] counts what a scope's children did. [`shield`] lets
+//! cleanup run to its end through a cancel, and
+//! [`Nursery::set_deadline`] moves a running scope's deadline. Beyond
+//! "all" ([`map`]) and "first" ([`race`]): [`quorum`] waits for the first
+//! `k` of `n`, [`hedge`] starts a backup attempt when the first is slow.
 //!
 //! # Children that borrow
 //!

@@ -305,3 +305,24 @@ async fn a_hedge_in_a_nursery_function_is_cut_off_by_its_timeout() {
     assert_eq!(result, Err(Error::TimedOut));
     assert_eq!(millis(started), 20);
 }
+
+#[nursery::nursery]
+async fn quorum_in_a_nursery_function(n: Nursery<Error<E>>) -> Result<Vec<u8>, Error<E>> {
+    // The quorum's calls are children of this function's scope: cancelling
+    // it stops them.
+    let stopper = n.clone();
+    n.spawn(async move {
+        sleep(Duration::from_millis(15)).await;
+        stopper.cancel();
+        Ok(())
+    });
+    nursery::quorum(2, [after(10, Ok(1)), after(1_000, Ok(2))]).await
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_quorum_in_a_nursery_function_is_cancelled_with_its_scope() {
+    let started = Instant::now();
+    let result = within("the function", quorum_in_a_nursery_function()).await;
+    assert_eq!(result, Err(Error::Cancelled));
+    assert_eq!(millis(started), 15);
+}
