@@ -29,11 +29,13 @@ pub(crate) struct TestArgs {
     pub(crate) flavor_span: Span,
     pub(crate) worker_threads: Option<(usize, Span)>,
     pub(crate) leak_grace: Option<(Duration, Span)>,
+    /// `timeout = "5s"`: the test fails with the live tree past it.
+    pub(crate) timeout: Option<(Duration, Span)>,
     /// `crate = "path"`; `None` means `::nursery`.
     pub(crate) crate_path: Option<Path>,
 }
 
-const TEST_KEYS: &[&str] = &["flavor", "worker_threads", "leak_grace", "crate"];
+const TEST_KEYS: &[&str] = &["flavor", "worker_threads", "leak_grace", "timeout", "crate"];
 
 impl TestArgs {
     /// Parses the tokens inside `#[nursery::test(..)]`.
@@ -57,6 +59,7 @@ struct TestOptions {
     flavor: Option<Setting<Flavor>>,
     worker_threads: Option<Setting<usize>>,
     leak_grace: Option<Setting<Duration>>,
+    timeout: Option<Setting<Duration>>,
     crate_path: Option<Setting<Path>>,
 }
 
@@ -70,6 +73,9 @@ impl TestOptions {
             "worker_threads" => Setting::put(&mut self.worker_threads, meta, worker_threads_value),
             "leak_grace" => Setting::put(&mut self.leak_grace, meta, |expr| {
                 duration_value("leak_grace", expr)
+            }),
+            "timeout" => Setting::put(&mut self.timeout, meta, |expr| {
+                duration_value("timeout", expr)
             }),
             "crate" => Setting::put(&mut self.crate_path, meta, crate_value),
             _ => Err(unknown_key(&meta.path, TEST_KEYS)),
@@ -100,6 +106,9 @@ impl TestOptions {
                 .worker_threads
                 .map(|workers| (workers.value, workers.value_span)),
             leak_grace: self.leak_grace.map(|grace| (grace.value, grace.value_span)),
+            timeout: self
+                .timeout
+                .map(|timeout| (timeout.value, timeout.value_span)),
             crate_path: self.crate_path.map(|path| path.value),
         })
     }
@@ -762,12 +771,12 @@ mod tests {
         assert_eq!(
             error(quote!(start_paused = true)),
             "unknown option `start_paused`: expected `flavor`, `worker_threads`, \
-             `leak_grace` or `crate`"
+             `leak_grace`, `timeout` or `crate`"
         );
         assert_eq!(
             error(quote!(tokio::flavor = "x")),
             "unknown option `tokio::flavor`: expected `flavor`, `worker_threads`, \
-             `leak_grace` or `crate`"
+             `leak_grace`, `timeout` or `crate`"
         );
         assert_eq!(
             error(quote!(flavor = "multi_thread", flavor = "multi_thread")),

@@ -180,6 +180,13 @@ impl FnItem {
             }
             None => quote_spanned!(at=> ::core::option::Option::None),
         };
+        let timeout = match args.timeout {
+            Some((timeout, span)) => {
+                let timeout = duration(timeout, span);
+                quote_spanned!(at=> ::core::option::Option::Some(#timeout))
+            }
+            None => quote_spanned!(at=> ::core::option::Option::None),
+        };
 
         // The body is an `async` block defined before these names and
         // outside the block that holds `private` and `runtime`: it cannot
@@ -211,7 +218,7 @@ impl FnItem {
                     .enable_all()
                     .build()
                     .expect("nursery::test: failed to build the tokio runtime");
-                return #runtime.block_on(#private::run_test(#leak_grace, #future));
+                return #runtime.block_on(#private::run_test(#leak_grace, #timeout, #future));
             }
         };
 
@@ -1041,6 +1048,7 @@ mod tests {
                         .expect("nursery::test: failed to build the tokio runtime");
                     return runtime.block_on(private::run_test(
                         ::core::option::Option::Some(::core::time::Duration::new(1, 500000000)),
+                        ::core::option::Option::None,
                         body
                     ));
                 }
@@ -1064,7 +1072,10 @@ mod tests {
             "{out}"
         );
         assert!(
-            out.contains("private :: run_test (:: core :: option :: Option :: None , body)"),
+            out.contains(
+                "private :: run_test (:: core :: option :: Option :: None , \
+                 :: core :: option :: Option :: None , body)"
+            ),
             "{out}"
         );
     }

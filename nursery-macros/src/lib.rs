@@ -293,6 +293,13 @@ pub fn nursery(args: TokenStream, item: TokenStream) -> TokenStream {
 ///   the test report leaks after the same window. A whole number followed
 ///   by a unit:
 ///   `ns`, `us`, `ms`, `s`, `m` or `h`.
+/// - `timeout = "5s"`: if the body has not finished after this long (in
+///   real time, whatever the test does with tokio's clock), the test fails
+///   with a panic whose message is the live tree of the test's scopes:
+///   every scope and child still running, with its name, spawn site, age
+///   and state. Without it a hung test hangs. A body that blocks its
+///   thread (a blocking call on the current-thread runtime) cannot be
+///   interrupted.
 /// - `crate = "path"`: where `nursery` is, for crates that re-export it
 ///   under another name (default `::nursery`).
 ///

@@ -28,10 +28,19 @@ use crate::sync::Arc;
 /// assert!(nursery::dump().is_empty());
 /// ```
 pub fn dump() -> Dump {
+    dump_where(|_| true)
+}
+
+/// The part of [`dump`] under the roots opened on `runtime`.
+pub(crate) fn dump_runtime(runtime: tokio::runtime::Id) -> Dump {
+    dump_where(|root| root.rt.id() == runtime)
+}
+
+fn dump_where(mut wanted: impl FnMut(&Scope) -> bool) -> Dump {
     prune_dead_roots();
     let now = Stamp::now();
     let mut scopes = Vec::new();
-    for root in roots() {
+    for root in roots().into_iter().filter(|root| wanted(root)) {
         walk(
             root,
             |scope, path| Snapshotting::new(scope, path, now),

@@ -20,11 +20,13 @@
 
 use std::fmt;
 use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio::runtime::Handle;
 
-use crate::dump::census;
+use crate::dump::{census, dump_runtime};
 use crate::leak::{self, Leak};
 use crate::snapshot::{Age, TaskSnapshot};
 use crate::timer::real_sleep;
@@ -96,6 +98,7 @@ pub async fn assert_no_leaks<F: Future>(future: F) -> F::Output {
 #[derive(Clone, Debug, Default)]
 pub struct LeakCheck {
     grace: Option<Duration>,
+    timeout: Option<Duration>,
 }
 
 impl LeakCheck {
@@ -110,7 +113,42 @@ impl LeakCheck {
     /// # }
     /// ```
     pub fn new() -> LeakCheck {
-        LeakCheck { grace: None }
+        LeakCheck {
+            grace: None,
+            timeout: None,
+        }
+    }
+
+    /// How long the future may run, in real time (whatever it does with
+    /// tokio's clock). Past it the future is dropped, and the check fails
+    /// with the live tree of the scopes on the runtime, taken just before:
+    /// every scope and task still running, with its name, spawn site, age
+    /// and state ([`LeakReport::timed_out`]). Without it, a future that
+    /// never ends hangs the check. A future that blocks its thread cannot
+    /// be interrupted.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::time::Duration;
+    /// use nursery::testing::LeakCheck;
+    ///
+    /// let report = LeakCheck::new()
+    ///     .timeout(Duration::from_millis(50))
+    ///     .try_run(nursery::scope(|n| async move {
+    ///         n.spawn_named("stuck", std::future::pending::<Result<(), ()>>());
+    ///         Ok(())
+    ///     }))
+    ///     .await
+    ///     .unwrap_err();
+    /// assert_eq!(report.timed_out(), Some(Duration::from_millis(50)));
+    /// assert!(report.to_string().contains("task `stuck` spawned at"));
+    /// # }
+    /// ```
+    pub fn timeout(mut self, timeout: Duration) -> LeakCheck {
+        self.timeout = Some(timeout);
+        self
     }
 
     /// How long to wait, after the future is done, for its tasks to end.
@@ -203,7 +241,13 @@ impl LeakCheck {
         // Leaks reported on this runtime before the run are not its own.
         drop(leak::take_leaks(runtime));
 
-        let output = future.await;
+        let output = match self.timeout {
+            None => future.await,
+            Some(limit) => match within(limit, future, runtime).await {
+                Ok(output) => output,
+                Err(tree) => return Err(LeakReport::out_of_time(limit, tree)),
+            },
+        };
 
         let grace = self.grace.unwrap_or(DEFAULT_GRACE);
         let started = std::time::Instant::now();
@@ -236,6 +280,28 @@ impl LeakCheck {
     }
 }
 
+/// Runs `future` for up to `limit` of real time; past it, returns the text
+/// of the live tree of `runtime`'s scopes, taken before the future is
+/// dropped.
+async fn within<F: Future>(
+    limit: Duration,
+    future: F,
+    runtime: tokio::runtime::Id,
+) -> Result<F::Output, String> {
+    let mut future = std::pin::pin!(future);
+    let mut expired = real_sleep(limit);
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(output) = future.as_mut().poll(cx) {
+            return Poll::Ready(Ok(output));
+        }
+        match Pin::new(&mut expired).poll(cx) {
+            Poll::Ready(_) => Poll::Ready(Err(dump_runtime(runtime).to_string())),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await
+}
+
 /// What a failed leak check found. Its `Display` is the report a failing
 /// test prints.
 ///
@@ -262,6 +328,8 @@ pub struct LeakReport {
     leaks: Vec<Leak>,
     unscoped: usize,
     waited: Duration,
+    /// The future ran out of time: the limit, and the live tree then.
+    timed_out: Option<(Duration, String)>,
 }
 
 impl LeakReport {
@@ -280,7 +348,25 @@ impl LeakReport {
             leaks,
             unscoped,
             waited,
+            timed_out: None,
         }
+    }
+
+    fn out_of_time(limit: Duration, tree: String) -> Self {
+        LeakReport {
+            tasks: Vec::new(),
+            leaks: Vec::new(),
+            unscoped: 0,
+            waited: Duration::ZERO,
+            timed_out: Some((limit, tree)),
+        }
+    }
+
+    /// The [`timeout`](LeakCheck::timeout) the future ran out of, if it
+    /// did: the report then shows the live tree when it did, and no leaks
+    /// (nothing was left to check).
+    pub fn timed_out(&self) -> Option<Duration> {
+        self.timed_out.as_ref().map(|(limit, _)| *limit)
     }
 
     /// Tasks of scopes on the checked runtime still alive at the end.
@@ -399,6 +485,12 @@ impl LeakReport {
 
 impl fmt::Display for LeakReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some((limit, tree)) = &self.timed_out {
+            return write!(
+                f,
+                "nursery: did not finish within {limit:?}; still running:\n{tree}"
+            );
+        }
         let total = self.tasks.len() + self.leaks.len() + self.unscoped;
         let (tasks, them) = if total == 1 {
             ("task", "it")
@@ -452,10 +544,17 @@ impl std::error::Error for LeakReport {}
 /// built: in a root scope, then the leak check.
 #[cfg(feature = "macros")]
 #[doc(hidden)]
-pub async fn run_test<F: Future>(leak_grace: Option<Duration>, body: F) -> F::Output {
+pub async fn run_test<F: Future>(
+    leak_grace: Option<Duration>,
+    timeout: Option<Duration>,
+    body: F,
+) -> F::Output {
     use crate::nursery::Nursery;
 
     let mut check = LeakCheck::new();
+    if let Some(timeout) = timeout {
+        check = check.timeout(timeout);
+    }
     let mut root = Nursery::builder().name("test");
     if let Some(grace) = leak_grace {
         check = check.grace(grace);

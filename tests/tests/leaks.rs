@@ -1055,3 +1055,48 @@ async fn a_leak_check_waits_for_the_window_it_was_given() {
         report.waited()
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_leak_check_with_a_timeout_reports_the_live_tree_in_real_time() {
+    // The clock is paused and nothing ever advances past the child's sleep
+    // but the timeout, which counts real time: the check fails then, with
+    // the tree naming the scope and the child, and the future dropped.
+    let child = nursery_tests::Tracker::new();
+    let tracked = child.clone();
+    let report = within(
+        "the leak check",
+        nursery::testing::LeakCheck::new()
+            .timeout(Duration::from_millis(100))
+            .try_run(nursery::Nursery::builder().name("timeout-tree").scope(
+                move |n: nursery::Nursery<()>| async move {
+                    n.spawn_named(
+                        "sleeper",
+                        tracked.track(std::future::pending::<Result<(), ()>>()),
+                    );
+                    std::future::pending::<()>().await;
+                    Ok(())
+                },
+            )),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(report.timed_out(), Some(Duration::from_millis(100)));
+    let text = report.to_string();
+    assert!(
+        text.starts_with("nursery: did not finish within 100ms; still running:"),
+        "{text}"
+    );
+    assert!(text.contains("scope `timeout-tree`"), "{text}");
+    assert!(
+        text.contains("task `sleeper` spawned at tests/tests/leaks.rs:"),
+        "{text}"
+    );
+    // The dropped scope aborted the child: gone at its task's next turn.
+    within("the child's abort", async {
+        while !child.was_dropped() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert!(!child.completed());
+}

@@ -284,3 +284,29 @@ async fn parses() -> Result<(), std::num::ParseIntError> {
     assert_eq!(n, 42);
     Ok(())
 }
+
+// ===== timeout =====
+
+#[nursery::test(timeout = "200ms")]
+#[should_panic(expected = "task `stuck-child` spawned at tests/tests/macro_test_attr.rs:")]
+async fn a_test_past_its_timeout_fails_with_the_live_tree_naming_the_stuck_child() {
+    nursery::Nursery::builder()
+        .name("stuck-scope")
+        .scope(|n: Nursery<()>| async move {
+            n.spawn_named("stuck-child", std::future::pending::<Result<(), ()>>());
+            std::future::pending::<()>().await;
+            Ok(())
+        })
+        .await
+        .unwrap();
+}
+
+#[nursery::test(timeout = "10s")]
+async fn a_test_that_finishes_in_time_is_not_cut_short() {
+    let value = nursery::scope(|n: Nursery<()>| async move {
+        let child = n.spawn(async { Ok(41) });
+        Ok(child.await.unwrap() + 1)
+    })
+    .await;
+    assert_eq!(value, Ok(42));
+}
