@@ -493,6 +493,39 @@ impl Builder {
         self
     }
 
+    /// Reports the scope stuck once it has waited for its children longer
+    /// than `after`, counted from when its body returned or it was
+    /// cancelled: once, through the hook of [`set_stuck_hook`](crate::set_stuck_hook)
+    /// (stderr by default; a `tracing` warning too with the feature), naming
+    /// the scope and every child of its own still alive, with its spawn
+    /// site, age and state ([`Stuck`](crate::Stuck)). The answer to "why
+    /// does my shutdown hang?".
+    ///
+    /// Default: the enclosing scope's setting, so one setting at the top
+    /// covers a whole tree of scopes; off for a scope outside any other.
+    /// It costs a timer per scope, armed only once the scope waits.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// use std::time::Duration;
+    ///
+    /// let result = nursery::Nursery::builder()
+    ///     .warn_after(Duration::from_secs(30)) // a slow child is reported, not stopped
+    ///     .scope(|n| async move {
+    ///         n.spawn(async { Ok::<_, ()>(()) });
+    ///         Ok(())
+    ///     })
+    ///     .await;
+    /// assert_eq!(result, Ok(()));
+    /// # }
+    /// ```
+    pub fn warn_after(mut self, after: Duration) -> Builder {
+        self.config.warn_after = Some(after);
+        self
+    }
+
     /// Keeps going when children fail: nothing is cancelled, and the scope
     /// returns [`Error::Failed`] with every error once all have finished
     /// (the first in time as `error`, the rest in order). The default is
@@ -562,7 +595,7 @@ impl Builder {
     /// # }
     /// ```
     pub fn max_suppressed(mut self, max: usize) -> Builder {
-        self.config.max_suppressed = Some(max);
+        self.config.max_suppressed = max;
         self
     }
 
@@ -749,9 +782,13 @@ impl fmt::Debug for Builder {
             .field("deadline", &self.config.deadline)
             .field("grace", &self.config.grace)
             .field("leak_grace", &self.config.leak_grace)
+            .field("warn_after", &self.config.warn_after)
             .field("rate", &self.config.rate)
             .field("fail_fast", &self.config.fail_fast)
-            .field("max_suppressed", &self.config.max_suppressed)
+            .field(
+                "max_suppressed",
+                &(self.config.max_suppressed != usize::MAX).then_some(self.config.max_suppressed),
+            )
             .field("cancel_on", &self.config.cancel_on.is_some())
             .field("trace_errors", &self.config.display_error.is_some())
             .finish()

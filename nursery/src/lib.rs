@@ -126,6 +126,7 @@ mod error;
 mod leak;
 mod snapshot;
 mod stats;
+mod stuck;
 
 mod scope;
 
@@ -166,6 +167,7 @@ pub use crate::policy::{hedge, quorum};
 pub use crate::shield::shield;
 pub use crate::snapshot::{Dump, ScopeSnapshot, ScopeState, TaskSnapshot, TaskState};
 pub use crate::stats::Stats;
+pub use crate::stuck::{Stuck, set_stuck_hook};
 pub use crate::task::TaskHandle;
 // `#[nursery(..)]` and `#[nursery::test]`. Their docs are written in
 // `nursery-macros`: a doc comment here would be put in front of them. The

@@ -14,7 +14,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("the loom-modelled core", &["core"]),
     (
         "public value types",
-        &["cause", "error", "stats", "snapshot", "leak"],
+        &["cause", "error", "stats", "snapshot", "leak", "stuck"],
     ),
     ("scope state, registry, tree", &["scope"]),
     ("the current scope", &["context", "shield"]),

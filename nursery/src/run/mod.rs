@@ -20,6 +20,7 @@ use crate::error::Error;
 use crate::local::{Local, LocalSet};
 use crate::nursery::Nursery;
 use crate::scope::{Config, Scope, watch_dropped};
+use crate::stuck::{self, Stuck};
 use crate::sync::Arc;
 use crate::task::{Slot, SlotProj};
 
@@ -281,6 +282,11 @@ pin_project! {
         grace: Option<Sleep>,
         #[pin]
         pace: Option<Sleep>,
+        // The `warn_after` timer, armed when the scope starts waiting.
+        #[pin]
+        stuck: Option<Sleep>,
+        // When the scope started waiting; set once.
+        waiting_since: Option<Instant>,
     }
 }
 
@@ -292,6 +298,8 @@ fn cold(slot: &mut Option<Pin<Box<Cold>>>) -> Pin<&mut Cold> {
             outside: None,
             grace: None,
             pace: None,
+            stuck: None,
+            waiting_since: None,
         })
     })
     .as_mut()
@@ -387,6 +395,8 @@ where
                 outside,
                 grace: None,
                 pace: None,
+                stuck: None,
+                waiting_since: None,
             })
         });
         self.set(Run::Open {
@@ -462,7 +472,7 @@ where
             notice_cancel(scope, this.phase, this.cold, slot.as_mut());
             this.locals.poll(scope, this.lent, cx);
         }
-        try_join(scope, matches!(*slot, Slot::Dropped))
+        try_join(scope, this.cold, matches!(*slot, Slot::Dropped), cx)
     }
 }
 
@@ -608,7 +618,7 @@ fn join(
     cx: &mut Context<'_>,
 ) -> Poll<()> {
     keep_timers(scope, cold, cx);
-    try_join(scope, body_finished)
+    try_join(scope, cold, body_finished, cx)
 }
 
 /// [`join`]'s first half: polls the grace timer (aborting the children
@@ -624,7 +634,12 @@ fn keep_timers(scope: &Scope, cold: &mut Option<Pin<Box<Cold>>>, cx: &mut Contex
 /// [`join`]'s second half: once the body has finished, closes if every
 /// child has ended, or lets go of the tasks of those that have.
 #[inline(always)]
-fn try_join(scope: &Scope, body_finished: bool) -> Poll<()> {
+fn try_join(
+    scope: &Scope,
+    cold: &mut Option<Pin<Box<Cold>>>,
+    body_finished: bool,
+    cx: &mut Context<'_>,
+) -> Poll<()> {
     if !body_finished {
         return Poll::Pending;
     }
@@ -632,6 +647,9 @@ fn try_join(scope: &Scope, body_finished: bool) -> Poll<()> {
         return Poll::Ready(());
     }
     scope.release_finished();
+    if scope.warn_after.is_some() {
+        scope.watch_stuck(cold, cx);
+    }
     Poll::Pending
 }
 
@@ -714,6 +732,47 @@ impl Scope {
             return;
         }
         cold(slot).project().deadline.set(at.map(sleep_until));
+    }
+
+    /// With `warn_after`: once the scope waits for its children (its body
+    /// has finished, at its return or at a cancel, which drops it), keeps
+    /// the timer, and reports the scope stuck when it fires, once.
+    #[cold]
+    #[inline(never)]
+    fn watch_stuck(&self, slot: &mut Option<Pin<Box<Cold>>>, cx: &mut Context<'_>) {
+        let Some(after) = self.warn_after else {
+            return;
+        };
+        let mut cold = cold(slot).project();
+        let since = match *cold.waiting_since {
+            Some(since) => since,
+            None => {
+                let now = Instant::now();
+                *cold.waiting_since = Some(now);
+                cold.stuck.set(Some(sleep(after)));
+                now
+            }
+        };
+        if poll_once(cold.stuck.as_mut(), cx) {
+            cold.stuck.set(None);
+            self.report_stuck(since.elapsed(), self.core.is_cancelled());
+        }
+    }
+
+    /// Reports the scope stuck: its path, the wait, its live children.
+    fn report_stuck(&self, waited: Duration, cancelled: bool) {
+        let path = self.path();
+        let (tasks, _) = self.live_tasks(crate::clock::Stamp::now(), &path);
+        let stuck = Stuck {
+            scope_path: path,
+            location: self.location,
+            waited,
+            cancelled,
+            tasks,
+        };
+        #[cfg(feature = "tracing")]
+        tracing::warn!(parent: &self.span, waited_ms = waited.as_millis() as u64, "{stuck}");
+        stuck::report(&stuck);
     }
 
     /// Polls the grace timer, and aborts the children still running once

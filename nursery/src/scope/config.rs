@@ -29,9 +29,13 @@ pub(crate) struct Config {
     pub(crate) deadline: Option<Instant>,
     pub(crate) grace: Option<Duration>,
     pub(crate) leak_grace: Option<Duration>,
+    pub(crate) warn_after: Option<Duration>,
     pub(crate) rate: Option<Rate>,
     pub(crate) fail_fast: bool,
-    pub(crate) max_suppressed: Option<usize>,
+    /// `usize::MAX`: no cap. (Not an `Option`: the settings travel in
+    /// the unopened scope future, whose size a nest of scopes pays per
+    /// level.)
+    pub(crate) max_suppressed: usize,
     pub(crate) cancel_on: Option<CancellationToken>,
     pub(crate) display_error: Option<DisplayError>,
 }
@@ -45,9 +49,10 @@ impl Default for Config {
             deadline: None,
             grace: None,
             leak_grace: None,
+            warn_after: None,
             rate: None,
             fail_fast: true,
-            max_suppressed: None,
+            max_suppressed: usize::MAX,
             cancel_on: None,
             display_error: None,
         }

@@ -84,6 +84,9 @@ pub(crate) struct Scope {
     pub(crate) grace: Duration,
     /// How long children of a dropped scope get before they are leaks.
     pub(crate) leak_grace: Duration,
+    /// How long the scope waits for its children before it reports itself
+    /// stuck; `None`: never.
+    pub(crate) warn_after: Option<Duration>,
     /// The scope's key in its parent's list of open scopes (or in the list
     /// of roots); `usize::MAX` once it is done and unregistered.
     key: AtomicUsize,
@@ -170,7 +173,7 @@ impl Scope {
         let epoch = Instant::now();
         let scope = Scope {
             core: Core::new(config.fail_fast, config.limit, config.rate)
-                .cap_suppressed(config.max_suppressed.unwrap_or(usize::MAX)),
+                .cap_suppressed(config.max_suppressed),
             token,
             rt,
             deadline: Deadline::new(deadline, epoch),
@@ -192,6 +195,9 @@ impl Scope {
                 .leak_grace
                 .or(parent.as_ref().map(|parent| parent.leak_grace))
                 .unwrap_or(DEFAULT_LEAK_GRACE),
+            warn_after: config
+                .warn_after
+                .or(parent.as_ref().and_then(|parent| parent.warn_after)),
             display_error: config
                 .display_error
                 .or(parent.as_ref().and_then(|parent| parent.display_error)),
