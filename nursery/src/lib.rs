@@ -97,6 +97,15 @@
 //!   which compiles `syn`; a library that never writes them can turn the
 //!   feature off (`default-features = false`) and keep `syn` out of its
 //!   users' builds.
+//! - `serde` (off by default): [`Dump`], [`ScopeSnapshot`] and
+//!   [`TaskSnapshot`] implement `Serialize`, one schema versioned by a
+//!   field: `{"schema": "nursery.dump", "version": 1, "scopes": [..]}`,
+//!   scopes nested as in the dump (each scope: `kind`, `name`,
+//!   `location`, `age_ns`, `state`, `tasks`, `scopes`; each task: `kind`,
+//!   `name`, `location`, `age_ns`, `state`, `local`, `scope_path`,
+//!   `scopes`). Nesting stops at 32 levels, as the text does: below that, a
+//!   scope or task lists what is under it in `deeper`, flat, each with its
+//!   `depth`, so any depth serializes in the same call stack.
 //! - `tracing` (off by default): every scope runs in a `nursery.scope` span
 //!   and every child in a `nursery.task` span parented to its scope's, so a
 //!   subscriber sees the real tree of scopes and tasks across worker

@@ -6,6 +6,8 @@
 //! searched, cloned and dropped with loops over explicit stacks, never a
 //! recursion (`tree.rs`); its text is made in `text.rs`.
 
+#[cfg(feature = "serde")]
+mod serial;
 mod text;
 mod tree;
 
