@@ -7,7 +7,6 @@
 //! tokio task is spawned per item. Each helper opens its own scope inside the current
 //! one: cancelling the enclosing scope, its deadline and fail-fast apply.
 
-use std::convert::Infallible;
 use std::fmt;
 use std::future::{Future, poll_fn};
 use std::panic::Location;
@@ -20,6 +19,7 @@ use tokio::sync::mpsc;
 use crate::builder::Builder;
 use crate::error::Error;
 use crate::nursery::Nursery;
+use crate::policy::first_successes;
 use crate::sync::{Mutex, Ordering, StdArc as Arc, StdAtomicUsize, lock};
 
 /// Runs `f` on every item, at most `limit` at a time, and returns the
@@ -355,60 +355,8 @@ where
     );
     let location = Location::caller();
     async move {
-        let raced = Builder::new()
-            .name("race")
-            .scope_at(
-                |n: Nursery<Infallible>| async move {
-                    let (results_tx, mut results) = mpsc::unbounded_channel();
-                    for future in futures {
-                        let results_tx = results_tx.clone();
-                        n.spawn_named("race", async move {
-                            let _ = results_tx.send(future.await);
-                            Ok(())
-                        });
-                    }
-                    drop(results_tx);
-                    let mut errors = Vec::new();
-                    while let Some(result) = results.recv().await {
-                        match result {
-                            Ok(value) => {
-                                // The rest are not needed: cancelling on
-                                // purpose keeps this body's result (G9).
-                                n.cancel();
-                                return Ok(Ok(value));
-                            }
-                            Err(error) => errors.push(error),
-                        }
-                    }
-                    Ok(Err(errors))
-                },
-                location,
-            )
-            .await;
-        match raced {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(errors)) => {
-                let mut errors = errors.into_iter();
-                let error = errors
-                    .next()
-                    .expect("every future failed, so there are errors");
-                Err(Error::Failed {
-                    error,
-                    suppressed: errors.collect(),
-                    omitted: 0,
-                })
-            }
-            Err(error) => Err(retype(error)),
-        }
-    }
-}
-
-/// An error of a scope whose children cannot fail, as any error type.
-pub(crate) fn retype<E>(error: Error<Infallible>) -> Error<E> {
-    match error {
-        Error::Failed { error, .. } => match error {},
-        Error::TimedOut => Error::TimedOut,
-        Error::Cancelled => Error::Cancelled,
+        let mut first = first_successes(1, futures, "race", location).await?;
+        Ok(first.pop().expect("nursery: a race won has its winner"))
     }
 }
 

@@ -15,7 +15,6 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep};
 
 use crate::builder::Builder;
-use crate::bulk::retype;
 use crate::clock::FAR_FUTURE;
 use crate::error::Error;
 use crate::nursery::Nursery;
@@ -82,52 +81,68 @@ where
         k <= total,
         "nursery::quorum({k}, ..) over {total} futures: a quorum of {k} could never be reached"
     );
-    let location = Location::caller();
-    async move {
-        if k == 0 {
-            return Ok(Vec::new());
-        }
-        let outcome = Builder::new()
-            .name("quorum")
-            .scope_at(
-                |n: Nursery<Infallible>| async move {
-                    let (results_tx, mut results) = mpsc::unbounded_channel();
-                    for future in futures {
-                        let results_tx = results_tx.clone();
-                        n.spawn_named("quorum", async move {
-                            let _ = results_tx.send(future.await);
-                            Ok(())
-                        });
+    first_successes(k, futures, "quorum", Location::caller())
+}
+
+/// Runs every future as a child (named `name`) in a scope of its own
+/// opened at `location`, and returns the first `k` values in the order
+/// they succeeded, or, once `k` can no longer be reached, every error so
+/// far; the calls still running are cancelled either way. `k <= n`.
+pub(crate) async fn first_successes<Fut, T, E>(
+    k: usize,
+    futures: Vec<Fut>,
+    name: &'static str,
+    location: &'static Location<'static>,
+) -> Result<Vec<T>, Error<E>>
+where
+    Fut: Future<Output = Result<T, E>> + Send + 'static,
+    T: Send + 'static,
+    E: Send + 'static,
+{
+    let total = futures.len();
+    if k == 0 {
+        return Ok(Vec::new());
+    }
+    let outcome = Builder::new()
+        .name(name)
+        .scope_at(
+            |n: Nursery<Infallible>| async move {
+                let (results_tx, mut results) = mpsc::unbounded_channel();
+                for future in futures {
+                    let results_tx = results_tx.clone();
+                    n.spawn_named(name, async move {
+                        let _ = results_tx.send(future.await);
+                        Ok(())
+                    });
+                }
+                drop(results_tx);
+                let mut values = Vec::with_capacity(k);
+                let mut errors = Vec::new();
+                while let Some(result) = results.recv().await {
+                    match result {
+                        Ok(value) => values.push(value),
+                        Err(error) => errors.push(error),
                     }
-                    drop(results_tx);
-                    let mut values = Vec::with_capacity(k);
-                    let mut errors = Vec::new();
-                    while let Some(result) = results.recv().await {
-                        match result {
-                            Ok(value) => values.push(value),
-                            Err(error) => errors.push(error),
-                        }
-                        // Decided: stop the rest on purpose, which keeps
-                        // this body's result (G9).
-                        if values.len() == k {
-                            n.cancel();
-                            return Ok(Ok(values));
-                        }
-                        if errors.len() > total - k {
-                            n.cancel();
-                            return Ok(Err(errors));
-                        }
+                    // Decided: stop the rest on purpose, which keeps this
+                    // body's result (G9).
+                    if values.len() == k {
+                        n.cancel();
+                        return Ok(Ok(values));
                     }
-                    unreachable!("nursery: every call of a quorum reports, and k <= n")
-                },
-                location,
-            )
-            .await;
-        match outcome {
-            Ok(Ok(values)) => Ok(values),
-            Ok(Err(errors)) => Err(failed(errors)),
-            Err(error) => Err(retype(error)),
-        }
+                    if errors.len() > total - k {
+                        n.cancel();
+                        return Ok(Err(errors));
+                    }
+                }
+                unreachable!("nursery: every call reports, and k <= n")
+            },
+            location,
+        )
+        .await;
+    match outcome {
+        Ok(Ok(values)) => Ok(values),
+        Ok(Err(errors)) => Err(failed(errors)),
+        Err(error) => Err(retype(error)),
     }
 }
 
@@ -265,6 +280,15 @@ where
             Ok(Err(errors)) => Err(failed(errors)),
             Err(error) => Err(retype(error)),
         }
+    }
+}
+
+/// An error of a scope whose children cannot fail, as any error type.
+pub(crate) fn retype<E>(error: Error<Infallible>) -> Error<E> {
+    match error {
+        Error::Failed { error, .. } => match error {},
+        Error::TimedOut => Error::TimedOut,
+        Error::Cancelled => Error::Cancelled,
     }
 }
 

@@ -593,7 +593,8 @@ impl<'env> LocalSet<'env> {
         if weight > 0 {
             scope.release(weight);
         }
-        // Forgotten by the registry with the others that end this round.
+        // Forgotten by the registry with the others that end in the same
+        // pass of the set.
         self.ended.push(key);
         scope.child_exited();
         drop(child);
