@@ -26,7 +26,7 @@ use crate::sync::{StaticMutex, static_lock};
 ///
 /// let seen = Arc::new(Mutex::new(Vec::new()));
 /// let keep = seen.clone();
-/// nursery::set_stuck_hook(move |stuck| keep.lock().unwrap().push(stuck.to_string()));
+/// nursery::set_stuck_hook(move |stuck| keep.lock().unwrap().push(stuck.clone()));
 /// let _ = nursery::Nursery::builder()
 ///     .name("shutdown")
 ///     .grace(Duration::from_secs(10))
@@ -37,7 +37,13 @@ use crate::sync::{StaticMutex, static_lock};
 ///         Ok(())
 ///     })
 ///     .await;
-/// let report = seen.lock().unwrap()[0].clone();
+/// let stuck = seen.lock().unwrap()[0].clone();
+/// assert_eq!(stuck.scope_path(), "`shutdown`");
+/// assert!(stuck.is_cancelled());
+/// assert_eq!(stuck.waited(), Duration::from_secs(1));
+/// assert_eq!(stuck.tasks()[0].name(), Some("flusher"));
+/// println!("`shutdown` was opened at {}", stuck.location());
+/// let report = stuck.to_string();
 /// assert!(report.contains("scope `shutdown`"));
 /// assert!(report.contains("task `flusher` spawned at"));
 /// # }

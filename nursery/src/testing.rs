@@ -365,6 +365,22 @@ impl LeakReport {
     /// The [`timeout`](LeakCheck::timeout) the future ran out of, if it
     /// did: the report then shows the live tree when it did, and no leaks
     /// (nothing was left to check).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::time::Duration;
+    /// use nursery::testing::LeakCheck;
+    ///
+    /// let report = LeakCheck::new()
+    ///     .grace(Duration::from_millis(20))
+    ///     .try_run(async {
+    ///         tokio::spawn(std::future::pending::<()>()); // a leak, not a hang
+    ///     })
+    ///     .await
+    ///     .unwrap_err();
+    /// assert_eq!(report.timed_out(), None);
+    /// # }
+    /// ```
     pub fn timed_out(&self) -> Option<Duration> {
         self.timed_out.as_ref().map(|(limit, _)| *limit)
     }

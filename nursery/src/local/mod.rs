@@ -256,6 +256,17 @@ impl<'env, E: Send + 'static> Local<'env, E> {
 
     /// Whether the scope has been cancelled: new local children are then
     /// refused.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// nursery::scope_local(|n, local| async move {
+    ///     assert!(!local.is_cancelled());
+    ///     n.cancel();
+    ///     assert!(local.is_cancelled());
+    ///     Ok::<_, ()>(())
+    /// }).await.unwrap();
+    /// # }
+    /// ```
     pub fn is_cancelled(&self) -> bool {
         self.shared.scope.is_cancelled()
     }
@@ -365,16 +376,48 @@ impl<T> LocalHandle<'_, T> {
 
     /// Whether the child has finished (or will never start). A queued
     /// child is not finished.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// nursery::scope_local(|n, local| async move {
+    ///     let waiting = local.spawn(std::future::pending::<Result<(), ()>>());
+    ///     assert!(!waiting.is_finished());
+    ///     n.cancel();
+    ///     assert!(waiting.await.unwrap_err().is_cancelled());
+    ///     Ok(())
+    /// }).await.unwrap();
+    /// # }
+    /// ```
     pub fn is_finished(&self) -> bool {
         self.inner.is_finished()
     }
 
     /// The name given with [`Local::spawn_named`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// nursery::scope_local(|_n, local| async move {
+    ///     assert_eq!(local.spawn_named("parse", async { Ok::<_, ()>(()) }).name(), Some("parse"));
+    ///     assert_eq!(local.spawn(async { Ok(()) }).name(), None);
+    ///     Ok(())
+    /// }).await.unwrap();
+    /// # }
+    /// ```
     pub fn name(&self) -> Option<&str> {
         self.inner.name()
     }
 
     /// Where the child was spawned.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// nursery::scope_local(|_n, local| async move {
+    ///     let handle = local.spawn(async { Ok::<_, ()>(()) });
+    ///     assert_eq!(handle.location().line(), line!() - 1);
+    ///     Ok(())
+    /// }).await.unwrap();
+    /// # }
+    /// ```
     pub fn location(&self) -> &'static Location<'static> {
         self.inner.location()
     }

@@ -206,6 +206,22 @@ impl TaskSnapshot {
     /// Whether this is a local child (spawned with
     /// [`Local::spawn`](crate::Local::spawn)): polled by its scope's own
     /// future, on the scope's task, rather than a tokio task of its own.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// nursery::Nursery::builder().name("locals").scope_local(|n, local| async move {
+    ///     local.spawn_named("borrowing", std::future::pending::<Result<(), ()>>());
+    ///     n.spawn_named("parallel", std::future::pending::<Result<(), ()>>());
+    ///     let dump = nursery::dump();
+    ///     let tasks = dump.find("locals").unwrap().tasks();
+    ///     let local = tasks.iter().find(|task| task.name() == Some("borrowing")).unwrap();
+    ///     let parallel = tasks.iter().find(|task| task.name() == Some("parallel")).unwrap();
+    ///     assert!(local.is_local() && !parallel.is_local());
+    ///     n.cancel();
+    ///     Ok(())
+    /// }).await.unwrap();
+    /// # }
+    /// ```
     pub fn is_local(&self) -> bool {
         self.local
     }
