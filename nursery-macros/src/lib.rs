@@ -297,7 +297,8 @@ pub fn nursery(args: TokenStream, item: TokenStream) -> TokenStream {
 ///   real time, whatever the test does with tokio's clock), the test fails
 ///   with a panic whose message is the live tree of the test's scopes:
 ///   every scope and child still running, with its name, spawn site, age
-///   and state. Without it a hung test hangs. A body that blocks its
+///   and state, and where each waits in a build with tokio's task dumps
+///   (nursery's `taskdump` feature). Without it a hung test hangs. A body that blocks its
 ///   thread (a blocking call on the current-thread runtime) cannot be
 ///   interrupted.
 /// - `crate = "path"`: where `nursery` is, for crates that re-export it

@@ -1,9 +1,16 @@
 //! An admin endpoint that answers "what is this program doing?": `GET
-//! /dump` serves `nursery::dump()` as text, `GET /dump.json` as JSON (with
-//! the `serde` feature).
+//! /dump` serves `nursery::dump_traced()` as text, `GET /dump.json` as JSON
+//! (with the `serde` feature).
 //!
 //! ```text
 //! cargo run -p nursery --features serde --example admin
+//! ```
+//!
+//! Built with tokio's task dumps, each task's line is followed by where it
+//! waits; without them, the dump ends with a line saying how to build so:
+//!
+//! ```text
+//! RUSTFLAGS="--cfg tokio_unstable" cargo run -p nursery --features serde,taskdump --example admin
 //! ```
 //!
 //! A small service runs in a scope: two workers, one of them stuck in a
@@ -64,8 +71,12 @@ async fn serve(listener: TcpListener) -> std::io::Result<()> {
         let request = String::from_utf8_lossy(&request);
         let path = request.split_whitespace().nth(1).unwrap_or("/");
         let (status, kind, body) = match path {
-            "/dump" => ("200 OK", "text/plain", nursery::dump().to_string()),
-            "/dump.json" => json_dump(),
+            "/dump" => (
+                "200 OK",
+                "text/plain",
+                nursery::dump_traced().await.to_string(),
+            ),
+            "/dump.json" => json_dump().await,
             _ => (
                 "404 Not Found",
                 "text/plain",
@@ -82,15 +93,15 @@ async fn serve(listener: TcpListener) -> std::io::Result<()> {
 }
 
 #[cfg(feature = "serde")]
-fn json_dump() -> (&'static str, &'static str, String) {
-    match serde_json::to_string_pretty(&nursery::dump()) {
+async fn json_dump() -> (&'static str, &'static str, String) {
+    match serde_json::to_string_pretty(&nursery::dump_traced().await) {
         Ok(json) => ("200 OK", "application/json", json),
         Err(error) => ("500 Internal Server Error", "text/plain", error.to_string()),
     }
 }
 
 #[cfg(not(feature = "serde"))]
-fn json_dump() -> (&'static str, &'static str, String) {
+async fn json_dump() -> (&'static str, &'static str, String) {
     let body = "build with `--features serde` for the JSON form\n".to_owned();
     ("501 Not Implemented", "text/plain", body)
 }

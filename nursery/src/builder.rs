@@ -501,6 +501,12 @@ impl Builder {
     /// site, age and state ([`Stuck`](crate::Stuck)). The answer to "why
     /// does my shutdown hang?".
     ///
+    /// In a build with tokio's task dumps (the `taskdump` feature and
+    /// `--cfg tokio_unstable`, on Linux), each child is listed with where
+    /// it waits, its await-point trace; the report goes once tokio's dump
+    /// is taken, a moment after the timer fires. Without them, the report
+    /// ends with a line saying how to turn them on.
+    ///
     /// Default: the enclosing scope's setting, so one setting at the top
     /// covers a whole tree of scopes; off for a scope outside any other.
     /// It costs a timer per scope, armed only once the scope waits.

@@ -6,7 +6,9 @@ use tokio::task::Id;
 
 use crate::clock::Stamp;
 use crate::scope::{Scope, prune_dead_roots, roots};
-use crate::snapshot::{Dump, ScopeSnapshot, ScopeState, TaskSnapshot, scope_path};
+use crate::snapshot::{
+    AwaitPoints, Dump, ScopeSnapshot, ScopeState, TaskSnapshot, scope_path, take_traces,
+};
 use crate::sync::Arc;
 
 /// A snapshot of every live scope and task in the process, printable as an
@@ -31,6 +33,64 @@ pub fn dump() -> Dump {
     dump_where(|_| true)
 }
 
+/// A [`dump`] that also says where each task waits: every task of the
+/// current runtime holds its await-point trace ([`TaskSnapshot::trace`])
+/// from tokio's task dump, matched to it by its tokio task id.
+///
+/// Traces exist in a build with `RUSTFLAGS="--cfg tokio_unstable"` and
+/// nursery's `taskdump` feature, on Linux (x86, x86_64, aarch64, s390x).
+/// Without them the dump is a plain [`dump`], its
+/// [`await_points`](Dump::await_points) say why, and its text ends with a
+/// line saying how to turn them on.
+///
+/// # Cost
+///
+/// Building with task dumps costs nothing until one is taken. Taking one
+/// is not cheap: the runtime pauses its workers and polls every task once
+/// in a tracing mode, and resolving the traces of the dump's tasks to
+/// symbols reads the program's debug information (on the blocking pool,
+/// not a worker). Take one on demand (a signal, an admin route, a stuck
+/// report), not on a timer. A worker blocked for long holds the task dump
+/// up: past ten seconds the dump is returned without traces
+/// ([`AwaitPoints::TimedOut`]).
+///
+/// Only tasks of the runtime it is awaited on are traced; on a
+/// current-thread runtime, await it on that runtime's thread.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// nursery::Nursery::builder().name("server").scope(|n| async move {
+///     n.spawn_named("accept", std::future::pending::<Result<(), ()>>());
+///     let dump = nursery::dump_traced().await;
+///     // Each task line, then (with task dumps) where it waits.
+///     println!("{dump}");
+///     assert!(dump.find("server").is_some());
+///     n.cancel();
+///     Ok(())
+/// }).await.unwrap();
+/// # }
+/// ```
+///
+/// [`TaskSnapshot::trace`]: crate::TaskSnapshot::trace
+pub async fn dump_traced() -> Dump {
+    with_traces(dump()).await
+}
+
+/// The part of [`dump_traced`] under the roots opened on `runtime`.
+pub(crate) async fn dump_runtime_traced(runtime: tokio::runtime::Id) -> Dump {
+    with_traces(dump_runtime(runtime)).await
+}
+
+/// `dump` with the traces of its tasks, if they can be taken.
+async fn with_traces(mut dump: Dump) -> Dump {
+    let wanted = dump.tasks().iter().filter_map(|task| task.id()).collect();
+    let (points, traces) = take_traces(wanted).await;
+    dump.find_traces(points, &traces);
+    dump
+}
+
 /// The part of [`dump`] under the roots opened on `runtime`.
 pub(crate) fn dump_runtime(runtime: tokio::runtime::Id) -> Dump {
     dump_where(|root| root.rt.id() == runtime)
@@ -50,7 +110,10 @@ fn dump_where(mut wanted: impl FnMut(&Scope) -> bool) -> Dump {
             },
         );
     }
-    Dump { scopes }
+    Dump {
+        scopes,
+        await_points: AwaitPoints::NotAsked,
+    }
 }
 
 /// Visits `root` and every scope open below it, depth first, each before

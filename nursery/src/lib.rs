@@ -103,9 +103,17 @@
 //!   scopes nested as in the dump (each scope: `kind`, `name`,
 //!   `location`, `age_ns`, `state`, `tasks`, `scopes`; each task: `kind`,
 //!   `name`, `location`, `age_ns`, `state`, `local`, `scope_path`,
-//!   `scopes`). Nesting stops at 32 levels, as the text does: below that, a
-//!   scope or task lists what is under it in `deeper`, flat, each with its
-//!   `depth`, so any depth serializes in the same call stack.
+//!   `trace`, `scopes`; and the dump's `await_points`). Nesting stops at
+//!   32 levels, as the text does: below that, a scope or task lists what
+//!   is under it in `deeper`, flat, each with its `depth`, so any depth
+//!   serializes in the same call stack.
+//! - `taskdump` (off by default): where each child waits. Built also with
+//!   `RUSTFLAGS="--cfg tokio_unstable"`, on Linux (x86, x86_64, aarch64,
+//!   s390x), [`dump_traced`], [`Stuck`] reports and tests that run out of
+//!   time give every live child its await-point trace
+//!   ([`TaskSnapshot::trace`]) from tokio's task dumps, matched by tokio
+//!   task id. It costs nothing until a trace is taken; see [`dump_traced`]
+//!   for what taking one costs. Without it, they say how to turn it on.
 //! - `tracing` (off by default): every scope runs in a `nursery.scope` span
 //!   and every child in a `nursery.task` span parented to its scope's, so a
 //!   subscriber sees the real tree of scopes and tasks across worker
@@ -166,7 +174,7 @@ pub use crate::builder::{Builder, scope, scope_local};
 pub use crate::bulk::{MapUnordered, for_each, map, map_unordered, race};
 pub use crate::cause::Cause;
 pub use crate::context::{cancelled, cause, check, deadline};
-pub use crate::dump::dump;
+pub use crate::dump::{dump, dump_traced};
 pub use crate::error::{Error, Interrupted, JoinError, SpawnError};
 pub use crate::leak::{Leak, set_leak_hook};
 pub use crate::local::{Local, LocalHandle};
@@ -174,7 +182,7 @@ pub use crate::nursery::{Nursery, Ready};
 pub use crate::pipeline::Pipeline;
 pub use crate::policy::{hedge, quorum};
 pub use crate::shield::shield;
-pub use crate::snapshot::{Dump, ScopeSnapshot, ScopeState, TaskSnapshot, TaskState};
+pub use crate::snapshot::{AwaitPoints, Dump, ScopeSnapshot, ScopeState, TaskSnapshot, TaskState};
 pub use crate::stats::Stats;
 pub use crate::stuck::{Stuck, set_stuck_hook};
 pub use crate::task::TaskHandle;

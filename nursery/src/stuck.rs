@@ -3,10 +3,13 @@
 //! that receives it.
 
 use std::fmt;
+use std::future::Future;
 use std::panic::Location;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use crate::snapshot::{Age, TaskSnapshot};
+use crate::snapshot::{Age, AwaitPoints, TaskSnapshot, Traces, take_traces};
 use crate::sync::{StaticMutex, static_lock};
 
 /// A scope that has waited for its children longer than its
@@ -55,6 +58,7 @@ pub struct Stuck {
     pub(crate) waited: Duration,
     pub(crate) cancelled: bool,
     pub(crate) tasks: Vec<TaskSnapshot>,
+    pub(crate) await_points: AwaitPoints,
 }
 
 impl Stuck {
@@ -80,15 +84,40 @@ impl Stuck {
         self.cancelled
     }
 
-    /// The scope's own children still alive.
+    /// The scope's own children still alive, each with where it waits
+    /// ([`TaskSnapshot::trace`]) when the report's
+    /// [`await_points`](Stuck::await_points) were taken.
     pub fn tasks(&self) -> &[TaskSnapshot] {
         &self.tasks
+    }
+
+    /// Whether its tasks hold where they wait: [`Taken`](AwaitPoints::Taken)
+    /// in a build with task dumps (see [`dump_traced`](crate::dump_traced)),
+    /// else why not. A scope that has task dumps reports once tokio's task
+    /// dump is taken, a moment after its timer fires.
+    pub fn await_points(&self) -> AwaitPoints {
+        self.await_points
+    }
+
+    /// The tasks' ids, to take their traces.
+    pub(crate) fn task_ids(&self) -> Vec<tokio::task::Id> {
+        self.tasks.iter().filter_map(TaskSnapshot::id).collect()
+    }
+
+    /// Gives each task the trace `traces` holds for it.
+    pub(crate) fn find_traces(&mut self, points: AwaitPoints, traces: &Traces) {
+        self.await_points = points;
+        for task in &mut self.tasks {
+            task.find_trace(traces);
+        }
     }
 }
 
 impl fmt::Display for Stuck {
     /// `nursery: scope <path> (opened at <site>) has waited <age> for its
-    /// children since ...; still running:`, then one line per child.
+    /// children since ...; still running:`, then one line per child, each
+    /// followed by where it waits when the trace was taken; without
+    /// traces, a last line says why (and how to turn them on).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let since = if self.cancelled {
             "since it was cancelled"
@@ -104,8 +133,14 @@ impl fmt::Display for Stuck {
         )?;
         for task in &self.tasks {
             write!(f, "\n  {task}")?;
+            for line in task.trace_lines() {
+                write!(f, "\n      {line}")?;
+            }
         }
-        Ok(())
+        match self.await_points {
+            AwaitPoints::Taken | AwaitPoints::NotAsked => Ok(()),
+            missing => write!(f, "\n  ({missing})"),
+        }
     }
 }
 
@@ -140,4 +175,141 @@ pub(crate) fn report(stuck: &Stuck) {
         Some(hook) => hook(stuck),
         None => eprintln!("{stuck}"),
     }));
+}
+
+/// The future that takes the traces of a report's tasks.
+type TakingTraces = Pin<Box<dyn Future<Output = (AwaitPoints, Traces)> + Send + Sync>>;
+
+/// A stuck report waiting for where its tasks wait: made when a scope's
+/// `warn_after` timer fires, handed on once the traces are taken (at once
+/// in a build without task dumps), or without them if the scope future
+/// lets go of it first. So a report that fired is never lost.
+pub(crate) struct PendingReport {
+    stuck: Option<Stuck>,
+    traces: TakingTraces,
+    #[cfg(feature = "tracing")]
+    span: tracing::Span,
+}
+
+impl PendingReport {
+    /// Starts taking the traces of `stuck`'s tasks.
+    pub(crate) fn new(stuck: Stuck, #[cfg(feature = "tracing")] span: tracing::Span) -> Self {
+        let traces = Box::pin(take_traces(stuck.task_ids()));
+        PendingReport {
+            stuck: Some(stuck),
+            traces,
+            #[cfg(feature = "tracing")]
+            span,
+        }
+    }
+
+    /// Hands the report on if its traces have been taken; `true` once it
+    /// has been.
+    pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(stuck) = self.stuck.as_mut() else {
+            return true;
+        };
+        let Poll::Ready((points, traces)) = self.traces.as_mut().poll(cx) else {
+            return false;
+        };
+        stuck.find_traces(points, &traces);
+        self.send();
+        true
+    }
+
+    /// Hands the report to the hook (and `tracing`), once.
+    fn send(&mut self) {
+        let Some(stuck) = self.stuck.take() else {
+            return;
+        };
+        #[cfg(feature = "tracing")]
+        tracing::warn!(
+            parent: &self.span,
+            waited_ms = stuck.waited.as_millis() as u64,
+            "{stuck}"
+        );
+        report(&stuck);
+    }
+}
+
+impl Drop for PendingReport {
+    /// A report whose traces were not taken yet goes without them.
+    fn drop(&mut self) {
+        if let Some(stuck) = &mut self.stuck {
+            stuck.await_points = AwaitPoints::Interrupted;
+        }
+        self.send();
+    }
+}
+
+#[cfg(all(test, not(nursery_loom)))]
+mod tests {
+    use super::*;
+
+    fn stuck(path: &str) -> Stuck {
+        Stuck {
+            scope_path: path.to_owned(),
+            location: Location::caller(),
+            waited: Duration::from_secs(1),
+            cancelled: true,
+            tasks: Vec::new(),
+            await_points: AwaitPoints::NotAsked,
+        }
+    }
+
+    /// The reports the hook got for `path`; installs the hook first.
+    fn reported(path: &str) -> Vec<Stuck> {
+        static REPORTS: StaticMutex<Vec<Stuck>> = StaticMutex::new(Vec::new());
+        static INSTALL: std::sync::Once = std::sync::Once::new();
+        INSTALL.call_once(|| set_stuck_hook(|stuck| static_lock(&REPORTS).push(stuck.clone())));
+        let reports = static_lock(&REPORTS);
+        let reports = reports.iter().filter(|stuck| stuck.scope_path == path);
+        reports.cloned().collect()
+    }
+
+    fn pending(stuck: Stuck) -> PendingReport {
+        PendingReport::new(
+            stuck,
+            #[cfg(feature = "tracing")]
+            tracing::Span::none(),
+        )
+    }
+
+    #[test]
+    fn a_report_whose_traces_were_not_taken_goes_without_them_once() {
+        reported("`interrupted`");
+        drop(pending(stuck("`interrupted`")));
+        let reports = reported("`interrupted`");
+        assert_eq!(reports.len(), 1);
+        assert_eq!(reports[0].await_points(), AwaitPoints::Interrupted);
+        let text = reports[0].to_string();
+        assert!(
+            text.ends_with(
+                "(where tasks wait: the scope ended before tokio's task dump was taken)"
+            ),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_report_goes_once_its_traces_are_taken_and_not_again_when_dropped() {
+        reported("`taken`");
+        let mut report = pending(stuck("`taken`"));
+        let sent = std::future::poll_fn(|cx| match report.poll(cx) {
+            true => Poll::Ready(()),
+            false => Poll::Pending,
+        });
+        tokio::time::timeout(Duration::from_secs(10), sent)
+            .await
+            .expect("the traces are taken");
+        drop(report);
+        let reports = reported("`taken`");
+        assert_eq!(reports.len(), 1, "sent once, not again on drop");
+        let expected = if cfg!(nursery_taskdump) {
+            AwaitPoints::Taken
+        } else {
+            AwaitPoints::NotBuilt
+        };
+        assert_eq!(reports[0].await_points(), expected);
+    }
 }

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use tokio::runtime::Handle;
 
-use crate::dump::{census, dump_runtime};
+use crate::dump::{census, dump_runtime_traced};
 use crate::leak::{self, Leak};
 use crate::snapshot::{Age, TaskSnapshot};
 use crate::timer::real_sleep;
@@ -123,9 +123,11 @@ impl LeakCheck {
     /// tokio's clock). Past it the future is dropped, and the check fails
     /// with the live tree of the scopes on the runtime, taken just before:
     /// every scope and task still running, with its name, spawn site, age
-    /// and state ([`LeakReport::timed_out`]). Without it, a future that
-    /// never ends hangs the check. A future that blocks its thread cannot
-    /// be interrupted.
+    /// and state ([`LeakReport::timed_out`]), and, in a build with tokio's
+    /// task dumps, where each waits (see [`dump_traced`](crate::dump_traced);
+    /// without them the tree ends with a line saying how to turn them on).
+    /// Without a timeout, a future that never ends hangs the check. A
+    /// future that blocks its thread cannot be interrupted.
     ///
     /// # Examples
     ///
@@ -281,8 +283,8 @@ impl LeakCheck {
 }
 
 /// Runs `future` for up to `limit` of real time; past it, returns the text
-/// of the live tree of `runtime`'s scopes, taken before the future is
-/// dropped.
+/// of the live tree of `runtime`'s scopes, with where each task waits when
+/// the build has task dumps, taken before the future is dropped.
 async fn within<F: Future>(
     limit: Duration,
     future: F,
@@ -290,16 +292,22 @@ async fn within<F: Future>(
 ) -> Result<F::Output, String> {
     let mut future = std::pin::pin!(future);
     let mut expired = real_sleep(limit);
-    std::future::poll_fn(|cx| {
+    let finished = std::future::poll_fn(|cx| {
         if let Poll::Ready(output) = future.as_mut().poll(cx) {
-            return Poll::Ready(Ok(output));
+            return Poll::Ready(Some(output));
         }
         match Pin::new(&mut expired).poll(cx) {
-            Poll::Ready(_) => Poll::Ready(Err(dump_runtime(runtime).to_string())),
+            Poll::Ready(_) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
         }
     })
-    .await
+    .await;
+    match finished {
+        Some(output) => Ok(output),
+        // The future stays where it stands (not polled, not dropped) while
+        // the tree is taken.
+        None => Err(dump_runtime_traced(runtime).await.to_string()),
+    }
 }
 
 /// What a failed leak check found. Its `Display` is the report a failing

@@ -77,6 +77,9 @@ async fn a_dump_serializes_to_the_documented_schema_with_scopes_nested() {
     assert_eq!(opener["state"], "running");
     assert_eq!(opener["local"], false);
     assert_eq!(opener["scope_path"], "`json-root`");
+    // A plain dump takes no traces, and says so.
+    assert_eq!(opener["trace"], Value::Null);
+    assert_eq!(json["await_points"], "not_asked");
     // The scope the task opened sits under it, with its own task.
     let inner = &opener["scopes"][0];
     assert_eq!(inner["name"], "json-inner");

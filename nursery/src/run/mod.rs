@@ -20,7 +20,8 @@ use crate::error::Error;
 use crate::local::{Local, LocalSet};
 use crate::nursery::Nursery;
 use crate::scope::{Config, Scope, watch_dropped};
-use crate::stuck::{self, Stuck};
+use crate::snapshot::AwaitPoints;
+use crate::stuck::{PendingReport, Stuck};
 use crate::sync::Arc;
 use crate::task::{Slot, SlotProj};
 
@@ -287,6 +288,10 @@ pin_project! {
         stuck: Option<Sleep>,
         // When the scope started waiting; set once.
         waiting_since: Option<Instant>,
+        // The stuck report, from when the `warn_after` timer fires until
+        // the traces of its tasks are taken; boxed, as the other parts are
+        // allocated on every cancel with a grace.
+        report: Option<Box<PendingReport>>,
     }
 }
 
@@ -300,6 +305,7 @@ fn cold(slot: &mut Option<Pin<Box<Cold>>>) -> Pin<&mut Cold> {
             pace: None,
             stuck: None,
             waiting_since: None,
+            report: None,
         })
     })
     .as_mut()
@@ -397,6 +403,7 @@ where
                 pace: None,
                 stuck: None,
                 waiting_since: None,
+                report: None,
             })
         });
         self.set(Run::Open {
@@ -755,24 +762,32 @@ impl Scope {
         };
         if poll_once(cold.stuck.as_mut(), cx) {
             cold.stuck.set(None);
-            self.report_stuck(since.elapsed(), self.core.is_cancelled());
+            let stuck = self.stuck(since.elapsed(), self.core.is_cancelled());
+            *cold.report = Some(Box::new(PendingReport::new(
+                stuck,
+                #[cfg(feature = "tracing")]
+                self.span.clone(),
+            )));
+        }
+        if let Some(report) = cold.report.as_mut()
+            && report.poll(cx)
+        {
+            *cold.report = None;
         }
     }
 
-    /// Reports the scope stuck: its path, the wait, its live children.
-    fn report_stuck(&self, waited: Duration, cancelled: bool) {
+    /// The scope's stuck report: its path, the wait, its live children.
+    fn stuck(&self, waited: Duration, cancelled: bool) -> Stuck {
         let path = self.path();
         let (tasks, _) = self.live_tasks(crate::clock::Stamp::now(), &path);
-        let stuck = Stuck {
+        Stuck {
             scope_path: path,
             location: self.location,
             waited,
             cancelled,
             tasks,
-        };
-        #[cfg(feature = "tracing")]
-        tracing::warn!(parent: &self.span, waited_ms = waited.as_millis() as u64, "{stuck}");
-        stuck::report(&stuck);
+            await_points: AwaitPoints::NotAsked,
+        }
     }
 
     /// Polls the grace timer, and aborts the children still running once

@@ -6,6 +6,7 @@
 //! searched, cloned and dropped with loops over explicit stacks, never a
 //! recursion (`tree.rs`); its text is made in `text.rs`.
 
+mod await_points;
 #[cfg(feature = "serde")]
 mod serial;
 mod text;
@@ -13,6 +14,7 @@ mod tree;
 
 use std::fmt;
 use std::panic::Location;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::Id;
@@ -20,6 +22,8 @@ use tokio::task::Id;
 use crate::clock::Stamp;
 use crate::id::{Name, TaskInfo};
 
+pub use self::await_points::AwaitPoints;
+pub(crate) use self::await_points::{Traces, take as take_traces};
 use self::text::Indent;
 pub(crate) use self::text::{Age, DisplayName, PATH_HEAD, PATH_TAIL, scope_path};
 use self::tree::{Node, Nodes, find};
@@ -175,6 +179,8 @@ pub struct TaskSnapshot {
     pub(crate) local: bool,
     /// Scopes opened inside this task.
     pub(crate) scopes: Vec<ScopeSnapshot>,
+    /// Where it waits, from a task dump.
+    pub(crate) trace: Option<Arc<str>>,
 }
 
 impl TaskSnapshot {
@@ -194,6 +200,7 @@ impl TaskSnapshot {
             id,
             local: false,
             scopes: Vec::new(),
+            trace: None,
         }
     }
 
@@ -264,9 +271,58 @@ impl TaskSnapshot {
         &self.scopes
     }
 
+    /// Where the task waits: its await-point trace, as tokio's task dump
+    /// prints it (the frames from the task's future down to each await
+    /// point it is parked on, with their source lines).
+    ///
+    /// Empty when the task waits on nothing tokio can trace: tokio's
+    /// leaf futures (timers, its channels and locks, I/O) record where
+    /// they are awaited; a future outside tokio (`std::future::pending`, a
+    /// `futures` channel) does not.
+    ///
+    /// Present in a [`dump_traced`](crate::dump_traced) and in a
+    /// [`Stuck`](crate::Stuck) report when their
+    /// [`AwaitPoints`] are [`Taken`](AwaitPoints::Taken), for a task of the
+    /// runtime they were taken on; `None` otherwise, and for a local child
+    /// (it waits inside the trace of the task its scope runs on), a
+    /// blocking child and a queued one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// nursery::Nursery::builder().name("sleepy").scope(|n| async move {
+    ///     n.spawn_named("nap", async {
+    ///         tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+    ///         Ok::<(), ()>(())
+    ///     });
+    ///     tokio::task::yield_now().await; // let it reach its sleep
+    ///     let dump = nursery::dump_traced().await;
+    ///     let nap = &dump.find("sleepy").unwrap().tasks()[0];
+    ///     match nap.trace() {
+    ///         // `<tokio::time::sleep::Sleep as Future> at .../sleep.rs:..`
+    ///         Some(trace) => assert!(trace.contains("Sleep")),
+    ///         None => assert_ne!(dump.await_points(), nursery::AwaitPoints::Taken),
+    ///     }
+    ///     n.cancel();
+    ///     Ok::<(), ()>(())
+    /// }).await.unwrap();
+    /// # }
+    /// ```
+    pub fn trace(&self) -> Option<&str> {
+        self.trace.as_deref()
+    }
+
     /// The tokio task's id; `None` while queued.
     pub(crate) fn id(&self) -> Option<Id> {
         self.id
+    }
+
+    /// Gives the task its trace, if `traces` holds one for it.
+    pub(crate) fn find_trace(&mut self, traces: &Traces) {
+        if let Some(id) = self.id {
+            self.trace = traces.get(&id).cloned();
+        }
     }
 
     /// Its line in the text of a dump, `depth` levels below the root scope.
@@ -280,7 +336,22 @@ impl TaskSnapshot {
             self.location,
             self.state,
             Age(self.age)
-        )
+        )?;
+        for line in self.trace_lines() {
+            writeln!(f, "{}  {line}", Indent(depth + 1))?;
+        }
+        Ok(())
+    }
+
+    /// The lines printed under the task's own: its trace, a line saying
+    /// that it has none tokio could see, or nothing when none was taken.
+    pub(crate) fn trace_lines(&self) -> impl Iterator<Item = &str> {
+        let lines = match self.trace() {
+            Some("") => "(no await point tokio can trace: it waits on a future outside tokio)",
+            Some(trace) => trace,
+            None => "",
+        };
+        lines.lines()
     }
 
     /// How a line names the task: `task`, or `local task`.
@@ -300,6 +371,7 @@ impl fmt::Debug for TaskSnapshot {
             .field("scope_path", &self.scope_path)
             .field("id", &self.id)
             .field("local", &self.local)
+            .field("trace", &self.trace)
             .field("scopes", &self.scopes.len())
             .finish()
     }
@@ -487,6 +559,7 @@ impl fmt::Debug for ScopeSnapshot {
 #[derive(Clone, Debug, Default)]
 pub struct Dump {
     pub(crate) scopes: Vec<ScopeSnapshot>,
+    pub(crate) await_points: AwaitPoints,
 }
 
 impl Dump {
@@ -513,6 +586,20 @@ impl Dump {
     /// Whether no scope is open.
     pub fn is_empty(&self) -> bool {
         self.scopes.is_empty()
+    }
+
+    /// Whether its tasks hold where they wait ([`TaskSnapshot::trace`]):
+    /// [`NotAsked`](AwaitPoints::NotAsked) for a [`dump`](crate::dump()),
+    /// [`Taken`](AwaitPoints::Taken) or why not for a
+    /// [`dump_traced`](crate::dump_traced).
+    pub fn await_points(&self) -> AwaitPoints {
+        self.await_points
+    }
+
+    /// Gives each task of the tree the trace `traces` holds for it.
+    pub(crate) fn find_traces(&mut self, points: AwaitPoints, traces: &Traces) {
+        self.await_points = points;
+        tree::tasks_mut(&mut self.scopes, |task| task.find_trace(traces));
     }
 }
 
@@ -557,6 +644,7 @@ mod tests {
             id: None,
             local: false,
             scopes,
+            trace: None,
         };
         let scope = |level: usize, tasks| ScopeSnapshot {
             name: Some(Name::new(format!("s{level}").into())),
@@ -587,9 +675,12 @@ mod tests {
     fn a_deep_snapshot_is_printed_searched_cloned_and_dropped_without_recursion() {
         const DEPTH: usize = 50_000;
         on_small_stack(|| {
-            let dump = Dump {
+            let mut dump = Dump {
                 scopes: vec![chain(DEPTH)],
+                await_points: AwaitPoints::NotAsked,
             };
+            // Giving every task its trace walks the tree without recursion.
+            dump.find_traces(AwaitPoints::Taken, &Traces::new());
             let text = dump.to_string();
             let lines: Vec<&str> = text.lines().collect();
             assert_eq!(lines.len(), 2 * DEPTH - 1);
@@ -625,11 +716,14 @@ mod tests {
                 format!("{:?}", copy.scopes()[0].tasks()[0]),
                 format!(
                     "TaskSnapshot {{ name: None, location: {:?}, age: 0ns, state: Running, \
-                     scope_path: \"path 0\", id: None, local: false, scopes: 1 }}",
+                     scope_path: \"path 0\", id: None, local: false, trace: None, scopes: 1 }}",
                     copy.scopes()[0].location()
                 )
             );
-            assert!(format!("{copy:?}").ends_with("state: Open, tasks: 1, scopes: 0 }] }"));
+            assert!(
+                format!("{copy:?}")
+                    .ends_with("state: Open, tasks: 1, scopes: 0 }], await_points: Taken }")
+            );
             drop(copy);
             let task = dump.scopes()[0].tasks()[0].clone();
             drop(dump);

@@ -2,14 +2,21 @@
 //! the `serde` feature: one schema, versioned by a field of the dump.
 //!
 //! ```text
-//! Dump  = { "schema": "nursery.dump", "version": 1, "scopes": [Scope] }
+//! Dump  = { "schema": "nursery.dump", "version": 1, "scopes": [Scope],
+//!           "await_points": "not_asked" | "taken" | "not_built" | "timed_out"
+//!                           | "no_runtime" | "interrupted" }
 //! Scope = { "kind": "scope", "name": string | null, "location": "file:line:col",
 //!           "age_ns": u64, "state": "open" | "cancelling" | "dropped",
 //!           "tasks": [Task], "scopes": [Scope] }
 //! Task  = { "kind": "task", "name": string | null, "location": "file:line:col",
 //!           "age_ns": u64, "state": "running" | "queued" | "cancelling" | "shielded",
-//!           "local": bool, "scope_path": string, "scopes": [Scope] }
+//!           "local": bool, "scope_path": string, "trace": string | null,
+//!           "scopes": [Scope] }
 //! ```
+//!
+//! `trace` is where the task waits (`TaskSnapshot::trace`), as tokio's task
+//! dump prints it; `await_points` says whether traces were taken, and if
+//! not, why (`AwaitPoints`).
 //!
 //! Scopes nest as in the dump: a task's `scopes` are those opened inside
 //! it. Nesting stops at [`MAX_NEST`] levels (a task one level below its
@@ -21,7 +28,7 @@
 
 use serde::ser::{Serialize, SerializeSeq, SerializeStruct, Serializer};
 
-use crate::snapshot::{Dump, ScopeSnapshot, TaskSnapshot};
+use crate::snapshot::{AwaitPoints, Dump, ScopeSnapshot, TaskSnapshot};
 
 /// The schema's version: raised when a field changes meaning or goes.
 pub(crate) const SCHEMA_VERSION: u32 = 1;
@@ -31,10 +38,11 @@ const MAX_NEST: usize = 32;
 
 impl Serialize for Dump {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut dump = serializer.serialize_struct("Dump", 3)?;
+        let mut dump = serializer.serialize_struct("Dump", 4)?;
         dump.serialize_field("schema", "nursery.dump")?;
         dump.serialize_field("version", &SCHEMA_VERSION)?;
         dump.serialize_field("scopes", &Scopes(&self.scopes, 0))?;
+        dump.serialize_field("await_points", points(self.await_points))?;
         dump.end()
     }
 }
@@ -95,7 +103,7 @@ impl Serialize for ScopeAt<'_> {
 impl Serialize for TaskAt<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let TaskAt(task, level) = *self;
-        let mut out = serializer.serialize_struct("Task", 8)?;
+        let mut out = serializer.serialize_struct("Task", 9)?;
         task_fields::<S>(&mut out, task)?;
         if level >= MAX_NEST {
             out.serialize_field("deeper", &Deeper::of_task(task, level))?;
@@ -127,7 +135,20 @@ fn task_fields<S: Serializer>(
     out.serialize_field("age_ns", &nanos(task.age))?;
     out.serialize_field("state", &task.state.to_string())?;
     out.serialize_field("local", &task.local)?;
-    out.serialize_field("scope_path", &task.scope_path)
+    out.serialize_field("scope_path", &task.scope_path)?;
+    out.serialize_field("trace", &task.trace())
+}
+
+/// The schema's name for `points`.
+fn points(points: AwaitPoints) -> &'static str {
+    match points {
+        AwaitPoints::NotAsked => "not_asked",
+        AwaitPoints::Taken => "taken",
+        AwaitPoints::NotBuilt => "not_built",
+        AwaitPoints::TimedOut => "timed_out",
+        AwaitPoints::NoRuntime => "no_runtime",
+        AwaitPoints::Interrupted => "interrupted",
+    }
 }
 
 fn nanos(age: std::time::Duration) -> u64 {
@@ -201,7 +222,7 @@ struct Flat<'a, 'b>(&'b Node<'a>, usize);
 
 impl Serialize for Flat<'_, '_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut out = serializer.serialize_struct("Flat", 8)?;
+        let mut out = serializer.serialize_struct("Flat", 9)?;
         match self.0 {
             Node::Scope(scope) => scope_fields::<S>(&mut out, scope)?,
             Node::Task(task) => task_fields::<S>(&mut out, task)?,

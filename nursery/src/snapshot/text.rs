@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::id::Name;
 use crate::snapshot::tree::{Node, Nodes};
-use crate::snapshot::{Dump, ScopeSnapshot, TaskSnapshot};
+use crate::snapshot::{AwaitPoints, Dump, ScopeSnapshot, TaskSnapshot};
 
 impl fmt::Display for TaskSnapshot {
     /// One line: name, spawn location, scope path, state and age.
@@ -34,12 +34,20 @@ impl fmt::Display for ScopeSnapshot {
 
 impl fmt::Display for Dump {
     /// The indented tree, one line per scope or task (see [`Dump`] for the
-    /// lines deeper than 32 levels); `no open scopes` if there is none.
+    /// lines deeper than 32 levels), each task's trace under it when it
+    /// has one; `no open scopes` if there is none. A dump that asked for
+    /// traces and has none ends with a line saying why
+    /// ([`AwaitPoints`]).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.scopes.is_empty() {
-            return writeln!(f, "no open scopes");
+            writeln!(f, "no open scopes")?;
+        } else {
+            write_tree(f, &self.scopes)?;
         }
-        write_tree(f, &self.scopes)
+        match self.await_points {
+            AwaitPoints::NotAsked | AwaitPoints::Taken => Ok(()),
+            missing => writeln!(f, "({missing})"),
+        }
     }
 }
 

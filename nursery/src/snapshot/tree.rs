@@ -3,6 +3,19 @@
 
 use crate::snapshot::{ScopeSnapshot, TaskSnapshot};
 
+/// Calls `visit` on every task of the trees from `roots` down, with a
+/// stack of the scopes still to visit rather than a recursion.
+pub(super) fn tasks_mut(roots: &mut [ScopeSnapshot], mut visit: impl FnMut(&mut TaskSnapshot)) {
+    let mut scopes: Vec<&mut ScopeSnapshot> = roots.iter_mut().collect();
+    while let Some(scope) = scopes.pop() {
+        for task in scope.tasks.iter_mut() {
+            visit(task);
+            scopes.extend(task.scopes.iter_mut());
+        }
+        scopes.extend(scope.scopes.iter_mut());
+    }
+}
+
 impl Clone for TaskSnapshot {
     /// A copy of the task and of the scopes inside it (each copied with
     /// [`ScopeSnapshot::clone`], which needs no call stack for their depth).
@@ -16,6 +29,7 @@ impl Clone for TaskSnapshot {
             id: self.id,
             local: self.local,
             scopes: self.scopes.clone(),
+            trace: self.trace.clone(),
         }
     }
 }
@@ -46,6 +60,7 @@ impl Clone for ScopeSnapshot {
                     id: task.id,
                     local: task.local,
                     scopes: Vec::with_capacity(task.scopes.len()),
+                    trace: task.trace.clone(),
                 });
                 let copy = ScopeSnapshot {
                     name: original.name.clone(),
