@@ -102,8 +102,8 @@
 //!   field: `{"schema": "nursery.dump", "version": 1, "scopes": [..]}`,
 //!   scopes nested as in the dump (each scope: `kind`, `name`,
 //!   `location`, `age_ns`, `state`, `tasks`, `scopes`; each task: `kind`,
-//!   `name`, `location`, `age_ns`, `state`, `local`, `scope_path`,
-//!   `trace`, `scopes`; and the dump's `await_points`). Nesting stops at
+//!   `name`, `location`, `age_ns`, `state`, `local`, `blocking`,
+//!   `scope_path`, `trace`, `scopes`; and the dump's `await_points`). Nesting stops at
 //!   32 levels, as the text does: below that, a scope or task lists what
 //!   is under it in `deeper`, flat, each with its `depth`, so any depth
 //!   serializes in the same call stack.

@@ -16,7 +16,9 @@ use crate::sync::{StaticMutex, static_lock};
 /// [`warn_after`](crate::Builder::warn_after), since its body returned or
 /// since it was cancelled: which scope, how long, and every child of its
 /// own still alive, with its name, spawn site, age and state (running,
-/// cancelling — cancelled but not ended yet —, shielded, queued).
+/// cancelling — cancelled but not ended yet —, shielded, queued), whether
+/// it is a blocking child ([`TaskSnapshot::is_blocking`]), and, in a build
+/// with tokio's task dumps, where it waits ([`TaskSnapshot::trace`]).
 ///
 /// Its `Display` is the report [`set_stuck_hook`]'s default prints.
 ///

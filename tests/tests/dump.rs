@@ -355,12 +355,13 @@ async fn dump_shows_a_dropped_scope_with_its_blocking_child_cancelling() {
     assert_at(task.location(), line);
     assert_eq!(task.location(), blocking.location());
     assert_eq!(task.state(), TaskState::Cancelling);
+    assert!(task.is_blocking());
     assert_eq!(task.scope_path(), "`dump-dropped`");
     assert_eq!(
         mask_ages(&dump_subtree(&dump.to_string(), ROOT)),
         format!(
             "scope `{ROOT}` opened at {}: dropped, age <age>\n  \
-             task <unnamed> spawned at {}: cancelling, age <age>\n",
+             blocking task <unnamed> spawned at {}: cancelling, age <age>\n",
             scope.location(),
             task.location()
         )

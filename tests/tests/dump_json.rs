@@ -76,6 +76,7 @@ async fn a_dump_serializes_to_the_documented_schema_with_scopes_nested() {
     let opener = by_name("opener");
     assert_eq!(opener["state"], "running");
     assert_eq!(opener["local"], false);
+    assert_eq!(opener["blocking"], false);
     assert_eq!(opener["scope_path"], "`json-root`");
     // A plain dump takes no traces, and says so.
     assert_eq!(opener["trace"], Value::Null);

@@ -198,7 +198,7 @@ async fn g7_blocking_child_outliving_a_dropped_scope_is_in_the_report() {
     assert!(text.contains(" leaked (waited "), "{text}");
     assert!(
         text.contains(&format!(
-            "  task <unnamed> spawned at {at}, in scope `report-outer` > `report-inner`: cancelling, age "
+            "  blocking task <unnamed> spawned at {at}, in scope `report-outer` > `report-inner`: cancelling, age "
         )),
         "{text}"
     );

@@ -179,3 +179,47 @@ async fn inner_scopes_inherit_warn_after() {
         "the outer scope's body was still running"
     );
 }
+
+#[tokio::test]
+async fn a_blocking_child_that_outlives_the_cancel_is_reported_as_blocking() {
+    install();
+    let (release, wait) = std::sync::mpsc::channel::<()>();
+    let scope = Nursery::builder()
+        .name("stuck-blocking")
+        .warn_after(Duration::from_millis(20))
+        .scope(|n: Nursery<E>| async move {
+            let (started, running) = tokio::sync::oneshot::channel();
+            n.spawn_blocking_named("read-disk", move |_token| {
+                let _ = started.send(());
+                let _ = wait.recv(); // ignores its token
+                Ok(())
+            });
+            // A blocking child cancelled before it starts never runs.
+            running.await.unwrap();
+            n.cancel();
+            Ok(())
+        });
+    // Lets the blocking child go once the report is in.
+    let release = async move {
+        while reports_of("stuck-blocking").is_empty() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        release.send(()).unwrap();
+    };
+    let (result, ()) = within("the scope and the report", async {
+        tokio::join!(scope, release)
+    })
+    .await;
+    assert_eq!(result, Ok(()));
+    let reports = reports_of("stuck-blocking");
+    assert_eq!(reports.len(), 1);
+    let task = &reports[0].0.tasks()[0];
+    assert!(task.is_blocking());
+    assert_eq!(task.state(), TaskState::Cancelling);
+    let text = reports[0].0.to_string();
+    assert!(
+        text.contains("\n  blocking task `read-disk` spawned at tests/tests/stuck.rs:"),
+        "{text}"
+    );
+    assert!(text.contains(": cancelling, age"), "{text}");
+}

@@ -318,7 +318,8 @@ impl Scope {
             .filter_map(|(info, id, blocking)| {
                 async_tasks += usize::from(!blocking);
                 let state = state_of(Who::Task(id));
-                info.map(|info| TaskSnapshot::new(&info, Some(id), state, path, now))
+                let task = info.map(|info| TaskSnapshot::new(&info, Some(id), state, path, now));
+                task.map(|task| task.blocking(blocking))
             })
             .collect();
         tasks.extend(registry.live_locals().map(|(key, info, queued)| {

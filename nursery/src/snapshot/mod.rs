@@ -177,6 +177,8 @@ pub struct TaskSnapshot {
     /// A local child, polled by its scope's future rather than a task of
     /// its own.
     pub(crate) local: bool,
+    /// A blocking child, on tokio's blocking pool: no abort can stop it.
+    pub(crate) blocking: bool,
     /// Scopes opened inside this task.
     pub(crate) scopes: Vec<ScopeSnapshot>,
     /// Where it waits, from a task dump.
@@ -199,9 +201,44 @@ impl TaskSnapshot {
             scope_path: path.to_owned(),
             id,
             local: false,
+            blocking: false,
             scopes: Vec::new(),
             trace: None,
         }
+    }
+
+    /// The same snapshot, of a blocking child if `blocking`.
+    pub(crate) fn blocking(mut self, blocking: bool) -> Self {
+        self.blocking = blocking;
+        self
+    }
+
+    /// Whether this is a blocking child (spawned with
+    /// [`Nursery::spawn_blocking`](crate::Nursery::spawn_blocking)): a
+    /// closure on tokio's blocking pool, which no abort can stop. A
+    /// blocking child that is `cancelling` long after a cancel is the
+    /// usual reason a shutdown hangs: it ends only when its closure
+    /// returns (it should watch its token).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// nursery::Nursery::builder().name("io").scope(|n| async move {
+    ///     let (release, wait) = std::sync::mpsc::channel::<()>();
+    ///     n.spawn_blocking_named("read", move |_token| {
+    ///         let _ = wait.recv();
+    ///         Ok::<_, ()>(())
+    ///     });
+    ///     let dump = nursery::dump();
+    ///     let read = &dump.find("io").unwrap().tasks()[0];
+    ///     assert!(read.is_blocking());
+    ///     assert!(read.to_string().starts_with("blocking task `read` spawned at"));
+    ///     release.send(()).unwrap();
+    ///     Ok(())
+    /// }).await.unwrap();
+    /// # }
+    /// ```
+    pub fn is_blocking(&self) -> bool {
+        self.blocking
     }
 
     /// The same snapshot, of a local child.
@@ -354,9 +391,15 @@ impl TaskSnapshot {
         lines.lines()
     }
 
-    /// How a line names the task: `task`, or `local task`.
+    /// How a line names the task: `task`, `local task` or `blocking task`.
     pub(crate) fn kind(&self) -> &'static str {
-        if self.local { "local task" } else { "task" }
+        if self.local {
+            "local task"
+        } else if self.blocking {
+            "blocking task"
+        } else {
+            "task"
+        }
     }
 }
 
@@ -371,6 +414,7 @@ impl fmt::Debug for TaskSnapshot {
             .field("scope_path", &self.scope_path)
             .field("id", &self.id)
             .field("local", &self.local)
+            .field("blocking", &self.blocking)
             .field("trace", &self.trace)
             .field("scopes", &self.scopes.len())
             .finish()
@@ -643,6 +687,7 @@ mod tests {
             scope_path: format!("path {level}"),
             id: None,
             local: false,
+            blocking: false,
             scopes,
             trace: None,
         };
@@ -716,7 +761,7 @@ mod tests {
                 format!("{:?}", copy.scopes()[0].tasks()[0]),
                 format!(
                     "TaskSnapshot {{ name: None, location: {:?}, age: 0ns, state: Running, \
-                     scope_path: \"path 0\", id: None, local: false, trace: None, scopes: 1 }}",
+                     scope_path: \"path 0\", id: None, local: false, blocking: false, trace: None, scopes: 1 }}",
                     copy.scopes()[0].location()
                 )
             );

@@ -10,7 +10,8 @@
 //!           "tasks": [Task], "scopes": [Scope] }
 //! Task  = { "kind": "task", "name": string | null, "location": "file:line:col",
 //!           "age_ns": u64, "state": "running" | "queued" | "cancelling" | "shielded",
-//!           "local": bool, "scope_path": string, "trace": string | null,
+//!           "local": bool, "blocking": bool, "scope_path": string,
+//!           "trace": string | null,
 //!           "scopes": [Scope] }
 //! ```
 //!
@@ -103,7 +104,7 @@ impl Serialize for ScopeAt<'_> {
 impl Serialize for TaskAt<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let TaskAt(task, level) = *self;
-        let mut out = serializer.serialize_struct("Task", 9)?;
+        let mut out = serializer.serialize_struct("Task", 10)?;
         task_fields::<S>(&mut out, task)?;
         if level >= MAX_NEST {
             out.serialize_field("deeper", &Deeper::of_task(task, level))?;
@@ -135,6 +136,7 @@ fn task_fields<S: Serializer>(
     out.serialize_field("age_ns", &nanos(task.age))?;
     out.serialize_field("state", &task.state.to_string())?;
     out.serialize_field("local", &task.local)?;
+    out.serialize_field("blocking", &task.blocking)?;
     out.serialize_field("scope_path", &task.scope_path)?;
     out.serialize_field("trace", &task.trace())
 }
@@ -222,7 +224,7 @@ struct Flat<'a, 'b>(&'b Node<'a>, usize);
 
 impl Serialize for Flat<'_, '_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut out = serializer.serialize_struct("Flat", 9)?;
+        let mut out = serializer.serialize_struct("Flat", 10)?;
         match self.0 {
             Node::Scope(scope) => scope_fields::<S>(&mut out, scope)?,
             Node::Task(task) => task_fields::<S>(&mut out, task)?,

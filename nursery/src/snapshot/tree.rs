@@ -28,6 +28,7 @@ impl Clone for TaskSnapshot {
             scope_path: self.scope_path.clone(),
             id: self.id,
             local: self.local,
+            blocking: self.blocking,
             scopes: self.scopes.clone(),
             trace: self.trace.clone(),
         }
@@ -59,6 +60,7 @@ impl Clone for ScopeSnapshot {
                     scope_path: task.scope_path.clone(),
                     id: task.id,
                     local: task.local,
+                    blocking: task.blocking,
                     scopes: Vec::with_capacity(task.scopes.len()),
                     trace: task.trace.clone(),
                 });
