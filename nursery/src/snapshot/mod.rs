@@ -329,11 +329,14 @@ impl TaskSnapshot {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// nursery::Nursery::builder().name("sleepy").scope(|n| async move {
-    ///     n.spawn_named("nap", async {
-    ///         tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+    ///     let (asleep, napping) = tokio::sync::oneshot::channel();
+    ///     n.spawn_named("nap", async move {
+    ///         let nap = tokio::time::sleep(std::time::Duration::from_secs(3600));
+    ///         let _ = asleep.send(());
+    ///         nap.await;
     ///         Ok::<(), ()>(())
     ///     });
-    ///     tokio::task::yield_now().await; // let it reach its sleep
+    ///     napping.await.unwrap(); // it is parked in its sleep
     ///     let dump = nursery::dump_traced().await;
     ///     let nap = &dump.find("sleepy").unwrap().tasks()[0];
     ///     match nap.trace() {
