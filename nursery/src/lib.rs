@@ -103,10 +103,10 @@
 //!   scopes nested as in the dump (each scope: `kind`, `name`,
 //!   `location`, `age_ns`, `state`, `tasks`, `scopes`; each task: `kind`,
 //!   `name`, `location`, `age_ns`, `state`, `local`, `blocking`,
-//!   `scope_path`, `trace`, `scopes`; and the dump's `await_points`). Nesting stops at
-//!   32 levels, as the text does: below that, a scope or task lists what
-//!   is under it in `deeper`, flat, each with its `depth`, so any depth
-//!   serializes in the same call stack.
+//!   `scope_path`, `trace`, `scopes`; and the dump's `await_points`).
+//!   Nesting stops at 32 levels, as the text does: below that, a scope or
+//!   task lists what is under it in `deeper`, flat, each with its `depth`,
+//!   so any depth serializes in the same call stack.
 //! - `taskdump` (off by default): where each child waits. Built also with
 //!   `RUSTFLAGS="--cfg tokio_unstable"`, on Linux (x86, x86_64, aarch64,
 //!   s390x), [`dump_traced`], [`Stuck`] reports and tests that run out of

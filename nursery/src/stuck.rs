@@ -97,6 +97,34 @@ impl Stuck {
     /// in a build with task dumps (see [`dump_traced`](crate::dump_traced)),
     /// else why not. A scope that has task dumps reports once tokio's task
     /// dump is taken, a moment after its timer fires.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// use std::sync::{Arc, Mutex};
+    /// use std::time::Duration;
+    ///
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let keep = seen.clone();
+    /// nursery::set_stuck_hook(move |stuck| keep.lock().unwrap().push(stuck.clone()));
+    /// let _ = nursery::Nursery::builder()
+    ///     .warn_after(Duration::from_secs(1))
+    ///     .scope(|n| async move {
+    ///         n.spawn(async {
+    ///             tokio::time::sleep(Duration::from_secs(2)).await;
+    ///             Ok::<_, ()>(())
+    ///         });
+    ///         Ok(())
+    ///     })
+    ///     .await;
+    /// let stuck = seen.lock().unwrap()[0].clone();
+    /// match stuck.await_points() {
+    ///     nursery::AwaitPoints::Taken => assert!(stuck.tasks()[0].trace().is_some()),
+    ///     why => assert!(stuck.to_string().ends_with(&format!("({why})"))),
+    /// }
+    /// # }
+    /// ```
     pub fn await_points(&self) -> AwaitPoints {
         self.await_points
     }
@@ -297,9 +325,12 @@ mod tests {
     async fn a_report_goes_once_its_traces_are_taken_and_not_again_when_dropped() {
         reported("`taken`");
         let mut report = pending(stuck("`taken`"));
-        let sent = std::future::poll_fn(|cx| match report.poll(cx) {
-            true => Poll::Ready(()),
-            false => Poll::Pending,
+        let sent = std::future::poll_fn(|cx| {
+            if report.poll(cx) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
         });
         tokio::time::timeout(Duration::from_secs(10), sent)
             .await

@@ -639,6 +639,22 @@ impl Dump {
     /// [`NotAsked`](AwaitPoints::NotAsked) for a [`dump`](crate::dump()),
     /// [`Taken`](AwaitPoints::Taken) or why not for a
     /// [`dump_traced`](crate::dump_traced).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use nursery::AwaitPoints;
+    ///
+    /// assert_eq!(nursery::dump().await_points(), AwaitPoints::NotAsked);
+    /// let traced = nursery::dump_traced().await;
+    /// if traced.await_points() != AwaitPoints::Taken {
+    ///     // Its text ends with why not (and how to turn them on).
+    ///     let why = format!("({})\n", traced.await_points());
+    ///     assert!(traced.to_string().ends_with(&why));
+    /// }
+    /// # }
+    /// ```
     pub fn await_points(&self) -> AwaitPoints {
         self.await_points
     }
