@@ -60,7 +60,7 @@ impl<T> Weak<T> {
 
 /// Shared values outside the modelled core that tokio APIs take as
 /// `std::sync::Arc` (an owned semaphore permit, say): the bulk helpers' and
-/// pipelines' plumbing. Never loom's.
+/// pipelines' plumbing, and the traces snapshots share. Never loom's.
 pub(crate) use std::sync::Arc as StdArc;
 /// A counter of that plumbing (a pipeline stage's workers). Never loom's.
 pub(crate) use std::sync::atomic::AtomicUsize as StdAtomicUsize;

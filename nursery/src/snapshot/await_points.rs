@@ -7,9 +7,10 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
 
 use tokio::task::Id;
+
+use crate::sync::StdArc;
 
 /// Whether a [`Dump`](crate::Dump) or a [`Stuck`](crate::Stuck) report
 /// holds where its tasks wait (each [`TaskSnapshot::trace`]), and if not,
@@ -86,7 +87,7 @@ impl fmt::Display for AwaitPoints {
 /// The traces of the tasks asked for, by id: each as tokio's task dump
 /// prints it, a tree of the frames from the task's future down to each
 /// await point it is parked on.
-pub(crate) type Traces = HashMap<Id, Arc<str>>;
+pub(crate) type Traces = HashMap<Id, StdArc<str>>;
 
 /// How long a task dump may take before [`take`] gives up on it.
 #[cfg_attr(not(nursery_taskdump), allow(dead_code))]
@@ -111,7 +112,7 @@ pub(crate) async fn take(wanted: Vec<Id>) -> (AwaitPoints, Traces) {
         let tasks = tasks.filter(|task| wanted.contains(&task.id()));
         let traces = tasks.map(|task| {
             let trace = task.trace().to_string();
-            (task.id(), Arc::from(without_runner(&trace)))
+            (task.id(), StdArc::from(without_runner(&trace)))
         });
         traces.collect::<Traces>()
     };

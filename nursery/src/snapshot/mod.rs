@@ -14,13 +14,13 @@ mod tree;
 
 use std::fmt;
 use std::panic::Location;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::Id;
 
 use crate::clock::Stamp;
 use crate::id::{Name, TaskInfo};
+use crate::sync::StdArc;
 
 pub use self::await_points::AwaitPoints;
 pub(crate) use self::await_points::{Traces, take as take_traces};
@@ -182,7 +182,7 @@ pub struct TaskSnapshot {
     /// Scopes opened inside this task.
     pub(crate) scopes: Vec<ScopeSnapshot>,
     /// Where it waits, from a task dump.
-    pub(crate) trace: Option<Arc<str>>,
+    pub(crate) trace: Option<StdArc<str>>,
 }
 
 impl TaskSnapshot {
