@@ -139,8 +139,9 @@ pub(crate) async fn take(wanted: Vec<Id>) -> (AwaitPoints, Traces) {
 /// `catch_unwind` at the top: the trace starts at the child's future.
 /// Indented with plain spaces, where tokio's are no-break spaces.
 ///
-/// Only a chain of such frames at the top goes, each the only frame at its
-/// level; a trace of another form is kept whole.
+/// What goes is the chain of frames at the top, each the only one at its
+/// level, down to the last of them in the file of the runner's poll
+/// (`task/mod.rs`); a trace of another form is kept whole.
 #[cfg_attr(not(nursery_taskdump), allow(dead_code))]
 fn without_runner(trace: &str) -> String {
     /// A line of the tree: its level, the columns before its connector
@@ -180,16 +181,20 @@ fn without_runner(trace: &str) -> String {
         })
     }
 
-    fn is_runner(frame: &str) -> bool {
-        [
-            "nursery::",
-            "<nursery::",
-            "std::panic",
-            "__rust_try",
-            "<core::panic::unwind_safe::",
-        ]
-        .iter()
-        .any(|prefix| frame.starts_with(prefix))
+    /// Whether a frame (`name at file:line:col`) is in the file where
+    /// nursery's task runner polls a child's future: the runner's last
+    /// frame is there, under whatever name the build gives it (a full
+    /// path with debug information, a short one with line tables only).
+    fn in_runner(frame: &str) -> bool {
+        let Some((_, place)) = frame.rsplit_once(" at ") else {
+            return false;
+        };
+        let file = place.rsplitn(3, ':').nth(2).unwrap_or(place);
+        let src = file!()
+            .strip_suffix("snapshot/await_points.rs")
+            .unwrap_or("src/");
+        file.strip_suffix("task/mod.rs")
+            .is_some_and(|dir| dir.ends_with(src))
     }
 
     let Some(lines) = trace.lines().map(parse).collect::<Option<Vec<_>>>() else {
@@ -201,15 +206,16 @@ fn without_runner(trace: &str) -> String {
     for i in (0..lines.len().saturating_sub(1)).rev() {
         lowest_after[i] = lowest_after[i + 1].min(lines[i + 1].level);
     }
-    // The runner's chain: frame `cut` at level `cut`, alone at it, with
-    // the next line one level below.
+    // The chain at the top, each frame alone at its level: it goes down
+    // to its last frame in the runner's file.
     let mut cut = 0;
-    while let (Some(line), Some(next)) = (lines.get(cut), lines.get(cut + 1)) {
-        let alone = lowest_after[cut] > line.level;
-        if line.level != cut || next.level != cut + 1 || !alone || !is_runner(line.frame) {
+    for (i, line) in lines.iter().enumerate() {
+        if line.level != i || lowest_after[i] <= line.level {
             break;
         }
-        cut += 1;
+        if in_runner(line.frame) {
+            cut = i + 1;
+        }
     }
     let mut out = String::with_capacity(trace.len());
     for line in &lines[cut..] {
@@ -236,41 +242,55 @@ mod tests {
     #[test]
     fn the_runner_frames_at_the_top_of_a_trace_go() {
         let trace = "\
-╼ <nursery::task::Child<F> as Future> at nursery/src/task/mod.rs:205:22
-  └╼ nursery::context at nursery/src/context.rs:97:5
+╼ <nursery::task::Child<F> as Future> at /app/nursery/src/task/mod.rs:205:22
+  └╼ nursery::context at /app/nursery/src/context.rs:97:5
      └╼ std::panic at std/src/panic.rs:359:14
         └╼ __rust_try
            └╼ <core::panic::unwind_safe::AssertUnwindSafe<F> as FnOnce<()>> at core/src/panic/unwind_safe.rs:274:9
-              └╼ <nursery::task::Child<F> as Future>::poll::{{closure}} at nursery/src/task/mod.rs:206:53
+              └╼ <nursery::task::Child<F> as Future>::poll::{{closure}} at /app/nursery/src/task/mod.rs:206:53
                  └╼ app::fetch at src/main.rs:40:14
-                    └╼ <tokio::sync::notify::Notified as Future> at tokio/src/sync/notify.rs:1034:14
+                    ├╼ <tokio::sync::notify::Notified as Future> at tokio/src/sync/notify.rs:1034:14
                     └╼ <tokio::time::sleep::Sleep as Future> at tokio/src/time/sleep.rs:457:27
 ";
         assert_eq!(
             without_runner(trace),
             "\
 ╼ app::fetch at src/main.rs:40:14
-  └╼ <tokio::sync::notify::Notified as Future> at tokio/src/sync/notify.rs:1034:14
+  ├╼ <tokio::sync::notify::Notified as Future> at tokio/src/sync/notify.rs:1034:14
   └╼ <tokio::time::sleep::Sleep as Future> at tokio/src/time/sleep.rs:457:27
 "
         );
     }
 
     #[test]
-    fn branches_below_the_runner_are_all_kept_and_other_forms_kept_whole() {
-        // The cut stops above the first frame with a sibling.
+    fn with_line_tables_only_the_runner_s_short_names_go_too() {
+        let trace = "\
+╼ enter<core::task::poll::Poll<()>> at /app/nursery/src/context.rs:97:5
+  └╼ {closure#0}<app::serve::{async_fn_env#0}> at /app/nursery/src/task/mod.rs:206:13
+     └╼ catch_unwind<core::panic::unwind_safe::AssertUnwindSafe<()>>
+        └╼ {closure#0}<app::serve::{async_fn_env#0}> at /app/nursery/src/task/mod.rs:206:53
+           └╼ {async_fn#0} at /app/src/serve.rs:77:40
+              └╼ <tokio::time::sleep::Sleep as Future>
+";
+        assert_eq!(
+            without_runner(trace),
+            "╼ {async_fn#0} at /app/src/serve.rs:77:40\n  └╼ <tokio::time::sleep::Sleep as Future>\n"
+        );
+    }
+
+    #[test]
+    fn the_cut_stops_at_a_branch_and_other_forms_are_kept_whole() {
+        // The runner's frame has a sibling: nothing goes.
         let branching = "\
-╼ nursery::context at a.rs:1:1
-  └╼ std::panic at b.rs:1:1
-     └╼ app::one at c.rs:1:1
+╼ app::main at a.rs:1:1
+  ├╼ <nursery::task::Child<F> as Future>::poll at nursery/src/task/mod.rs:206:53
+  │  └╼ app::one at c.rs:1:1
   └╼ app::two at d.rs:1:1
 ";
-        let kept = "\
-╼ std::panic at b.rs:1:1
-  └╼ app::one at c.rs:1:1
-╼ app::two at d.rs:1:1
-";
-        assert_eq!(without_runner(branching), kept);
+        assert_eq!(without_runner(branching), branching);
+        // A frame of the same name in another crate's `task/mod.rs`.
+        let other_crate = "╼ x at other/src/task/mod.rs:1:1\n  └╼ app::one at c.rs:1:1\n";
+        assert_eq!(without_runner(other_crate), other_crate);
         let other = "task 7 waits on something\n";
         assert_eq!(without_runner(other), other);
         let plain = "╼ app::main at a.rs:1:1\n  └╼ tokio::Sleep at b.rs:2:2\n";
@@ -280,7 +300,7 @@ mod tests {
     #[test]
     fn branches_below_the_cut_keep_their_columns() {
         let trace = "\
-╼ <nursery::task::Child<F> as Future> at a.rs:1:1
+╼ <nursery::task::Child<F> as Future>::poll::{{closure}} at nursery/src/task/mod.rs:206:53
   └╼ app::serve at b.rs:2:2
      └╼ tokio::time::timeout at c.rs:3:3
         ├╼ tokio::Handle::dump at d.rs:4:4
@@ -299,7 +319,7 @@ mod tests {
 
     #[test]
     fn tokio_s_no_break_spaces_are_read_and_plain_ones_written() {
-        let nbsp = "╼\u{a0}nursery::context at a.rs:1:1\n\
+        let nbsp = "╼\u{a0}x::poll at nursery/src/task/mod.rs:206:53\n\
                     \u{a0}\u{a0}└╼\u{a0}app::fetch at b.rs:2:2\n\
                     \u{a0}\u{a0}\u{a0}\u{a0}\u{a0}└╼\u{a0}tokio::Sleep at c.rs:3:3";
         assert_eq!(
