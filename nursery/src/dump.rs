@@ -62,7 +62,9 @@ pub fn dump() -> Dump {
 /// default) shows little more than the tokio futures each task is parked
 /// on; `debug = "line-tables-only"` under `[profile.release]` brings back
 /// every frame with its file and line, at no cost in speed (the binary
-/// grows).
+/// grows), though an async function's frame is then named only by its
+/// kind (`{async_fn#0} at src/db.rs:41:14`); `debug = "limited"` names it
+/// in full (`my_crate::db::flush`).
 ///
 /// # Examples
 ///
