@@ -158,6 +158,87 @@ async fn a_shield_outlasts_the_grace_period() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn children_inside_shields_at_once_all_outlast_the_grace_period() {
+    let (first, second) = (Flags::new(), Flags::new());
+    let started = Instant::now();
+    let children = (first.child(60 * MS), second.child(80 * MS));
+    let entered = (first.entered.clone(), second.entered.clone());
+    let result = within(
+        "the scope",
+        Nursery::builder()
+            .grace(10 * MS)
+            .scope(|n: Nursery<E>| async move {
+                n.spawn(children.0);
+                n.spawn(children.1);
+                entered.0.notified().await;
+                entered.1.notified().await;
+                n.cancel();
+                Ok(())
+            }),
+    )
+    .await;
+    assert_eq!(result, Ok(()));
+    for (which, flags) in [("first", &first), ("second", &second)] {
+        assert!(
+            flags.done.load(SeqCst),
+            "the {which} child's shielded work finished"
+        );
+        assert!(
+            !flags.after.load(SeqCst),
+            "the {which} child was aborted after its shield"
+        );
+    }
+    assert_eq!(millis(started), 80, "the scope waited for both shields");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_shield_inside_a_shield_protects_until_the_outer_one_ends() {
+    let flags = Flags::new();
+    let (entered, done, after) = (
+        flags.entered.clone(),
+        flags.done.clone(),
+        flags.after.clone(),
+    );
+    let wait = flags.entered.clone();
+    let started = Instant::now();
+    let result = within(
+        "the scope",
+        Nursery::builder()
+            .grace(10 * MS)
+            .scope(|n: Nursery<E>| async move {
+                n.spawn(async move {
+                    nursery::shield(async {
+                        // The grace period ends inside the inner shield.
+                        nursery::shield(async {
+                            entered.notify_one();
+                            sleep(20 * MS).await;
+                        })
+                        .await;
+                        // Out of the inner shield, still inside the outer.
+                        sleep(40 * MS).await;
+                        done.store(true, SeqCst);
+                    })
+                    .await;
+                    tokio::task::yield_now().await;
+                    after.store(true, SeqCst);
+                    Ok(())
+                });
+                wait.notified().await;
+                n.cancel();
+                Ok(())
+            }),
+    )
+    .await;
+    assert_eq!(result, Ok(()));
+    assert!(flags.done.load(SeqCst), "the outer shield's work finished");
+    assert!(
+        !flags.after.load(SeqCst),
+        "aborted once out of the outer shield"
+    );
+    assert_eq!(millis(started), 60);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_shield_runs_past_the_scopes_deadline() {
     let flags = Flags::new();
     let started = Instant::now();
