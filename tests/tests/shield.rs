@@ -453,11 +453,16 @@ async fn stats_and_dump_show_shielded_children() {
     let flags = Flags::new();
     let child = flags.child(20 * MS);
     let entered = flags.entered.clone();
-    let (stats, states) = within(
+    let (before, stats, states) = within(
         "the scope",
         Nursery::builder()
             .name("shield-dump")
             .scope(|n: Nursery<E>| async move {
+                n.spawn_named("plain", async {
+                    nursery::cancelled().await;
+                    Ok(())
+                });
+                let before = n.stats();
                 n.spawn_named("shielded", child);
                 entered.notified().await;
                 let dump = nursery::dump();
@@ -466,17 +471,28 @@ async fn stats_and_dump_show_shielded_children() {
                     .iter()
                     .find(|scope| scope.name() == Some("shield-dump"))
                     .expect("the scope is in the dump");
-                let states: Vec<TaskState> =
-                    scope.tasks().iter().map(|task| task.state()).collect();
+                let mut states: Vec<(String, TaskState)> = scope
+                    .tasks()
+                    .iter()
+                    .map(|task| (task.name().unwrap_or("?").to_owned(), task.state()))
+                    .collect();
+                states.sort_by(|a, b| a.0.cmp(&b.0));
                 let stats = n.stats();
                 n.cancel();
-                Ok((stats, states))
+                Ok((before, stats, states))
             }),
     )
     .await
     .unwrap();
+    assert_eq!(before.shielded, 0, "nobody inside a shield yet");
     assert_eq!(stats.shielded, 1);
-    assert_eq!(states, [TaskState::Shielded]);
+    assert_eq!(
+        states,
+        [
+            ("plain".to_owned(), TaskState::Running),
+            ("shielded".to_owned(), TaskState::Shielded)
+        ]
+    );
 }
 
 #[tokio::test]
