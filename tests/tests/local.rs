@@ -331,6 +331,54 @@ async fn g3_a_panic_in_a_local_childs_destructor_is_re_raised() {
     assert_eq!(panic_message(&*payload), "local destructor");
 }
 
+#[tokio::test(start_paused = true)]
+async fn g3_a_panic_in_an_aborted_local_childs_destructor_is_re_raised_after_the_join() {
+    let flag = String::from("x");
+    let flag = &flag;
+    let cleaned = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let cleaned_in_child = cleaned.clone();
+    let scope =
+        Nursery::builder()
+            .grace(Duration::ZERO)
+            .scope_local(|n: Nursery<E>, local| async move {
+                let started = std::sync::Arc::new(Notify::new());
+                let (local_started, parallel_started) = (started.clone(), started.clone());
+                local.spawn(async move {
+                    let _bomb = PanicOnDrop("aborted local destructor");
+                    let _ = flag;
+                    local_started.notify_one();
+                    pending::<()>().await;
+                    Ok::<_, E>(())
+                });
+                started.notified().await;
+                // A parallel child whose cleanup the scope must wait for before
+                // it re-raises the panic (G1, G3).
+                n.spawn(async move {
+                    nursery::shield(async move {
+                        parallel_started.notify_one();
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        cleaned_in_child.store(true, SeqCst);
+                    })
+                    .await;
+                    Ok(())
+                });
+                started.notified().await;
+                n.cancel();
+                Ok(())
+            });
+    let payload = within(
+        "the scope",
+        futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(scope)),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(panic_message(&*payload), "aborted local destructor");
+    assert!(
+        cleaned.load(SeqCst),
+        "the parallel child's cleanup ran before the panic was re-raised"
+    );
+}
+
 // ===== G4 / G5: the current scope, hierarchy, deadlines =====
 
 #[tokio::test(start_paused = true)]
@@ -615,6 +663,40 @@ async fn g8_queued_local_children_never_start_after_a_cancel() {
     .await;
     assert_eq!(outcome, Ok(true));
     assert!(queued.was_dropped() && !queued.was_polled());
+}
+
+#[tokio::test(start_paused = true)]
+async fn g8_queued_local_children_end_at_the_cancel_not_after_the_grace() {
+    let flag = String::from("x");
+    let flag = &flag;
+    let queued = Tracker::new();
+    let queued_tracked = queued.clone();
+    let started = Instant::now();
+    let outcome = within(
+        "the scope",
+        Nursery::builder()
+            .limit(1)
+            .grace(Duration::from_secs(3600))
+            .scope_local(|n: Nursery<E>, local| async move {
+                // Holds the one slot until the cancel, then ends at once.
+                local.spawn(async move {
+                    let _ = flag;
+                    nursery::cancelled().await;
+                    Ok(())
+                });
+                local.spawn(queued_tracked.track(async { Ok(()) }));
+                n.cancel();
+                Ok(())
+            }),
+    )
+    .await;
+    assert_eq!(outcome, Ok(()));
+    assert!(queued.was_dropped() && !queued.was_polled());
+    assert_eq!(
+        started.elapsed(),
+        Duration::ZERO,
+        "the queued child was let go at the cancel, not held until the grace ran out"
+    );
 }
 
 #[test]

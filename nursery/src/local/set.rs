@@ -356,6 +356,9 @@ pub(crate) struct LocalSet<'env> {
     queued: VecDeque<(u64, New<'env>)>,
     /// Weight granted to tickets whose child the set has not taken yet.
     early: Vec<(u64, usize)>,
+    /// Tickets refused (the queue closed) whose child the set has not
+    /// taken yet: the child ends as it is taken.
+    refused_early: Vec<u64>,
     /// The last ticket number taken from the inbox (they are taken in
     /// order).
     taken_up_to: u64,
@@ -393,6 +396,7 @@ impl<'env> LocalSet<'env> {
             free: Vec::new(),
             queued: VecDeque::new(),
             early: Vec::new(),
+            refused_early: Vec::new(),
             taken_up_to: 0,
             live: 0,
             notes: Notes::default(),
@@ -474,7 +478,12 @@ impl<'env> LocalSet<'env> {
                 }
                 Admission::Queued(ticket) => {
                     self.taken_up_to = ticket;
-                    if let Some(at) = self.early.iter().position(|&(early, _)| early == ticket) {
+                    if let Some(at) = self.refused_early.iter().position(|&early| early == ticket) {
+                        self.refused_early.swap_remove(at);
+                        self.end(scope, child.child, child.key, 0);
+                    } else if let Some(at) =
+                        self.early.iter().position(|&(early, _)| early == ticket)
+                    {
                         let (_, weight) = self.early.swap_remove(at);
                         self.admitted.push(child.key);
                         let slot = self.place(child.child, child.key, weight);
@@ -509,6 +518,10 @@ impl<'env> LocalSet<'env> {
             if let Some(at) = self.queued.iter().position(|(queued, _)| *queued == ticket) {
                 let (_, child) = self.queued.remove(at).expect("found just above");
                 self.end(scope, child.child, child.key, 0);
+            } else if ticket > self.taken_up_to {
+                // Still in the inbox (refused as soon as it was queued):
+                // it ends as it is taken.
+                self.refused_early.push(ticket);
             }
         }
         self.due.extend_from_slice(&notes.woken);
