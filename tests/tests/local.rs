@@ -130,6 +130,68 @@ async fn a_scope_with_borrowing_children_runs_inside_a_spawned_task() {
     assert_eq!(parallel, 1);
 }
 
+#[tokio::test]
+async fn a_scope_local_future_moved_to_another_task_is_woken_there() {
+    let (release_local, local_released) = oneshot::channel::<()>();
+    let (release_parallel, parallel_released) = oneshot::channel::<()>();
+    let (local_ran_tx, local_ran) = oneshot::channel::<()>();
+    let (late_ran_tx, late_ran) = oneshot::channel::<()>();
+    let mut scope = Box::pin(nursery::scope_local(
+        move |n: Nursery<E>, local: nursery::Local<'static, E>| async move {
+            // Woken through its slot's waker.
+            local.spawn(async move {
+                let _ = local_released.await;
+                let _ = local_ran_tx.send(());
+                Ok(())
+            });
+            // Spawned into the scope's inbox from another task, later.
+            let spawner = local.clone();
+            n.spawn(async move {
+                let _ = parallel_released.await;
+                drop(spawner.spawn(async move {
+                    let _ = late_ran_tx.send(());
+                    Ok(())
+                }));
+                Ok(())
+            });
+            Ok(())
+        },
+    ));
+    // The first poll runs the body and the local child, under a waker that
+    // wakes nobody.
+    let waker = futures_util::task::noop_waker();
+    let mut cx = std::task::Context::from_waker(&waker);
+    assert!(
+        scope.as_mut().poll(&mut cx).is_pending(),
+        "the children wait"
+    );
+    // Then a task polls it, and says so once it is waiting there.
+    let (waiting_tx, waiting) = oneshot::channel();
+    let mut waiting_tx = Some(waiting_tx);
+    let joined = tokio::spawn(std::future::poll_fn(move |cx| {
+        let polled = scope.as_mut().poll(cx);
+        if polled.is_pending()
+            && let Some(waiting_tx) = waiting_tx.take()
+        {
+            let _ = waiting_tx.send(());
+        }
+        polled
+    }));
+    within("the task's first poll", waiting)
+        .await
+        .expect("the task polled the scope");
+    release_local.send(()).expect("the local child waits");
+    within("the local child, woken on the new task", local_ran)
+        .await
+        .expect("it ran");
+    release_parallel.send(()).expect("the parallel child waits");
+    within("the local child spawned into the inbox", late_ran)
+        .await
+        .expect("it ran");
+    let result = within("the scope, polled from its new task", joined).await;
+    assert_eq!(result.expect("the task ran"), Ok(()));
+}
+
 // ===== G2: fail-fast =====
 
 #[tokio::test]
@@ -535,6 +597,41 @@ async fn g7_dropping_the_scope_future_drops_local_children_at_once() {
 }
 
 #[tokio::test]
+async fn g7_a_dropped_scope_future_re_raises_a_local_destructors_panic_and_leaves_nothing_behind() {
+    let other = Tracker::new();
+    let other_tracked = other.clone();
+    let checked = nursery::testing::LeakCheck::new()
+        .grace(Duration::from_millis(50))
+        .try_run(async move {
+            let started = Notify::new();
+            let started_ref = &started;
+            let mut scope = Box::pin(Nursery::builder().name("dropped-with-bomb").scope_local(
+                |_n: Nursery<E>, local| async move {
+                    local.spawn(async move {
+                        let _bomb = PanicOnDrop("dropped local destructor");
+                        started_ref.notify_one();
+                        pending::<Result<(), E>>().await
+                    });
+                    local.spawn(other_tracked.track(pending::<Result<(), E>>()));
+                    pending::<()>().await;
+                    Ok(())
+                },
+            ));
+            tokio::select! {
+                _ = scope.as_mut() => unreachable!("the body never returns"),
+                () = started.notified() => {}
+            }
+            let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(scope)));
+            panic_message(&*dropped.expect_err("the destructor's panic is re-raised"))
+        });
+    let message = within("the leak check", checked)
+        .await
+        .expect("nothing left behind");
+    assert_eq!(message, "dropped local destructor");
+    assert!(other.was_dropped(), "the other local child was dropped too");
+}
+
+#[tokio::test]
 async fn a_forgotten_scope_future_never_polls_its_local_children_again() {
     let polls = AtomicUsize::new(0);
     let polls_ref = &polls;
@@ -697,6 +794,64 @@ async fn g8_queued_local_children_end_at_the_cancel_not_after_the_grace() {
         Duration::ZERO,
         "the queued child was let go at the cancel, not held until the grace ran out"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn g8_local_children_start_at_the_scopes_rate() {
+    let flag = String::from("x");
+    let flag = &flag;
+    let origin = Instant::now();
+    let starts = within(
+        "the scope",
+        Nursery::builder()
+            .rate(1, Duration::from_millis(10))
+            .scope_local(|_n: Nursery<E>, local| async move {
+                let handles: Vec<_> = (0..3)
+                    .map(|_| {
+                        local.spawn(async move {
+                            let _ = flag;
+                            Ok(origin.elapsed())
+                        })
+                    })
+                    .collect();
+                let mut starts = Vec::new();
+                for handle in handles {
+                    starts.push(handle.await.unwrap());
+                }
+                Ok(starts)
+            }),
+    )
+    .await
+    .unwrap();
+    let ms = |n| Duration::from_millis(n);
+    assert_eq!(starts, [ms(0), ms(10), ms(20)], "one start per 10 ms");
+}
+
+#[tokio::test]
+async fn g8_a_local_child_admitted_before_the_scope_took_it_from_its_inbox_runs() {
+    // A parallel child holds the one slot, spawns a local child (queued
+    // behind it, in the scope's inbox) and ends, which admits the local
+    // child on the parallel child's thread before the scope future has
+    // taken it: the admission must wait for it, not be lost.
+    let outcome = within(
+        "the scope",
+        Nursery::builder().limit(1).scope_local(
+            move |n: Nursery<E>, local: nursery::Local<'static, E>| async move {
+                let (ran_tx, ran) = oneshot::channel();
+                let spawner = local.clone();
+                n.spawn(async move {
+                    drop(spawner.spawn(async move {
+                        let _ = ran_tx.send(());
+                        Ok(())
+                    }));
+                    Ok(())
+                });
+                Ok(ran.await.is_ok())
+            },
+        ),
+    )
+    .await;
+    assert_eq!(outcome, Ok(true));
 }
 
 #[test]
