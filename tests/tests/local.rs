@@ -911,6 +911,32 @@ async fn g9_n_cancel_stops_local_children_and_keeps_the_body() {
 // ===== outside the scope =====
 
 #[tokio::test]
+async fn a_local_handle_reads_finished_once_its_child_has_ended() {
+    let flag = String::from("x");
+    let flag = &flag;
+    let outcome = within(
+        "the scope",
+        nursery::scope_local(|_n: Nursery<E>, local| async move {
+            let (release_tx, release) = oneshot::channel::<()>();
+            let handle = local.spawn(async move {
+                let _ = flag;
+                let _ = release.await;
+                Ok(7)
+            });
+            assert!(!handle.is_finished(), "waiting for its release");
+            release_tx.send(()).expect("the child holds the receiver");
+            // Waits until the scope future has run the child to its end.
+            while !handle.is_finished() {
+                tokio::task::yield_now().await;
+            }
+            handle.await.map_err(|_| "the child failed")
+        }),
+    )
+    .await;
+    assert_eq!(outcome, Ok(7));
+}
+
+#[tokio::test]
 async fn a_local_handle_kept_past_the_scope_refuses_new_children_as_closed() {
     let kept = within(
         "the scope",
