@@ -149,3 +149,43 @@ impl Rendezvous {
         *arrived >= self.parties
     }
 }
+
+/// Polls `future` once under a waker that wakes nobody, then moves it to a
+/// task of its own that polls it from then on; returns once that task has
+/// polled it and found it pending, with the task's handle. For checking
+/// that a future keeps the waker of the task that polls it now, not the
+/// first one it saw.
+///
+/// # Panics
+///
+/// If the future is ready at the first poll, or the task has not polled it
+/// within the bound of [`within`](crate::within).
+pub async fn moved_to_a_new_task<F>(
+    mut future: std::pin::Pin<Box<F>>,
+) -> tokio::task::JoinHandle<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let waker = futures_util::task::noop_waker();
+    let mut cx = std::task::Context::from_waker(&waker);
+    assert!(
+        future.as_mut().poll(&mut cx).is_pending(),
+        "the future waits at its first poll"
+    );
+    let (waiting_tx, waiting) = tokio::sync::oneshot::channel();
+    let mut waiting_tx = Some(waiting_tx);
+    let task = tokio::spawn(std::future::poll_fn(move |cx| {
+        let polled = future.as_mut().poll(cx);
+        if polled.is_pending()
+            && let Some(waiting_tx) = waiting_tx.take()
+        {
+            let _ = waiting_tx.send(());
+        }
+        polled
+    }));
+    crate::within("the task's first poll", waiting)
+        .await
+        .expect("the task polled the future");
+    task
+}

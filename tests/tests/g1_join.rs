@@ -496,32 +496,16 @@ async fn g1_nothing_of_the_subtree_is_alive_when_the_scope_returns_multi_thread(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn g1_a_scope_future_moved_to_another_task_is_woken_there() {
     let (release, released) = oneshot::channel::<()>();
-    let mut scope = Box::pin(nursery::scope(|n: Nursery<()>| async move {
+    let scope = Box::pin(nursery::scope(|n: Nursery<()>| async move {
         n.spawn(async move {
             let _ = released.await;
             Ok(())
         });
         Ok(())
     }));
-    // The first poll runs the body, under a waker that wakes nobody.
-    let waker = futures_util::task::noop_waker();
-    let mut cx = std::task::Context::from_waker(&waker);
-    assert!(scope.as_mut().poll(&mut cx).is_pending(), "the child runs");
-    // Then a task polls it, and says so once it is waiting there.
-    let (waiting_tx, waiting) = oneshot::channel();
-    let mut waiting_tx = Some(waiting_tx);
-    let joined = tokio::spawn(std::future::poll_fn(move |cx| {
-        let polled = scope.as_mut().poll(cx);
-        if polled.is_pending()
-            && let Some(waiting_tx) = waiting_tx.take()
-        {
-            let _ = waiting_tx.send(());
-        }
-        polled
-    }));
-    within("the task's first poll", waiting)
-        .await
-        .expect("the task polled the scope");
+    // The first poll runs the body, under a waker that wakes nobody; then a
+    // task polls it.
+    let joined = nursery_tests::moved_to_a_new_task(scope).await;
     release.send(()).expect("the child waits");
     let result = within("the scope, polled from its new task", joined).await;
     assert_eq!(result.expect("the task ran"), Ok(()));

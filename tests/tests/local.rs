@@ -136,7 +136,7 @@ async fn a_scope_local_future_moved_to_another_task_is_woken_there() {
     let (release_parallel, parallel_released) = oneshot::channel::<()>();
     let (local_ran_tx, local_ran) = oneshot::channel::<()>();
     let (late_ran_tx, late_ran) = oneshot::channel::<()>();
-    let mut scope = Box::pin(nursery::scope_local(
+    let scope = Box::pin(nursery::scope_local(
         move |n: Nursery<E>, local: nursery::Local<'static, E>| async move {
             // Woken through its slot's waker.
             local.spawn(async move {
@@ -158,28 +158,8 @@ async fn a_scope_local_future_moved_to_another_task_is_woken_there() {
         },
     ));
     // The first poll runs the body and the local child, under a waker that
-    // wakes nobody.
-    let waker = futures_util::task::noop_waker();
-    let mut cx = std::task::Context::from_waker(&waker);
-    assert!(
-        scope.as_mut().poll(&mut cx).is_pending(),
-        "the children wait"
-    );
-    // Then a task polls it, and says so once it is waiting there.
-    let (waiting_tx, waiting) = oneshot::channel();
-    let mut waiting_tx = Some(waiting_tx);
-    let joined = tokio::spawn(std::future::poll_fn(move |cx| {
-        let polled = scope.as_mut().poll(cx);
-        if polled.is_pending()
-            && let Some(waiting_tx) = waiting_tx.take()
-        {
-            let _ = waiting_tx.send(());
-        }
-        polled
-    }));
-    within("the task's first poll", waiting)
-        .await
-        .expect("the task polled the scope");
+    // wakes nobody; then a task polls it.
+    let joined = nursery_tests::moved_to_a_new_task(scope).await;
     release_local.send(()).expect("the local child waits");
     within("the local child, woken on the new task", local_ran)
         .await
