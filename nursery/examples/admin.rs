@@ -27,7 +27,9 @@ use nursery::Nursery;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-#[tokio::main]
+// A current-thread runtime: on a multi-thread one, tokio's task dump can
+// leave a worker waiting forever for the others (see `nursery::dump_traced`).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> std::io::Result<()> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;

@@ -57,6 +57,15 @@ pub fn dump() -> Dump {
 /// Only tasks of the runtime it is awaited on are traced; on a
 /// current-thread runtime, await it on that runtime's thread.
 ///
+/// On a multi-thread runtime, tokio's task dump (tokio 1.54) gathers the
+/// workers at a rendezvous that a worker leaves after 250 ms without
+/// being taken off its count: a worker that arrives at a later dump can
+/// then pass it alone and wait forever for the others, holding up that
+/// dump and the runtime's shutdown. It is rare (a worker must miss the
+/// rendezvous, or see a dump's request just as it ends), but it is why
+/// the admin example runs on a current-thread runtime, where no
+/// rendezvous is needed.
+///
 /// A trace names functions and source lines from the program's debug
 /// information. An optimised build without it (the release profile's
 /// default) shows little more than the tokio futures each task is parked
